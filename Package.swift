@@ -1,0 +1,40 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+  name: "apvirt",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "apvirt", targets: ["apvirt"]),
+    .library(name: "APModel", targets: ["APModel"]),
+    .library(name: "Machine", targets: ["Machine"]),
+    .library(name: "Sysfs", targets: ["Sysfs"]),
+    .library(name: "HostKernel", targets: ["HostKernel"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+  ],
+  targets: [
+    .target(name: "APModel", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+    .target(
+      name: "Machine",
+      dependencies: ["APModel", .product(name: "Yams", package: "Yams")]
+    ),
+    .target(name: "Sysfs", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+    .target(name: "HostKernel", dependencies: ["APModel", "Machine", "Sysfs"]),
+    .executableTarget(
+      name: "apvirt",
+      dependencies: [
+        "APModel", "Machine", "Sysfs", "HostKernel",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
+    .testTarget(name: "APModelTests", dependencies: ["APModel"]),
+    .testTarget(name: "MachineTests", dependencies: ["Machine"]),
+    .testTarget(name: "SysfsTests", dependencies: ["Sysfs"]),
+    .testTarget(name: "HostKernelTests", dependencies: ["HostKernel"]),
+  ],
+  swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,136 @@
+import APModel
+import Machine
+import Sysfs
+import SystemPackage
+
+/// The sysfs attribute groups of the AP bus: `/sys/bus/ap/*`, the driver directories' `bind`
+/// and `unbind`, and the attributes every card and queue device has whatever its driver.
+struct APBusAttributes {
+  let busGroup: SysfsAttributeGroup
+  let driverGroup: SysfsAttributeGroup
+  let cardGroup: SysfsAttributeGroup
+  let queueGroup: SysfsAttributeGroup
+  let zcryptCardGroup = ZcryptAttributes.cardGroup
+  let zcryptQueueGroup = ZcryptAttributes.queueGroup
+
+  init() {
+    busGroup = SysfsAttributeGroup(Self.bus)
+    driverGroup = SysfsAttributeGroup([
+      .writeOnly("bind") { (h: APDriverHandle, b) throws(Errno) in try h.bus.bindStore(h.driver, b) },
+      .writeOnly("unbind") { (h: APDriverHandle, b) throws(Errno) in try h.bus.unbindStore(h.driver, b) },
+    ])
+    cardGroup = SysfsAttributeGroup(Self.card)
+    queueGroup = SysfsAttributeGroup(Self.queue)
+  }
+
+  static func qciMask(_ bus: APBus, _ pick: (APMatrix) -> APMask) -> String {
+    guard let qci = bus.qci else { return "not supported\n" }
+    return pick(qci.matrix).hexString + "\n"
+  }
+
+  static let bus: [SysfsAttribute] = [
+    .readWrite(
+      "ap_domain", show: { (bus: APBus) in "\(bus.apDomain)\n" },
+      store: { (bus: APBus, b) throws(Errno) in
+        guard let d = KernelNumber.scanInt(b), d >= 0, Int(d) <= bus.maxDomainID, bus.aqmask.contains(Int(d))
+        else { throw .invalidArgument }
+        bus.apDomain = Int(d)
+      }),
+    .readOnly("ap_control_domain_mask") { (bus: APBus) in qciMask(bus) { $0.adm } },
+    .readOnly("ap_usage_domain_mask") { (bus: APBus) in qciMask(bus) { $0.aqm } },
+    .readOnly("ap_adapter_mask") { (bus: APBus) in qciMask(bus) { $0.apm } },
+    .readWrite(
+      "config_time", show: { (bus: APBus) in "\(bus.configTime)\n" },
+      store: { (bus: APBus, b) throws(Errno) in
+        guard let t = KernelNumber.scanInt(b, base10Only: true), (5...120).contains(t) else {
+          throw .invalidArgument
+        }
+        bus.configTime = Int(t)
+        bus.rearmTimer()
+      }),
+    .readWrite(
+      "poll_thread", show: { (bus: APBus) in bus.pollThread ? "1\n" : "0\n" },
+      store: { (bus: APBus, b) throws(Errno) in bus.pollThread = try KernelNumber.kstrtobool(b) }),
+    .readOnly("ap_interrupts") { (bus: APBus) in bus.machine.definition.facilities.aqic ? "1\n" : "0\n" },
+    .readWrite(
+      "poll_timeout", show: { (bus: APBus) in "\(bus.pollTimeout)\n" },
+      store: { (bus: APBus, b) throws(Errno) in
+        let v = try KernelNumber.kstrtoul(b)
+        if v > 120_000_000_000 { throw .invalidArgument }
+        bus.pollTimeout = v
+      }),
+    .readOnly("ap_max_domain_id") { (bus: APBus) in "\(bus.maxDomainID)\n" },
+    .readOnly("ap_max_adapter_id") { (bus: APBus) in "\(bus.maxAdapterID)\n" },
+    .readWrite(
+      "apmask", show: { (bus: APBus) in bus.apmask.hexString + "\n" },
+      store: { (bus: APBus, b) throws(Errno) in try bus.storeMask(b, adapters: true) }),
+    .readWrite(
+      "aqmask", show: { (bus: APBus) in bus.aqmask.hexString + "\n" },
+      store: { (bus: APBus, b) throws(Errno) in try bus.storeMask(b, adapters: false) }),
+    .readWrite(
+      "scans", show: { (bus: APBus) in "\(bus.scanCount)\n" },
+      store: { (bus: APBus, _) in bus.scanBus() }),
+    .readOnly("bindings") { (bus: APBus) in
+      let (bound, total) = bus.bindingCounts
+      return bus.scanCount > 0 && bound == total ? "\(bound)/\(total) (complete)\n" : "\(bound)/\(total)\n"
+    },
+    .readOnly("features") { (bus: APBus) in
+      guard let qci = bus.qci else { return "-\n" }
+      return qci.featureNames.joined(separator: " ") + "\n"
+    },
+    .writeOnly("drivers_probe") { (bus: APBus, b) throws(Errno) in try bus.driversProbe(b) },
+    .readWrite(
+      "drivers_autoprobe", show: { (_: APBus) in "1\n" },
+      store: { (_: APBus, b) throws(Errno) in _ = try KernelNumber.kstrtobool(b) }),
+  ]
+
+  /// `"%d\n"` of 0 or 1 from `sscanf(buf, "%d\n")`, else EINVAL.
+  static func zeroOrOne(_ b: [UInt8]) throws(Errno) -> Bool {
+    guard let v = KernelNumber.scanInt(b, base10Only: true), v == 0 || v == 1 else { throw .invalidArgument }
+    return v == 1
+  }
+
+  static let card: [SysfsAttribute] = [
+    .readOnly("hwtype") { (c: APCard) in "\(c.type.rawValue)\n" },
+    .readOnly("raw_hwtype") { (c: APCard) in "\(c.rawType.rawValue)\n" },
+    .readOnly("depth") { (c: APCard) in "\(c.queueDepth)\n" },
+    .readOnly("ap_functions") { (c: APCard) in "0x\(padHex(Int(c.functions), 8, uppercase: true))\n" },
+    .readWrite(
+      "request_count", show: { (c: APCard) in "\(c.requestCount)\n" },
+      store: { (c: APCard, _) in c.requestCount = 0 }),
+    .readOnly("requestq_count") { (_: APCard) in "0\n" },
+    .readOnly("pendingq_count") { (_: APCard) in "0\n" },
+    .readOnly("modalias") { (c: APCard) in "ap:t\(padHex(c.type.rawValue, 2, uppercase: true))\n" },
+    .readWrite(
+      "config", show: { (c: APCard) in c.config ? "1\n" : "0\n" },
+      store: { (c: APCard, b) throws(Errno) in try c.bus.storeCardConfig(c, try zeroOrOne(b)) }),
+    .readOnly("chkstop") { (c: APCard) in c.chkstop ? "1\n" : "0\n" },
+    .readOnly("max_msg_size") { (c: APCard) in "\(c.maxMessageSize)\n" },
+  ]
+
+  static let queue: [SysfsAttribute] = [
+    .readWrite(
+      "request_count", show: { (q: APQueue) in q.initialized ? "\(q.requestCount)\n" : "-\n" },
+      store: { (q: APQueue, _) in q.requestCount = 0 }),
+    .readOnly("requestq_count") { (q: APQueue) in q.initialized ? "0\n" : "-\n" },
+    .readOnly("pendingq_count") { (q: APQueue) in q.initialized ? "0\n" : "-\n" },
+    .readWrite(
+      "reset", show: { (_: APQueue) in "No Reset Timer set.\n" },
+      store: { (q: APQueue, _) in q.card.bus.machine.rapq(q.apqn, .lpar) }),
+    .readOnly("interrupt") { (q: APQueue) in
+      q.initialized && q.card.bus.machine.definition.facilities.aqic
+        ? "Interrupts enabled.\n" : "Interrupts disabled.\n"
+    },
+    .readOnly("config") { (q: APQueue) in q.config ? "1\n" : "0\n" },
+    .readOnly("chkstop") { (q: APQueue) in q.chkstop ? "1\n" : "0\n" },
+    .readOnly("ap_functions") { (q: APQueue) in "0x\(padHex(Int(q.card.functions), 8, uppercase: true))\n" },
+    .readWrite(
+      "driver_override", show: { (q: APQueue) in (q.driverOverride ?? "(null)") + "\n" },
+      store: { (q: APQueue, b) throws(Errno) in
+        var s = KernelNumber.cString(b)
+        if s.count >= SysfsTree.pageSize - 1 { throw .invalidArgument }
+        if s.last == UInt8(ascii: "\n") { s.removeLast() }
+        q.driverOverride = s.isEmpty ? nil : String(decoding: s, as: UTF8.self)
+      }),
+  ]
+}

@@ -1,0 +1,51 @@
+import APModel
+import Machine
+import Sysfs
+
+/// A card device (`/sys/devices/ap/card05`): one adapter as the AP bus sees it.
+public final class APCard {
+  public let apid: APID
+  /// The type TAPQ reports.
+  public let rawType: AdapterType
+  /// The type the kernel works with (`hwtype`): newer hardware mapped to the newest known.
+  public var type: AdapterType { rawType.compatible }
+  public let mode: AdapterMode
+  public let functions: UInt32
+  public let queueDepth: Int
+  /// Maximum message length in 4 KiB units (0 = 12 KiB).
+  public let ml: Int
+  /// SCLP configured (`config`).
+  public var config = true
+  public var chkstop = false
+  /// zcrypt's online switch (`online` shows config && !chkstop && this).
+  public var online = true
+  public var driver: APDriver?
+  /// Requests processed through zcrypt, summed over the card's queues.
+  public var requestCount: UInt64 = 0
+  public let serial: String
+  public let directory: SysfsDirectory
+  unowned let bus: APBus
+
+  init(apid: APID, info: TAPQInfo, serial: String, directory: SysfsDirectory, bus: APBus) {
+    self.bus = bus
+    self.apid = apid
+    rawType = info.type
+    mode = info.mode
+    functions = info.functions
+    queueDepth = info.queueDepth
+    ml = info.ml
+    config = info.adapterConfigured
+    chkstop = info.checkstopped
+    self.serial = serial
+    self.directory = directory
+  }
+
+  /// `card05`
+  public var name: String { "card" + hex2(apid) }
+
+  /// zcrypt's `type`: `CEX8C`.
+  public var typeName: String { type.name + mode.typeSuffix }
+
+  /// `max_msg_size`: ml x 4096, or 12288 when ml is 0.
+  public var maxMessageSize: Int { ml == 0 ? 12288 : ml * 4096 }
+}

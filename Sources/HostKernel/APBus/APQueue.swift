@@ -1,0 +1,44 @@
+import APModel
+import Machine
+import Sysfs
+
+/// A queue device (`/sys/devices/ap/card05/05.0004`).
+public final class APQueue {
+  public let apqn: APQN
+  public unowned let card: APCard
+  public var config = true
+  public var chkstop = false
+  /// The driver bound now, or nil.
+  public var driver: APDriver?
+  /// Set through `driver_override`: only this driver may bind the queue, masks aside.
+  public var driverOverride: String?
+  /// Whether the AP bus state machine runs for it (a default driver bound it): otherwise
+  /// `request_count` and the queue counters read `-`.
+  public var initialized = false
+  /// zcrypt's online switch for the queue.
+  public var online = true
+  public var requestCount: UInt64 = 0
+  /// vfio_ap's per-queue data (`struct vfio_ap_queue`) while vfio_ap has the queue bound.
+  var vfio: VFIOAPQueue?
+  public let directory: SysfsDirectory
+
+  init(apqn: APQN, card: APCard, directory: SysfsDirectory) {
+    self.apqn = apqn
+    self.card = card
+    self.directory = directory
+  }
+
+  /// `05.0004`
+  public var name: String { apqn.description }
+}
+
+/// What vfio_ap keeps per bound queue (`struct vfio_ap_queue`).
+final class VFIOAPQueue {
+  let apqn: APQN
+  /// The mdev the queue is linked to, if any.
+  weak var matrixMdev: MediatedDevice?
+  /// The response code of the last reset (ZAPQ) vfio_ap issued; 00 until the first.
+  var resetResponseCode: APResponseCode = .normal
+
+  init(apqn: APQN) { self.apqn = apqn }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import Machine
+import Synchronization
+import SystemPackage
+
+/// The emulated host as a shared, thread-safe service: one ``HostKernel`` behind one lock.
+///
+/// Every entry point (a FUSE thread's sysfs write, a QMP session's vfio call, the scan timer)
+/// takes the lock, runs the kernel to completion, and then, outside the lock, delivers the
+/// signals the kernel raised (eventfd writes to VMMs), so that a VMM reacting to a signal can
+/// call back in. A `remove` of an mdev that a VMM holds open waits with the lock released, as the
+/// kernel waits holding nothing, and repeats its request to the VMM about every 10 seconds.
+public final class EmulatedHost: Sendable {
+  private let kernel: Mutex<HostKernel>
+  /// Wakes a blocked `remove` when a device is closed.
+  private let released = NSCondition()
+  /// How long a blocked `remove` waits between two requests to the VMM.
+  public let requestInterval: Duration
+
+  public init(kernel: sending HostKernel, requestInterval: Duration = .seconds(10)) {
+    self.kernel = Mutex(kernel)
+    self.requestInterval = requestInterval
+  }
+
+  public convenience init(definition: MachineDefinition = .embeddedDefault) {
+    self.init(kernel: HostKernel(definition: definition))
+  }
+
+  /// Runs `body` on the kernel under the lock, then delivers the signals it raised.
+  public func withKernel<T: Sendable, E: Error>(_ body: (HostKernel) throws(E) -> T) throws(E) -> T {
+    let (result, signals): (Result<T, E>, [@Sendable () -> Void]) = kernel.withLock { k in
+      let r: Result<T, E>
+      do throws(E) {
+        r = .success(try body(k))
+      } catch {
+        r = .failure(error)
+      }
+      return (r, k.takePendingSignals())
+    }
+    for s in signals { s() }
+    return try result.get()
+  }
+
+  /// Reads a sysfs attribute.
+  public func read(_ path: String) throws(Errno) -> [UInt8] {
+    try withKernel { (k) throws(Errno) in try k.sysfs.read(path) }
+  }
+
+  /// Writes a sysfs attribute. A write that the kernel would block (an open mdev's `remove`)
+  /// waits here, without the lock, until the VMM releases the device.
+  @discardableResult
+  public func write(_ path: String, _ bytes: [UInt8]) throws(Errno) -> Int {
+    while true {
+      do {
+        return try withKernel { (k) throws(Errno) in try k.sysfs.write(path, bytes) }
+      } catch where error == VFIOAPDriver.blockedUntilReleased {
+        released.lock()
+        _ = released.wait(until: Date(timeIntervalSinceNow: requestInterval.seconds))
+        released.unlock()
+      }
+    }
+  }
+
+  /// Closes a vfio device and wakes any `remove` waiting for it.
+  public func closeDevice(uuid: String) {
+    withKernel { k in
+      if let m = k.vfioAP.mdev(uuid) { k.vfioAP.closeDevice(m) }
+    }
+    released.lock()
+    released.broadcast()
+    released.unlock()
+  }
+}
+
+extension Duration {
+  var seconds: Double {
+    let (s, a) = components
+    return Double(s) + Double(a) / 1e18
+  }
+}

@@ -1,0 +1,249 @@
+import APModel
+import SystemPackage
+
+/// The assignment rules of an mdev's sysfs attributes (`vfio_ap_ops.c`): each store either
+/// succeeds whole or fails with the kernel's errno and leaves the mdev as it was.
+extension VFIOAPDriver {
+  /// `vfio_ap_mdev_validate_masks`: the mdev's whole `apm x aqm` must not touch an APQN that
+  /// apmask/aqmask reserve for the host (EADDRNOTAVAIL) nor one another mdev holds
+  /// (EADDRINUSE, logged per APQN on this mdev). Only the candidates can newly conflict.
+  func validateMasks(_ m: MediatedDevice, candidates: [(APMask, APMask)]) throws(Errno) {
+    if m.matrix.apm.intersects(bus.apmask) && m.matrix.aqm.intersects(bus.aqmask) {
+      throw .addressNotAvailable
+    }
+    if let (other, a, q) = firstSharing(
+      excluding: m, apm: m.matrix.apm, aqm: m.matrix.aqm, candidates: candidates)
+    {
+      for apid in a {
+        for apqi in q {
+          mdevLog(
+            m, "Userspace may not assign queue \(hex2(apid)).\(hex4(apqi)) to mdev: already assigned to \(other.uuid)")
+        }
+      }
+      throw .addressInUse
+    }
+  }
+
+  /// Parses an id for assign/unassign: `kstrtoul(buf, 0)`, then ENODEV above `max`.
+  func parseID(_ bytes: [UInt8], max: Int) throws(Errno) -> Int {
+    let v = try KernelNumber.kstrtoul(bytes)
+    guard v <= UInt64(max) else { throw .noSuchDevice }
+    return Int(v)
+  }
+
+  // MARK: - Adapters
+
+  /// `assign_adapter`.
+  public func assignAdapter(_ m: MediatedDevice, _ apid: APID) throws(Errno) {
+    guard apid <= apmMax else { throw .noSuchDevice }
+    if m.matrix.apm.contains(apid) { return }
+    m.matrix.apm.insert(apid)
+    do {
+      try validateMasks(m, candidates: [(APMask([apid]), m.matrix.aqm)])
+    } catch {
+      m.matrix.apm.remove(apid)
+      throw error
+    }
+    setOwner(m, apm: APMask([apid]), aqm: m.matrix.aqm)
+    linkAdapter(m, apid)
+    let (changed, filtered) = filterMatrix(m)
+    if changed {
+      updateGuestAPCB(m)
+      resetQueues(m, apids: filtered)
+    }
+  }
+
+  /// `unassign_adapter`: no re-filtering.
+  public func unassignAdapter(_ m: MediatedDevice, _ apid: APID) throws(Errno) {
+    guard apid <= apmMax else { throw .noSuchDevice }
+    guard m.matrix.apm.contains(apid) else { return }
+    hotUnplugAdapters(m, APMask([apid]))
+  }
+
+  /// `vfio_ap_mdev_hot_unplug_adapters`: unlink the adapters' queues, clear them from the
+  /// assigned matrix and the guest's APCB (one update if the guest had any), reset the queues
+  /// the guest had.
+  func hotUnplugAdapters(_ m: MediatedDevice, _ apids: APMask) {
+    var qlist: [APQueue] = []
+    var apcbUpdate = false
+    for apid in apids {
+      qlist += unlinkAdapter(m, apid)
+      setOwner(nil, apm: APMask([apid]), aqm: m.matrix.aqm)
+      m.matrix.apm.remove(apid)
+      if m.shadowAPCB.apm.contains(apid) {
+        m.shadowAPCB.apm.remove(apid)
+        apcbUpdate = true
+      }
+    }
+    if apcbUpdate { updateGuestAPCB(m) }
+    resetQList(qlist)
+  }
+
+  /// Links the vfio_ap queues of a newly assigned adapter.
+  func linkAdapter(_ m: MediatedDevice, _ apid: APID) {
+    for apqi in m.matrix.aqm { linkAPQN(m, APQN(apid, apqi)) }
+  }
+
+  /// Unlinks an adapter's queues; returns those that were in the guest's APCB.
+  func unlinkAdapter(_ m: MediatedDevice, _ apid: APID) -> [APQueue] {
+    var inGuest: [APQueue] = []
+    for apqi in m.matrix.aqm {
+      let apqn = APQN(apid, apqi)
+      if let q = m.queues.removeValue(forKey: apqn.rawValue) {
+        if m.shadowAPCB.apm.contains(apid) && m.shadowAPCB.aqm.contains(apqi) { inGuest.append(q) }
+        q.vfio?.matrixMdev = nil
+      }
+    }
+    return inGuest
+  }
+
+  // MARK: - Domains
+
+  /// `assign_domain`.
+  public func assignDomain(_ m: MediatedDevice, _ apqi: APQI) throws(Errno) {
+    guard apqi <= aqmMax else { throw .noSuchDevice }
+    if m.matrix.aqm.contains(apqi) { return }
+    m.matrix.aqm.insert(apqi)
+    do {
+      try validateMasks(m, candidates: [(m.matrix.apm, APMask([apqi]))])
+    } catch {
+      m.matrix.aqm.remove(apqi)
+      throw error
+    }
+    setOwner(m, apm: m.matrix.apm, aqm: APMask([apqi]))
+    linkDomain(m, apqi)
+    let (changed, filtered) = filterMatrix(m)
+    if changed {
+      updateGuestAPCB(m)
+      resetQueues(m, apids: filtered)
+    }
+  }
+
+  /// `unassign_domain`: no re-filtering, so an adapter dropped only because of this domain stays
+  /// out of the guest until the next filtering event (a quirk the kernel has).
+  public func unassignDomain(_ m: MediatedDevice, _ apqi: APQI) throws(Errno) {
+    guard apqi <= aqmMax else { throw .noSuchDevice }
+    guard m.matrix.aqm.contains(apqi) else { return }
+    hotUnplugDomains(m, APMask([apqi]))
+  }
+
+  func hotUnplugDomains(_ m: MediatedDevice, _ apqis: APMask) {
+    var qlist: [APQueue] = []
+    var apcbUpdate = false
+    for apqi in apqis {
+      qlist += unlinkDomain(m, apqi)
+      setOwner(nil, apm: m.matrix.apm, aqm: APMask([apqi]))
+      m.matrix.aqm.remove(apqi)
+      if m.shadowAPCB.aqm.contains(apqi) {
+        m.shadowAPCB.aqm.remove(apqi)
+        apcbUpdate = true
+      }
+    }
+    if apcbUpdate { updateGuestAPCB(m) }
+    resetQList(qlist)
+  }
+
+  func linkDomain(_ m: MediatedDevice, _ apqi: APQI) {
+    for apid in m.matrix.apm { linkAPQN(m, APQN(apid, apqi)) }
+  }
+
+  func unlinkDomain(_ m: MediatedDevice, _ apqi: APQI) -> [APQueue] {
+    var inGuest: [APQueue] = []
+    for apid in m.matrix.apm {
+      let apqn = APQN(apid, apqi)
+      if let q = m.queues.removeValue(forKey: apqn.rawValue) {
+        if m.shadowAPCB.apm.contains(apid) && m.shadowAPCB.aqm.contains(apqi) { inGuest.append(q) }
+        q.vfio?.matrixMdev = nil
+      }
+    }
+    return inGuest
+  }
+
+  /// `vfio_ap_mdev_link_apqn`: a queue bound to vfio_ap joins the mdev's table.
+  func linkAPQN(_ m: MediatedDevice, _ apqn: APQN) {
+    guard let q = bus.queue(apqn), q.driver == .vfioAP, let v = q.vfio else { return }
+    v.matrixMdev = m
+    m.queues[apqn.rawValue] = q
+  }
+
+  // MARK: - Control domains
+
+  /// `assign_control_domain`: no mask or sharing checks; the guest gets it if the host has it.
+  public func assignControlDomain(_ m: MediatedDevice, _ id: Int) throws(Errno) {
+    guard id <= admMax else { throw .noSuchDevice }
+    if m.matrix.adm.contains(id) { return }
+    m.matrix.adm.insert(id)
+    if filterCdoms(m) { updateGuestAPCB(m) }
+  }
+
+  /// `unassign_control_domain`.
+  public func unassignControlDomain(_ m: MediatedDevice, _ id: Int) throws(Errno) {
+    guard id <= admMax else { throw .noSuchDevice }
+    guard m.matrix.adm.contains(id) else { return }
+    m.matrix.adm.remove(id)
+    if m.shadowAPCB.adm.contains(id) {
+      m.shadowAPCB.adm.remove(id)
+      updateGuestAPCB(m)
+    }
+  }
+
+  // MARK: - ap_config
+
+  /// The `ap_config` text that counts: at most the first 201 bytes.
+  static let apConfigLength = 201
+
+  /// `ap_config_store`: three absolute masks; validation (EADDRNOTAVAIL, EADDRINUSE) before the
+  /// range check (ENODEV); all or nothing. On success: unplug removed adapters, then removed
+  /// domains, link the added ones, filter, update the guest if anything changed.
+  public func storeAPConfig(_ m: MediatedDevice, _ bytes: [UInt8]) throws(Errno) {
+    var rest: ArraySlice<UInt8>? = ArraySlice(KernelNumber.cString(bytes.prefix(Self.apConfigLength)))
+    func piece() throws(Errno) -> APMask {
+      guard let r = rest else { throw .invalidArgument }
+      let token: ArraySlice<UInt8>
+      if let i = r.firstIndex(where: { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\n") }) {
+        token = r[r.startIndex..<i]
+        rest = r[(i + 1)...]
+      } else {
+        token = r
+        rest = nil
+      }
+      return try MaskParser.hexToBitmap(Array(token))
+    }
+    let new = APMatrix(apm: try piece(), aqm: try piece(), adm: try piece())
+    try applyAPConfig(m, new)
+  }
+
+  /// What `ap_config` does with three parsed masks.
+  public func applyAPConfig(_ m: MediatedDevice, _ new: APMatrix) throws(Errno) {
+    let old = m.matrix
+    let removedAPM = old.apm.subtracting(new.apm)
+    let removedAQM = old.aqm.subtracting(new.aqm)
+    let addedAPM = new.apm.subtracting(old.apm)
+    let addedAQM = new.aqm.subtracting(old.aqm)
+    m.matrix = new
+    do throws(Errno) {
+      // New conflicts can only involve an added adapter or an added domain.
+      try validateMasks(m, candidates: [(addedAPM, new.aqm), (new.apm, addedAQM)])
+      if new.apm.hasBits(above: apmMax) || new.aqm.hasBits(above: aqmMax) || new.adm.hasBits(above: admMax) {
+        throw .noSuchDevice
+      }
+    } catch {
+      m.matrix = old
+      throw error
+    }
+    m.matrix = old
+    hotUnplugAdapters(m, removedAPM)
+    hotUnplugDomains(m, removedAQM)
+    // Ownership: what remains of the old product is still ours; add the new product.
+    m.matrix = new
+    setOwner(m, apm: new.apm, aqm: new.aqm)
+    for apid in addedAPM { linkAdapter(m, apid) }
+    for apqi in addedAQM { linkDomain(m, apqi) }
+    var (update, filtered) = filterMatrix(m)
+    update = filterCdoms(m) || update
+    if update {
+      updateGuestAPCB(m)
+      resetQueues(m, apids: filtered)
+    }
+  }
+}

@@ -1,0 +1,63 @@
+import APModel
+import Sysfs
+import SystemPackage
+
+/// The sysfs attributes of vfio_ap: the matrix device, the mdev type, each mdev, and the
+/// `status` of each queue bound to vfio_ap.
+enum MdevAttributes {
+  static let matrixGroup = SysfsAttributeGroup([
+    .readOnly("features") { (_: VFIOAPDriver) in "guest_matrix hotplug ap_config\n" }
+  ])
+
+  static let typeGroup = SysfsAttributeGroup([
+    .readOnly("name") { (_: VFIOAPDriver) in "VFIO AP Passthrough Device\n" },
+    .readOnly("device_api") { (_: VFIOAPDriver) in "vfio-ap\n" },
+    .readOnly("available_instances") { (d: VFIOAPDriver) in "\(d.availableInstances)\n" },
+    .writeOnly("create") { (d: VFIOAPDriver, b) throws(Errno) in try d.createStore(b) },
+  ])
+
+  static let mdevGroup = SysfsAttributeGroup([
+    .writeOnly("assign_adapter") { (m: MediatedDevice, b) throws(Errno) in
+      let d = m.driver
+      try d.assignAdapter(m, try d.parseID(b, max: d.apmMax))
+    },
+    .writeOnly("unassign_adapter") { (m: MediatedDevice, b) throws(Errno) in
+      let d = m.driver
+      try d.unassignAdapter(m, try d.parseID(b, max: d.apmMax))
+    },
+    .writeOnly("assign_domain") { (m: MediatedDevice, b) throws(Errno) in
+      let d = m.driver
+      try d.assignDomain(m, try d.parseID(b, max: d.aqmMax))
+    },
+    .writeOnly("unassign_domain") { (m: MediatedDevice, b) throws(Errno) in
+      let d = m.driver
+      try d.unassignDomain(m, try d.parseID(b, max: d.aqmMax))
+    },
+    .writeOnly("assign_control_domain") { (m: MediatedDevice, b) throws(Errno) in
+      let d = m.driver
+      try d.assignControlDomain(m, try d.parseID(b, max: d.admMax))
+    },
+    .writeOnly("unassign_control_domain") { (m: MediatedDevice, b) throws(Errno) in
+      let d = m.driver
+      try d.unassignControlDomain(m, try d.parseID(b, max: d.admMax))
+    },
+    .readOnly("control_domains") { (m: MediatedDevice) in
+      m.matrix.adm.map { hex4($0) + "\n" }.joined()
+    },
+    .readOnly("matrix") { (m: MediatedDevice) in m.matrix.matrixText },
+    .readOnly("guest_matrix") { (m: MediatedDevice) in m.shadowAPCB.matrixText },
+    .readWrite(
+      "ap_config", show: { (m: MediatedDevice) in m.matrix.apConfigText },
+      store: { (m: MediatedDevice, b) throws(Errno) in try m.driver.storeAPConfig(m, b) }),
+    .writeOnly("remove") { (m: MediatedDevice, b) throws(Errno) in try m.driver.removeStore(m, b) },
+  ])
+
+  /// `status` of a queue bound to vfio_ap.
+  static let queueGroup = SysfsAttributeGroup([
+    .readOnly("status") { (q: APQueue) in
+      guard let m = q.card.bus.kernel.vfioAP.owner(of: q.apqn) else { return "unassigned\n" }
+      if m.kvm != nil && m.shadowAPCB.contains(q.apqn) { return "in use\n" }
+      return "assigned\n"
+    }
+  ])
+}

@@ -1,0 +1,52 @@
+import APModel
+import Sysfs
+
+/// One vfio_ap mediated device (`struct ap_matrix_mdev`): the matrix an administrator assigned,
+/// the guest's APCB filtered from it (the shadow APCB), the queues linked to it, and the KVM it
+/// is attached to while a VMM has it open.
+public final class MediatedDevice {
+  /// The UUID in lower case, also the device's name.
+  public let uuid: String
+  /// Creation order. The kernel adds mdevs at the head of its list, so walks meet the newest
+  /// first; ``VFIOAPDriver`` reproduces that order with this number.
+  let sequence: Int
+  /// The assigned adapters, usage domains and control domains (`matrix`, `ap_config`).
+  public internal(set) var matrix = APMatrix()
+  /// The guest's AP configuration (`guest_matrix`): the assigned matrix filtered against the
+  /// host's configuration and the queues bound to vfio_ap. Kept even with no guest attached.
+  public internal(set) var shadowAPCB = APMatrix()
+  /// Linked queues by APQN raw value: assigned here, present, and bound to vfio_ap.
+  var queues: [Int: APQueue] = [:]
+  /// The VM the device is attached to while open.
+  public internal(set) var kvm: KVMVirtualMachine?
+  /// Adapters, domains and control domains the host configuration gained that this mdev has
+  /// assigned, while the AP bus scan that adds them is in progress.
+  var apmAdd = APMask()
+  var aqmAdd = APMask()
+  var admAdd = APMask()
+  /// The VMM's eventfds: the request IRQ (index 0) and the config-change IRQ (index 1).
+  var requestTrigger: (@Sendable () -> Void)?
+  var configChangeTrigger: (@Sendable () -> Void)?
+  /// Whether a VMM has the vfio device open.
+  public internal(set) var isOpen = false
+  /// How many times the kernel asked the user to release the device (`#%u`).
+  public internal(set) var requestCount: UInt32 = 0
+  /// A `remove` is waiting for the VMM to close the device.
+  public internal(set) var removalPending = false
+  let directory: SysfsDirectory
+  unowned let driver: VFIOAPDriver
+
+  init(uuid: String, sequence: Int, directory: SysfsDirectory, driver: VFIOAPDriver) {
+    self.driver = driver
+    self.uuid = uuid
+    self.sequence = sequence
+    self.directory = directory
+  }
+
+  /// Whether a change of the host configuration that adds resources to this mdev is being
+  /// handled (between `on_config_changed` and `on_scan_complete`).
+  var hasPendingAdditions: Bool { !apmAdd.isEmpty || !aqmAdd.isEmpty || !admAdd.isEmpty }
+
+  /// The APQNs of the linked queues, ascending.
+  public var linkedAPQNs: [APQN] { queues.keys.sorted().map { APQN(rawValue: $0) } }
+}

@@ -1,0 +1,211 @@
+import APModel
+import Machine
+import Sysfs
+import SystemPackage
+
+/// The vfio_ap device driver (`vfio_ap_drv.c`): the matrix device, the `vfio_ap-passthrough`
+/// mdev type, the mediated devices, and the ownership index of APQNs by mdev.
+///
+/// The operations on the matrix (`vfio_ap_ops.c`) are in extensions named after what they do:
+/// assignment (``VFIOAPDriver/assignAdapter(_:_:)`` and its siblings), guest filtering, queue
+/// resets, host configuration changes, and the vfio device side.
+public final class VFIOAPDriver {
+  unowned let kernel: HostKernel
+  var machine: APMachine { kernel.machine }
+  var bus: APBus { kernel.apBus }
+
+  /// The most mdevs the type offers (`available_instances` starts here).
+  public static let maxInstances = 65536
+
+  /// The mdevs by UUID.
+  public private(set) var mdevs: [String: MediatedDevice] = [:]
+  var nextSequence = 0
+  /// Which mdev's assigned matrix holds each APQN (by raw value). Sharing is forbidden, so each
+  /// APQN has at most one owner, and the sharing check looks up the APQNs it adds instead of
+  /// walking every mdev.
+  var owners = ContiguousArray<MediatedDevice?>(repeating: nil, count: 65536)
+  /// The host's AP configuration as vfio_ap knows it (`matrix_dev->info`): updated when the AP
+  /// bus reports a configuration change.
+  public internal(set) var info: APMatrix
+  let apxa: Bool
+  let na: Int
+  let nd: Int
+
+  let matrixDirectory: SysfsDirectory
+  let typeDirectory: SysfsDirectory
+  let typeDevices: SysfsDirectory
+
+  init(kernel: HostKernel) {
+    self.kernel = kernel
+    let qci = kernel.apBus.qci
+    info = qci?.matrix ?? kernel.machine.lparMatrix
+    apxa = qci?.apxa ?? false
+    na = qci?.na ?? 63
+    nd = qci?.nd ?? 15
+    let tree = kernel.sysfs
+    let matrix = tree.makeDirectories("/devices/vfio_ap/matrix")
+    matrixDirectory = matrix
+    typeDirectory = matrix.directory("mdev_supported_types").directory("vfio_ap-passthrough")
+    typeDevices = typeDirectory.directory("devices")
+    matrix.addGroup(MdevAttributes.matrixGroup, owner: self)
+    matrix.symlink("driver", toAbsolute: "/bus/matrix/drivers/vfio_ap")
+    matrix.symlink("subsystem", toAbsolute: "/bus/matrix")
+    tree.makeDirectories("/bus/matrix/drivers/vfio_ap").symlink("matrix", toAbsolute: matrix.path)
+    tree.makeDirectories("/bus/matrix/devices").symlink("matrix", toAbsolute: matrix.path)
+    typeDirectory.addGroup(MdevAttributes.typeGroup, owner: self)
+    tree.makeDirectories("/class/mdev_bus").symlink("matrix", toAbsolute: matrix.path)
+    tree.makeDirectories("/bus/mdev/devices")
+    tree.makeDirectories("/bus/mdev/drivers/vfio_mdev")
+  }
+
+  /// `apm_max`, `aqm_max`, `adm_max`.
+  public var apmMax: Int { apxa ? na : 63 }
+  public var aqmMax: Int { apxa ? nd : 15 }
+  public var admMax: Int { apxa ? nd : 15 }
+
+  public var availableInstances: Int { Self.maxInstances - mdevs.count }
+
+  public func mdev(_ uuid: String) -> MediatedDevice? { mdevs[uuid.lowercased()] }
+
+  /// The mdevs newest first: the order of the kernel's `mdev_list`.
+  var mdevList: [MediatedDevice] { mdevs.values.sorted { $0.sequence > $1.sequence } }
+
+  // MARK: - Create and remove
+
+  /// `create` of the mdev type: 36 or 37 bytes, the first 36 a UUID (the 37th is not looked at);
+  /// a UUID that exists is EEXIST; no instance left is EUSERS.
+  func createStore(_ bytes: [UInt8]) throws(Errno) {
+    guard bytes.count == 36 || bytes.count == 37 else { throw .invalidArgument }
+    let s = KernelNumber.cString(bytes)
+    guard s.count >= 36, let uuid = Self.parseUUID(Array(s.prefix(36))) else { throw .invalidArgument }
+    _ = try createMdev(uuid)
+  }
+
+  /// Creates an mdev (what `create` does after parsing).
+  @discardableResult
+  public func createMdev(_ uuid: String) throws(Errno) -> MediatedDevice {
+    let uuid = uuid.lowercased()
+    guard Self.parseUUID(Array(uuid.utf8)) != nil else { throw .invalidArgument }
+    if mdevs[uuid] != nil { throw .fileExists }
+    if availableInstances == 0 { throw .tooManyUsers }
+    let dir = matrixDirectory.directory(uuid)
+    let m = MediatedDevice(uuid: uuid, sequence: nextSequence, directory: dir, driver: self)
+    nextSequence += 1
+    mdevs[uuid] = m
+    dir.addGroup(MdevAttributes.mdevGroup, owner: m)
+    dir.symlink("mdev_type", toAbsolute: typeDirectory.path)
+    dir.symlink("driver", toAbsolute: "/bus/mdev/drivers/vfio_mdev")
+    dir.symlink("subsystem", toAbsolute: "/bus/mdev")
+    typeDevices.symlink(uuid, toAbsolute: dir.path)
+    kernel.sysfs.root.existingDirectory("bus")?.existingDirectory("mdev")?.existingDirectory("devices")?
+      .symlink(uuid, toAbsolute: dir.path)
+    kernel.sysfs.root.existingDirectory("bus")?.existingDirectory("mdev")?.existingDirectory("drivers")?
+      .existingDirectory("vfio_mdev")?.symlink(uuid, toAbsolute: dir.path)
+    kernel.uevent(.add, dir.path, ["MDEV_TYPE=vfio_ap-passthrough"])
+    return m
+  }
+
+  /// The kernel's `uuid_is_valid` + parse: 36 characters, hex digits with hyphens at 8, 13,
+  /// 18 and 23. Returns the lower-case form.
+  static func parseUUID(_ s: [UInt8]) -> String? {
+    guard s.count == 36 else { return nil }
+    for (i, c) in s.enumerated() {
+      if i == 8 || i == 13 || i == 18 || i == 23 {
+        guard c == UInt8(ascii: "-") else { return nil }
+      } else {
+        guard KernelNumber.isHexDigit(c) else { return nil }
+      }
+    }
+    return String(decoding: s, as: UTF8.self).lowercased()
+  }
+
+  /// The errno with which a `remove` store reports that it must wait for the VMM to release
+  /// the device: the kernel's internal ERESTARTSYS. The owner of the kernel waits (without the
+  /// lock) and retries; it never reaches a user.
+  public static let blockedUntilReleased = Errno(rawValue: 512)
+
+  /// `remove` of an mdev: `kstrtoul`; 0 does nothing; otherwise the mdev goes, after the VMM
+  /// has released it if it is open.
+  func removeStore(_ m: MediatedDevice, _ bytes: [UInt8]) throws(Errno) {
+    let v = try KernelNumber.kstrtoul(bytes)
+    guard v != 0 else { return }
+    try removeMdev(m)
+  }
+
+  /// Removes an mdev. If a VMM has it open, asks the VMM to release it (the request IRQ) and
+  /// throws ``blockedUntilReleased``; call again after the device was closed (or, to repeat the
+  /// request as the kernel does about every 10 s, again while it is still open).
+  public func removeMdev(_ m: MediatedDevice) throws(Errno) {
+    guard mdevs[m.uuid] === m else { throw .noSuchDevice }
+    if m.isOpen {
+      m.removalPending = true
+      request(m)
+      throw Self.blockedUntilReleased
+    }
+    _ = resetQueues(m)
+    unlinkFromQueues(m)
+    for a in m.matrix.apm { for q in m.matrix.aqm { owners[a << 8 | q] = nil } }
+    mdevs[m.uuid] = nil
+    matrixDirectory.remove(m.uuid)
+    typeDevices.remove(m.uuid)
+    if let bus = kernel.sysfs.root.existingDirectory("bus")?.existingDirectory("mdev") {
+      bus.existingDirectory("devices")?.remove(m.uuid)
+      bus.existingDirectory("drivers")?.existingDirectory("vfio_mdev")?.remove(m.uuid)
+    }
+    kernel.uevent(.remove, m.directory.path)
+  }
+
+  func unlinkFromQueues(_ m: MediatedDevice) {
+    for q in m.queues.values { q.vfio?.matrixMdev = nil }
+    m.queues.removeAll()
+  }
+
+  // MARK: - Ownership index
+
+  func setOwner(_ m: MediatedDevice?, apm: APMask, aqm: APMask) {
+    for a in apm { for q in aqm { owners[a << 8 | q] = m } }
+  }
+
+  /// The mdev whose assigned matrix holds the APQN (`vfio_ap_mdev_for_queue`).
+  public func owner(of apqn: APQN) -> MediatedDevice? { owners[apqn.rawValue] }
+
+  /// `vfio_ap_mdev_verify_no_sharing`: the first mdev in list order (newest first), other than
+  /// `assignee`, whose assigned matrix intersects `apm x aqm`, with the intersection. Only the
+  /// APQNs of the `candidates` products are looked up: every new conflict lies among the APQNs
+  /// being added, so an assignment costs what it adds, not a walk of every mdev.
+  func firstSharing(
+    excluding assignee: MediatedDevice?, apm: APMask, aqm: APMask, candidates: [(APMask, APMask)]
+  ) -> (MediatedDevice, APMask, APMask)? {
+    var found: MediatedDevice?
+    for (cApm, cAqm) in candidates {
+      let qs = cAqm.intersection(aqm)
+      if qs.isEmpty { continue }
+      for a in cApm.intersection(apm) {
+        for q in qs {
+          if let o = owners[a << 8 | q], o !== assignee, found == nil || o.sequence > found!.sequence {
+            found = o
+          }
+        }
+      }
+    }
+    guard let other = found else { return nil }
+    return (other, apm.intersection(other.matrix.apm), aqm.intersection(other.matrix.aqm))
+  }
+
+  /// The `in_use` callback the AP bus calls before it reserves `apm x aqm` for the host: true
+  /// when an mdev's assigned matrix intersects it; the first such mdev logs every such APQN.
+  func resourceInUse(apm: APMask, aqm: APMask) -> Bool {
+    guard let (m, a, q) = firstSharing(excluding: nil, apm: apm, aqm: aqm, candidates: [(apm, aqm)])
+    else { return false }
+    for apid in a {
+      for apqi in q {
+        mdevLog(m, "Can not reserve queue \(hex2(apid)).\(hex4(apqi)) for host driver: in use by mdev")
+      }
+    }
+    return true
+  }
+
+  func mdevLog(_ m: MediatedDevice, _ message: String) {
+    kernel.devLog(driver: "vfio_ap_mdev", device: m.uuid, message)
+  }
+}

@@ -1,0 +1,267 @@
+import APModel
+
+/// The emulated IBM Z firmware as far as AP goes: the LPAR's AP configuration, the adapters'
+/// state, every queue's contents, and the AP instructions checked against an ``APAuthority``.
+///
+/// A plain class without a lock of its own: the host that owns it serialises every call under
+/// its one lock (see ARCHITECTURE.md), exactly as the real hardware is entered by one CPU at a
+/// time per instruction.
+public final class APMachine {
+  /// The current state of one adapter in the LPAR's configuration.
+  public struct AdapterState: Hashable, Sendable {
+    public var definition: MachineDefinition.Adapter
+    /// SCLP configured (a deconfigured adapter stays in QCI's APM but answers rc 03).
+    public var configured: Bool
+    public var checkstopped: Bool
+  }
+
+  public let definition: MachineDefinition
+  /// Adapters in the LPAR's configuration, by APID.
+  public private(set) var adapters: [APID: AdapterState] = [:]
+  public private(set) var usageDomains: APMask
+  public private(set) var controlDomains: APMask
+  /// Queue state, created on first use.
+  private var queues: [Int: APQueueState] = [:]
+  /// Bumped on every change of the LPAR's configuration (what QCI answers).
+  public private(set) var configGeneration = 0
+  /// Accesses by one owner to a queue that still held another owner's state, which a correct
+  /// host never allows (it zeroizes a queue before it changes hands). Tests assert it stays empty.
+  public private(set) var leaks: [(APQN, from: APQueueOwner, to: APQueueOwner)] = []
+  /// Counters per instruction, for tests and benchmarks.
+  public private(set) var instructionCounts: [String: Int] = [:]
+
+  public init(definition: MachineDefinition) {
+    self.definition = definition
+    for a in definition.adapters {
+      adapters[a.apid] = AdapterState(definition: a, configured: a.configured, checkstopped: false)
+    }
+    usageDomains = definition.usageDomains
+    controlDomains = definition.controlDomains
+  }
+
+  // MARK: - QCI
+
+  /// The LPAR's configuration: what QCI answers the host.
+  public var lparMatrix: APMatrix {
+    APMatrix(apm: APMask(adapters.keys), aqm: usageDomains, adm: controlDomains)
+  }
+
+  /// PQAP(QCI). Nil when the QCI facility is not installed.
+  public func qci(_ authority: APAuthority) -> QCIInfo? {
+    count("QCI")
+    guard definition.facilities.qci else { return nil }
+    let matrix: APMatrix
+    switch authority {
+    case .lpar: matrix = lparMatrix
+    case .guest(_, let apcb): matrix = apcb
+    }
+    return QCIInfo(apxa: definition.apxa, na: definition.na, nd: definition.nd, matrix: matrix)
+  }
+
+  // MARK: - Reachability
+
+  /// The response code an instruction for `apqn` gets before it touches the queue: rc 01 when
+  /// the APQN is outside the authority's view or the LPAR's configuration, 03 deconfigured,
+  /// 04 checkstopped; nil when it may proceed.
+  func reach(_ apqn: APQN, _ authority: APAuthority) -> APResponseCode? {
+    if case .guest(_, let apcb) = authority, !apcb.contains(apqn) { return .queueNotAvailable }
+    guard let a = adapters[apqn.apid], usageDomains.contains(apqn.apqi) else { return .queueNotAvailable }
+    if !a.configured { return .deconfigured }
+    if a.checkstopped { return .checkstopped }
+    return nil
+  }
+
+  /// Records a leak when `authority` reaches a queue that holds another owner's state.
+  private func touch(_ apqn: APQN, _ authority: APAuthority) {
+    let who = authority.owner
+    if let previous = queues[apqn.rawValue]?.owner, previous != who {
+      leaks.append((apqn, from: previous, to: who))
+    }
+  }
+
+  private func count(_ name: String) { instructionCounts[name, default: 0] += 1 }
+
+  // MARK: - AP instructions
+
+  /// TAPQ: test the queue.
+  public func tapq(_ apqn: APQN, _ authority: APAuthority) -> (APQueueStatus, TAPQInfo?) {
+    count("TAPQ")
+    if let rc = reach(apqn, authority) {
+      if rc == .queueNotAvailable { return (.rc(rc), nil) }
+      return (.rc(rc), info(apqn))
+    }
+    let q = queues[apqn.rawValue] ?? APQueueState()
+    let status = APQueueStatus(
+      queueEmpty: q.isEmpty, repliesWaiting: !q.replies.isEmpty,
+      queueFull: q.requests.count >= adapters[apqn.apid]!.definition.queueDepth,
+      irqEnabled: q.interruptsEnabled)
+    return (status, info(apqn))
+  }
+
+  func info(_ apqn: APQN) -> TAPQInfo? {
+    guard let a = adapters[apqn.apid] else { return nil }
+    let d = a.definition
+    return TAPQInfo(
+      type: d.type, mode: d.mode, functions: d.mode.functions, queueDepth: d.queueDepth, ml: 0,
+      adapterConfigured: a.configured, checkstopped: a.checkstopped)
+  }
+
+  /// ZAPQ: reset and zeroize. Completes at once in this emulation (TAPQ afterwards answers 00).
+  @discardableResult
+  public func zapq(_ apqn: APQN, _ authority: APAuthority) -> APQueueStatus {
+    count("ZAPQ")
+    if let rc = reach(apqn, authority) { return .rc(rc) }
+    var q = queues[apqn.rawValue] ?? APQueueState()
+    q.requests.removeAll()
+    q.replies.removeAll()
+    q.interruptsEnabled = false
+    q.notificationAddress = 0
+    q.owner = nil
+    q.zeroizeCount += 1
+    queues[apqn.rawValue] = q
+    return APQueueStatus()
+  }
+
+  /// RAPQ: reset without zeroizing: messages go, the owner's residual state stays.
+  @discardableResult
+  public func rapq(_ apqn: APQN, _ authority: APAuthority) -> APQueueStatus {
+    count("RAPQ")
+    if let rc = reach(apqn, authority) { return .rc(rc) }
+    touch(apqn, authority)
+    var q = queues[apqn.rawValue] ?? APQueueState()
+    q.requests.removeAll()
+    q.replies.removeAll()
+    q.interruptsEnabled = false
+    queues[apqn.rawValue] = q
+    return APQueueStatus()
+  }
+
+  /// AQIC: enable or disable interruptions. Enabling needs a notification address (else rc 06)
+  /// and the AQIC facility.
+  public func aqic(_ apqn: APQN, enable: Bool, notificationAddress: UInt64, _ authority: APAuthority)
+    -> APQueueStatus
+  {
+    count("AQIC")
+    guard definition.facilities.aqic else { return .rc(.requiredFacilityNotInstalled) }
+    if let rc = reach(apqn, authority) { return .rc(rc) }
+    if enable && notificationAddress == 0 { return .rc(.invalidAddress) }
+    var q = queues[apqn.rawValue] ?? APQueueState()
+    q.interruptsEnabled = enable
+    q.notificationAddress = enable ? notificationAddress : 0
+    queues[apqn.rawValue] = q
+    return APQueueStatus(queueEmpty: q.isEmpty, irqEnabled: enable)
+  }
+
+  /// NQAP: enqueue a request. The adapter answers at once (``APTestService``); a queue with
+  /// `depth` replies not yet dequeued answers rc 10 (queue full).
+  public func nqap(_ apqn: APQN, psmid: UInt64, payload: [UInt8], _ authority: APAuthority)
+    -> APQueueStatus
+  {
+    count("NQAP")
+    if let rc = reach(apqn, authority) { return .rc(rc) }
+    touch(apqn, authority)
+    var q = queues[apqn.rawValue] ?? APQueueState()
+    let depth = adapters[apqn.apid]!.definition.queueDepth
+    if q.replies.count + q.requests.count >= depth { return .rc(.queueFull) }
+    q.replies.append(.init(psmid: psmid, payload: APTestService.reply(to: payload, on: apqn)))
+    q.owner = authority.owner
+    queues[apqn.rawValue] = q
+    return APQueueStatus(queueEmpty: false, repliesWaiting: true, irqEnabled: q.interruptsEnabled)
+  }
+
+  /// DQAP: dequeue the oldest reply; rc 10 when none is pending.
+  public func dqap(_ apqn: APQN, _ authority: APAuthority) -> (APQueueStatus, APQueueState.Message?) {
+    count("DQAP")
+    if let rc = reach(apqn, authority) { return (.rc(rc), nil) }
+    touch(apqn, authority)
+    var q = queues[apqn.rawValue] ?? APQueueState()
+    guard !q.replies.isEmpty else { return (.rc(.noPendingReply), nil) }
+    let m = q.replies.removeFirst()
+    queues[apqn.rawValue] = q
+    return (APQueueStatus(queueEmpty: q.isEmpty, repliesWaiting: !q.replies.isEmpty), m)
+  }
+
+  /// The state of a queue, for tests and the CLI.
+  public func queueState(_ apqn: APQN) -> APQueueState { queues[apqn.rawValue] ?? APQueueState() }
+
+  // MARK: - Hardware operations (HMC/SE, SCLP)
+
+  /// SCLP configure / deconfigure of an adapter (what `config` in sysfs does).
+  public func setConfigured(_ apid: APID, _ configured: Bool) throws(MachineOperationError) {
+    guard var a = adapters[apid] else { throw .noSuchAdapter(apid) }
+    a.configured = configured
+    adapters[apid] = a
+    if !configured { dropQueues(apid: apid) }
+  }
+
+  /// Puts an adapter into or out of the checkstopped state.
+  public func setCheckstopped(_ apid: APID, _ stopped: Bool) throws(MachineOperationError) {
+    guard var a = adapters[apid] else { throw .noSuchAdapter(apid) }
+    a.checkstopped = stopped
+    adapters[apid] = a
+  }
+
+  /// Adds an adapter to the LPAR's configuration (a dynamic change on the HMC).
+  public func addAdapter(_ adapter: MachineDefinition.Adapter) throws(MachineOperationError) {
+    guard (0...definition.na).contains(adapter.apid) else { throw .outOfRange("adapter", adapter.apid, definition.na) }
+    guard adapters[adapter.apid] == nil else { throw .alreadyPresent("adapter", adapter.apid) }
+    adapters[adapter.apid] = AdapterState(definition: adapter, configured: adapter.configured, checkstopped: false)
+    configGeneration += 1
+  }
+
+  public func removeAdapter(_ apid: APID) throws(MachineOperationError) {
+    guard adapters.removeValue(forKey: apid) != nil else { throw .noSuchAdapter(apid) }
+    dropQueues(apid: apid)
+    configGeneration += 1
+  }
+
+  public func addUsageDomain(_ apqi: APQI) throws(MachineOperationError) {
+    guard (0...definition.nd).contains(apqi) else { throw .outOfRange("domain", apqi, definition.nd) }
+    guard !usageDomains.contains(apqi) else { throw .alreadyPresent("usage domain", apqi) }
+    usageDomains.insert(apqi)
+    configGeneration += 1
+  }
+
+  public func removeUsageDomain(_ apqi: APQI) throws(MachineOperationError) {
+    guard usageDomains.contains(apqi) else { throw .notPresent("usage domain", apqi) }
+    usageDomains.remove(apqi)
+    for apid in adapters.keys { queues[APQN(apid, apqi).rawValue] = nil }
+    configGeneration += 1
+  }
+
+  public func addControlDomain(_ apqi: APQI) throws(MachineOperationError) {
+    guard (0...definition.nd).contains(apqi) else { throw .outOfRange("domain", apqi, definition.nd) }
+    guard !controlDomains.contains(apqi) else { throw .alreadyPresent("control domain", apqi) }
+    controlDomains.insert(apqi)
+    configGeneration += 1
+  }
+
+  public func removeControlDomain(_ apqi: APQI) throws(MachineOperationError) {
+    guard controlDomains.contains(apqi) else { throw .notPresent("control domain", apqi) }
+    controlDomains.remove(apqi)
+    configGeneration += 1
+  }
+
+  /// Queues of an adapter that leaves the configuration lose their contents: the hardware
+  /// clears them when it deconfigures the adapter.
+  private func dropQueues(apid: APID) {
+    for q in 0...255 { queues[APQN(apid, q).rawValue] = nil }
+  }
+}
+
+/// A hardware operation that does not apply to the machine as it is.
+public enum MachineOperationError: Error, Hashable, Sendable, CustomStringConvertible {
+  case noSuchAdapter(APID)
+  case outOfRange(String, Int, Int)
+  case alreadyPresent(String, Int)
+  case notPresent(String, Int)
+
+  public var description: String {
+    switch self {
+    case .noSuchAdapter(let a): "adapter \(hex2(a)) is not in the LPAR's configuration"
+    case .outOfRange(let what, let v, let max): "\(what) \(v) is above the machine's limit \(max)"
+    case .alreadyPresent(let what, let v): "\(what) \(padHex(v, 2)) is already in the LPAR's configuration"
+    case .notPresent(let what, let v): "\(what) \(padHex(v, 2)) is not in the LPAR's configuration"
+    }
+  }
+}

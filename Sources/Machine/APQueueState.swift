@@ -1,0 +1,23 @@
+import APModel
+
+/// The firmware state of one AP queue: messages waiting, replies waiting, interruptions, and who
+/// put the state there. A zeroize (ZAPQ) clears all of it.
+public struct APQueueState: Sendable {
+  public struct Message: Hashable, Sendable {
+    public var psmid: UInt64
+    public var payload: [UInt8]
+  }
+
+  public var requests: [Message] = []
+  public var replies: [Message] = []
+  public var interruptsEnabled = false
+  public var notificationAddress: UInt64 = 0
+  /// Who has state in this queue since the last zeroize, or nil when it is clean.
+  public var owner: APQueueOwner?
+  /// How many times the queue was zeroized (ZAPQ) or reset (RAPQ).
+  public var zeroizeCount = 0
+
+  public init() {}
+
+  public var isEmpty: Bool { requests.isEmpty && replies.isEmpty }
+}

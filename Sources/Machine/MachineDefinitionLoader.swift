@@ -1,0 +1,195 @@
+import APModel
+import Yams
+
+/// A machine definition that cannot be used, with where and why.
+public struct MachineDefinitionError: Error, Hashable, Sendable, CustomStringConvertible {
+  public var source: String
+  public var message: String
+  public init(source: String, message: String) {
+    self.source = source
+    self.message = message
+  }
+  public var description: String { "\(source): \(message)" }
+}
+
+/// Reads machine definitions from YAML.
+///
+/// ```yaml
+/// name: z15-lab
+/// na: 84            # highest APID (QCI Na)
+/// nd: 84            # highest domain (QCI Nd)
+/// apxa: true
+/// facilities: [qci, apft, aqic]
+/// crycb-format: 2   # 0, 1 or 2
+/// usage-domains: 0-84       # id lists: numbers (decimal or 0x hex) and ranges, or a YAML list
+/// control-domains: 0-84
+/// adapters:
+///   - { apid: 3, type: CEX7, mode: cca }
+///   - { apids: 4-7, type: CEX7, mode: ep11, configured: false }
+/// ```
+///
+/// Every problem is reported with the key it concerns; unknown keys are errors too, so that a
+/// typo does not silently fall back to a default.
+public enum MachineDefinitionLoader {
+  public static func load(path: String) throws -> MachineDefinition {
+    let text: String
+    do {
+      text = try String(contentsOfFile: path, encoding: .utf8)
+    } catch {
+      throw MachineDefinitionError(source: path, message: "cannot read the file: \(error.localizedDescription)")
+    }
+    return try parse(yaml: text, source: path)
+  }
+
+  public static func parse(yaml text: String, source: String) throws(MachineDefinitionError) -> MachineDefinition {
+    func fail(_ m: String) -> MachineDefinitionError { MachineDefinitionError(source: source, message: m) }
+    let node: Node?
+    do {
+      node = try Yams.compose(yaml: text)
+    } catch {
+      throw fail("not valid YAML: \(error)")
+    }
+    guard let root = node?.mapping else { throw fail("the document must be a mapping of keys to values") }
+    let known: Set<String> = [
+      "name", "na", "nd", "apxa", "facilities", "crycb-format", "usage-domains", "control-domains",
+      "adapters",
+    ]
+    for key in root.keys {
+      guard let k = key.string, known.contains(k) else {
+        throw fail("unknown key '\(key.string ?? "?")' (known: \(known.sorted().joined(separator: ", ")))")
+      }
+    }
+    let name = root["name"]?.string ?? "unnamed"
+    let apxa = try bool(root["apxa"], "apxa", default: true, fail)
+    let limit = apxa ? 255 : 63
+    let na = try int(root["na"], "na", default: apxa ? 255 : 63, range: 0...limit, fail)
+    let nd = try int(root["nd"], "nd", default: apxa ? 255 : 15, range: 0...(apxa ? 255 : 15), fail)
+    var facilities = APFacilities(qci: false, apft: false, aqic: false)
+    if let f = root["facilities"] {
+      guard let seq = f.sequence else { throw fail("'facilities' must be a list of qci, apft, aqic") }
+      for item in seq {
+        switch item.string?.lowercased() {
+        case "qci", "12": facilities.qci = true
+        case "apft", "15": facilities.apft = true
+        case "aqic", "65": facilities.aqic = true
+        default: throw fail("unknown facility '\(item.string ?? "?")' (known: qci, apft, aqic)")
+        }
+      }
+    } else {
+      facilities = .all
+    }
+    let format = try int(root["crycb-format"], "crycb-format", default: apxa ? 2 : 0, range: 0...2, fail)
+    if format == 2 && !apxa { throw fail("crycb-format 2 needs apxa: true") }
+    let usage = try ids(root["usage-domains"], "usage-domains", max: nd, fail) ?? .all(through: nd)
+    let control = try ids(root["control-domains"], "control-domains", max: nd, fail) ?? usage
+    var adapters: [MachineDefinition.Adapter] = []
+    var seen = Set<Int>()
+    if let list = root["adapters"] {
+      guard let seq = list.sequence else { throw fail("'adapters' must be a list") }
+      for (index, item) in seq.enumerated() {
+        let here = "adapters[\(index)]"
+        guard let m = item.mapping else { throw fail("\(here) must be a mapping") }
+        let allowed: Set<String> = ["apid", "apids", "type", "mode", "depth", "configured", "serial"]
+        for key in m.keys where !allowed.contains(key.string ?? "") {
+          throw fail("\(here): unknown key '\(key.string ?? "?")' (known: \(allowed.sorted().joined(separator: ", ")))")
+        }
+        var apids: [Int] = []
+        if let one = m["apid"] {
+          apids = [try int(one, "\(here).apid", default: 0, range: 0...na, fail)]
+        } else if let many = try ids(m["apids"], "\(here).apids", max: na, fail) {
+          apids = Array(many)
+        } else {
+          throw fail("\(here) needs 'apid' or 'apids'")
+        }
+        let typeName = m["type"]?.string ?? "CEX8"
+        guard let type = AdapterType(name: typeName) else {
+          throw fail("\(here): unknown adapter type '\(typeName)' (CEX4 ... CEX8, or a number)")
+        }
+        let modeName = m["mode"]?.string ?? "cca"
+        guard let mode = AdapterMode(name: modeName) else {
+          throw fail("\(here): unknown mode '\(modeName)' (cca, accel, ep11)")
+        }
+        let depth = try int(m["depth"], "\(here).depth", default: 8, range: 1...256, fail)
+        let configured = try bool(m["configured"], "\(here).configured", default: true, fail)
+        for apid in apids {
+          guard seen.insert(apid).inserted else {
+            throw fail("\(here): adapter \(padHex(apid, 2)) is defined twice")
+          }
+          adapters.append(
+            .init(apid: apid, type: type, mode: mode, queueDepth: depth, configured: configured,
+              serial: apids.count == 1 ? m["serial"]?.string : nil))
+        }
+      }
+    }
+    adapters.sort { $0.apid < $1.apid }
+    return MachineDefinition(
+      name: name, na: na, nd: nd, apxa: apxa, facilities: facilities, crycbFormat: format,
+      adapters: adapters, usageDomains: usage, controlDomains: control)
+  }
+
+  static func int(
+    _ node: Node?, _ key: String, default d: Int, range: ClosedRange<Int>,
+    _ fail: (String) -> MachineDefinitionError
+  ) throws(MachineDefinitionError) -> Int {
+    guard let node else { return d }
+    guard let s = node.string, let v = parseNumber(s) else { throw fail("'\(key)' must be a number") }
+    guard range.contains(v) else {
+      throw fail("'\(key)' is \(v), outside \(range.lowerBound)...\(range.upperBound)")
+    }
+    return v
+  }
+
+  static func bool(
+    _ node: Node?, _ key: String, default d: Bool, _ fail: (String) -> MachineDefinitionError
+  ) throws(MachineDefinitionError) -> Bool {
+    guard let node else { return d }
+    guard let v = node.bool else { throw fail("'\(key)' must be true or false") }
+    return v
+  }
+
+  /// An id list: `0-5,8,0x0a-0x0b`, a single number, or a YAML list of numbers and ranges.
+  static func ids(
+    _ node: Node?, _ key: String, max: Int, _ fail: (String) -> MachineDefinitionError
+  ) throws(MachineDefinitionError) -> APMask? {
+    guard let node else { return nil }
+    var pieces: [String] = []
+    if let seq = node.sequence {
+      for item in seq {
+        guard let s = item.string else { throw fail("'\(key)' must list numbers and ranges") }
+        pieces.append(s)
+      }
+    } else if let s = node.string {
+      pieces = s.split(separator: ",").map(String.init)
+    } else {
+      throw fail("'\(key)' must be an id list such as 0-15,32")
+    }
+    var mask = APMask()
+    for raw in pieces {
+      let piece = raw.trimmingCharacters(in: " ")
+      if piece.isEmpty { continue }
+      let ends = piece.split(separator: "-", omittingEmptySubsequences: false).map(String.init)
+      guard (1...2).contains(ends.count), let a = parseNumber(ends[0]),
+        let z = ends.count == 2 ? parseNumber(ends[1]) : a
+      else { throw fail("'\(key)': '\(piece)' is not a number or a range a-b") }
+      guard a <= z else { throw fail("'\(key)': range '\(piece)' runs backwards") }
+      guard z <= max else { throw fail("'\(key)': \(z) is above the machine's limit \(max)") }
+      for b in a...z { mask.insert(b) }
+    }
+    return mask
+  }
+
+  static func parseNumber(_ s: String) -> Int? {
+    let t = s.trimmingCharacters(in: " ").lowercased()
+    if t.hasPrefix("0x") { return Int(t.dropFirst(2), radix: 16) }
+    return Int(t)
+  }
+}
+
+extension String {
+  fileprivate func trimmingCharacters(in set: Character) -> String {
+    var s = Substring(self)
+    while s.first == set { s = s.dropFirst() }
+    while s.last == set { s = s.dropLast() }
+    return String(s)
+  }
+}

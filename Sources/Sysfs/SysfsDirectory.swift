@@ -1,0 +1,102 @@
+/// A directory of the virtual sysfs: named children (directories, symlinks, attributes bound to
+/// an owner) and attribute groups bound to owners.
+///
+/// Not thread-safe: the tree is one piece of the state that its owner guards with one lock.
+public final class SysfsDirectory {
+  enum Child {
+    case directory(SysfsDirectory)
+    case symlink(String)
+    case attribute(SysfsAttribute, AnyObject)
+  }
+
+  public let name: String
+  public private(set) weak var parent: SysfsDirectory?
+  var children: [String: Child] = [:]
+  var groups: [(group: SysfsAttributeGroup, owner: AnyObject)] = []
+  init(name: String, parent: SysfsDirectory?) {
+    self.name = name
+    self.parent = parent
+  }
+
+  /// A number unique among the directories alive, used as the inode number.
+  public var serial: UInt64 { UInt64(UInt(bitPattern: ObjectIdentifier(self).hashValue)) }
+
+  /// The absolute path, `/devices/ap/card05`.
+  public var path: String {
+    var parts: [String] = []
+    var d: SysfsDirectory? = self
+    while let cur = d, cur.parent != nil {
+      parts.append(cur.name)
+      d = cur.parent
+    }
+    return "/" + parts.reversed().joined(separator: "/")
+  }
+
+  /// The child directory `name`, created if missing.
+  @discardableResult
+  public func directory(_ name: String) -> SysfsDirectory {
+    if case .directory(let d)? = children[name] { return d }
+    let d = SysfsDirectory(name: name, parent: self)
+    children[name] = .directory(d)
+    return d
+  }
+
+  /// The existing child directory `name`.
+  public func existingDirectory(_ name: String) -> SysfsDirectory? {
+    if case .directory(let d)? = children[name] { return d }
+    return nil
+  }
+
+  /// Adds a symlink whose target is relative to this directory (`../../devices/ap/card05`).
+  public func symlink(_ name: String, to target: String) {
+    children[name] = .symlink(target)
+  }
+
+  /// Adds a symlink to the absolute path `target`, written relative to this directory as the
+  /// kernel writes its links (`../../../devices/ap/card05`).
+  public func symlink(_ name: String, toAbsolute target: String) {
+    let depth = path.split(separator: "/").count
+    let up = String(repeating: "../", count: depth)
+    children[name] = .symlink(up + target.drop { $0 == "/" })
+  }
+
+  /// Adds one attribute bound to `owner`.
+  public func attribute(_ attribute: SysfsAttribute, owner: AnyObject) {
+    children[attribute.name] = .attribute(attribute, owner)
+  }
+
+  /// Binds a group of attributes to `owner`.
+  public func addGroup(_ group: SysfsAttributeGroup, owner: AnyObject) {
+    groups.append((group, owner))
+  }
+
+  /// Unbinds a group.
+  public func removeGroup(_ group: SysfsAttributeGroup) {
+    groups.removeAll { $0.group === group }
+  }
+
+  public func hasGroup(_ group: SysfsAttributeGroup) -> Bool { groups.contains { $0.group === group } }
+
+  /// Removes a child of any kind.
+  public func remove(_ name: String) {
+    if case .directory(let d)? = children[name] { d.parent = nil }
+    children[name] = nil
+  }
+
+  public func contains(_ name: String) -> Bool { child(name) != nil }
+
+  func child(_ name: String) -> Child? {
+    if let c = children[name] { return c }
+    for g in groups.reversed() {
+      if let a = g.group.byName[name] { return .attribute(a, g.owner) }
+    }
+    return nil
+  }
+
+  /// Names of all children, sorted.
+  public var entryNames: [String] {
+    var names = Set(children.keys)
+    for g in groups { for a in g.group.attributes { names.insert(a.name) } }
+    return names.sorted()
+  }
+}

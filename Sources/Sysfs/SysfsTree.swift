@@ -1,0 +1,198 @@
+import SystemPackage
+
+/// What a path names, after resolution.
+public enum SysfsNodeKind: Hashable, Sendable {
+  case directory
+  case symlink
+  case attribute
+}
+
+/// The metadata of a node: what `stat` reports.
+public struct SysfsNodeInfo: Hashable, Sendable {
+  public var kind: SysfsNodeKind
+  /// Permission bits.
+  public var mode: UInt16
+  /// 4096 for attributes (as sysfs reports), the target length for links, 0 for directories.
+  public var size: Int
+  /// A stable identity: the directory's serial, or a hash of the attribute's path.
+  public var inode: UInt64
+}
+
+/// A directory entry as `readdir` returns it.
+public struct SysfsDirectoryEntry: Hashable, Sendable {
+  public var name: String
+  public var kind: SysfsNodeKind
+}
+
+/// A generic virtual sysfs: a tree of directories, attributes and symlinks, with the path
+/// resolution and the open/read/write rules of the kernel's kernfs.
+///
+/// It knows nothing of AP: the host kernel registers its nodes here the way kobjects do. It has
+/// no lock of its own; its owner serialises access.
+public final class SysfsTree {
+  public let root = SysfsDirectory(name: "", parent: nil)
+  /// sysfs hands a store at most one page.
+  public static let pageSize = 4096
+  /// Called with a message when a `show` produced more than a page and was cut, as kernfs logs
+  /// `fill_read_buffer: ... returned bad count`.
+  public var onTruncatedShow: ((String) -> Void)?
+
+  public init() {}
+
+  enum Resolved {
+    case directory(SysfsDirectory)
+    case symlink(String, in: SysfsDirectory)
+    case attribute(SysfsAttribute, AnyObject, in: SysfsDirectory)
+  }
+
+  static func components(_ path: String) -> [String] {
+    path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+  }
+
+  /// Resolves `path` (absolute, or relative to `base`). Intermediate symlinks are always
+  /// followed; the last one only with `followLast`.
+  func resolve(_ path: String, from base: SysfsDirectory? = nil, followLast: Bool = true, depth: Int = 0)
+    throws(Errno) -> Resolved
+  {
+    if depth > 40 { throw .tooManySymbolicLinkLevels }
+    var dir = path.hasPrefix("/") ? root : (base ?? root)
+    let parts = Self.components(path)
+    for (i, name) in parts.enumerated() {
+      let last = i == parts.count - 1
+      if name == "." {
+        if last { return .directory(dir) }
+        continue
+      }
+      if name == ".." {
+        dir = dir.parent ?? root
+        if last { return .directory(dir) }
+        continue
+      }
+      guard let c = dir.child(name) else { throw .noSuchFileOrDirectory }
+      switch c {
+      case .directory(let d):
+        if last { return .directory(d) }
+        dir = d
+      case .attribute(let a, let owner):
+        if last { return .attribute(a, owner, in: dir) }
+        throw .notDirectory
+      case .symlink(let target):
+        if last && !followLast { return .symlink(target, in: dir) }
+        let r = try resolve(target, from: dir, followLast: true, depth: depth + 1)
+        if last { return r }
+        guard case .directory(let d) = r else { throw .notDirectory }
+        dir = d
+      }
+    }
+    return .directory(dir)
+  }
+
+  /// The directory at `path`, following symlinks.
+  public func directory(at path: String) throws(Errno) -> SysfsDirectory {
+    guard case .directory(let d) = try resolve(path) else { throw .notDirectory }
+    return d
+  }
+
+  /// Creates the directories of `path` as needed and returns the last.
+  @discardableResult
+  public func makeDirectories(_ path: String) -> SysfsDirectory {
+    var d = root
+    for name in Self.components(path) { d = d.directory(name) }
+    return d
+  }
+
+  /// The canonical absolute path that `path` resolves to (`realpath`).
+  public func canonicalPath(_ path: String) throws(Errno) -> String {
+    switch try resolve(path) {
+    case .directory(let d): return d.path
+    case .attribute(let a, _, let d): return (d.path == "/" ? "" : d.path) + "/" + a.name
+    case .symlink: throw .tooManySymbolicLinkLevels
+    }
+  }
+
+  /// `stat` (follows a final symlink) or `lstat` (`followLast: false`).
+  public func info(_ path: String, followLast: Bool = true) throws(Errno) -> SysfsNodeInfo {
+    switch try resolve(path, followLast: followLast) {
+    case .directory(let d):
+      return SysfsNodeInfo(kind: .directory, mode: 0o755, size: 0, inode: d.serial)
+    case .symlink(let target, let d):
+      return SysfsNodeInfo(
+        kind: .symlink, mode: 0o777, size: target.utf8.count,
+        inode: Self.inode(d.serial, target))
+    case .attribute(let a, _, let d):
+      return SysfsNodeInfo(kind: .attribute, mode: a.mode, size: Self.pageSize, inode: Self.inode(d.serial, a.name))
+    }
+  }
+
+  static func inode(_ dir: UInt64, _ name: String) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ dir
+    for b in name.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+    return h | 1 << 63
+  }
+
+  /// `readlink`.
+  public func readlink(_ path: String) throws(Errno) -> String {
+    guard case .symlink(let target, _) = try resolve(path, followLast: false) else { throw .invalidArgument }
+    return target
+  }
+
+  /// `readdir`: the entries of a directory, sorted by name.
+  public func list(_ path: String) throws(Errno) -> [SysfsDirectoryEntry] {
+    let d = try directory(at: path)
+    return d.entryNames.compactMap { name in
+      switch d.child(name) {
+      case .directory?: SysfsDirectoryEntry(name: name, kind: .directory)
+      case .symlink?: SysfsDirectoryEntry(name: name, kind: .symlink)
+      case .attribute?: SysfsDirectoryEntry(name: name, kind: .attribute)
+      case nil: nil
+      }
+    }
+  }
+
+  /// The open check of kernfs: reading needs a readable mode and a `show`, writing a writable
+  /// mode and a `store`, else `EACCES`; directories give `EISDIR`.
+  public func checkOpen(_ path: String, read: Bool, write: Bool) throws(Errno) {
+    switch try resolve(path) {
+    case .directory:
+      if write { throw .isDirectory }
+    case .symlink:
+      throw .tooManySymbolicLinkLevels
+    case .attribute(let a, _, _):
+      if read && !a.isReadable { throw .permissionDenied }
+      if write && !a.isWritable { throw .permissionDenied }
+    }
+  }
+
+  /// Reads an attribute: the whole `show` output, cut to one page less one byte as kernfs does.
+  public func read(_ path: String) throws(Errno) -> [UInt8] {
+    guard case .attribute(let a, let owner, let d) = try resolve(path) else { throw .isDirectory }
+    guard let show = a.show, a.isReadable else { throw .permissionDenied }
+    var bytes = Array(try show(owner).utf8)
+    if bytes.count >= Self.pageSize {
+      onTruncatedShow?("fill_read_buffer: \(d.path)/\(a.name) returned bad count")
+      bytes = Array(bytes.prefix(Self.pageSize - 1))
+    }
+    return bytes
+  }
+
+  public func readString(_ path: String) throws(Errno) -> String {
+    String(decoding: try read(path), as: UTF8.self)
+  }
+
+  /// Writes an attribute, as one `write(2)` on a freshly opened file: more than a page is
+  /// `E2BIG`, an empty write stores nothing and succeeds. Returns the count written.
+  @discardableResult
+  public func write(_ path: String, _ bytes: [UInt8]) throws(Errno) -> Int {
+    guard case .attribute(let a, let owner, _) = try resolve(path) else { throw .isDirectory }
+    guard let store = a.store, a.isWritable else { throw .permissionDenied }
+    if bytes.count > Self.pageSize { throw .argListTooLong }
+    if bytes.isEmpty { return 0 }
+    try store(owner, bytes)
+    return bytes.count
+  }
+
+  @discardableResult
+  public func write(_ path: String, _ text: String) throws(Errno) -> Int {
+    try write(path, Array(text.utf8))
+  }
+}
