@@ -12,8 +12,10 @@ import SystemPackage
 /// kernel waits holding nothing, and repeats its request to the VMM about every 10 seconds.
 public final class EmulatedHost: Sendable {
   private let kernel: Mutex<HostKernel>
-  /// Wakes a blocked `remove` when a device is closed.
+  /// Wakes a blocked `remove` when a device is closed; `releases` counts the closes, so that a
+  /// close between the kernel's answer and the wait is not missed.
   private let released = NSCondition()
+  nonisolated(unsafe) private var releases = 0
   /// How long a blocked `remove` waits between two requests to the VMM.
   public let requestInterval: Duration
 
@@ -50,12 +52,22 @@ public final class EmulatedHost: Sendable {
   /// waits here, without the lock, until the VMM releases the device.
   @discardableResult
   public func write(_ path: String, _ bytes: [UInt8]) throws(Errno) -> Int {
+    var blocked = false
     while true {
+      released.lock()
+      let seen = releases
+      released.unlock()
       do {
         return try withKernel { (k) throws(Errno) in try k.sysfs.write(path, bytes) }
+      } catch where blocked && error == .noSuchFileOrDirectory {
+        // The device was released and the kernel finished the remove we were waiting for.
+        return bytes.count
       } catch where error == VFIOAPDriver.blockedUntilReleased {
+        blocked = true
+        // Wait for a close, or for the time to ask the VMM again.
+        let deadline = Date(timeIntervalSinceNow: requestInterval.seconds)
         released.lock()
-        _ = released.wait(until: Date(timeIntervalSinceNow: requestInterval.seconds))
+        while releases == seen && released.wait(until: deadline) {}
         released.unlock()
       }
     }
@@ -67,6 +79,7 @@ public final class EmulatedHost: Sendable {
       if let m = k.vfioAP.mdev(uuid) { k.vfioAP.closeDevice(m) }
     }
     released.lock()
+    releases += 1
     released.broadcast()
     released.unlock()
   }

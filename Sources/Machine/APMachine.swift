@@ -93,7 +93,7 @@ public final class APMachine {
     let q = queues[apqn.rawValue] ?? APQueueState()
     let status = APQueueStatus(
       queueEmpty: q.isEmpty, repliesWaiting: !q.replies.isEmpty,
-      queueFull: q.requests.count >= adapters[apqn.apid]!.definition.queueDepth,
+      queueFull: q.requests.count + q.replies.count >= adapters[apqn.apid]!.definition.queueDepth,
       irqEnabled: q.interruptsEnabled)
     return (status, info(apqn))
   }
@@ -179,6 +179,11 @@ public final class APMachine {
     let m = q.replies.removeFirst()
     queues[apqn.rawValue] = q
     return (APQueueStatus(queueEmpty: q.isEmpty, repliesWaiting: !q.replies.isEmpty), m)
+  }
+
+  /// The queues that hold someone's state, ascending.
+  public var ownedQueues: [(APQN, APQueueOwner)] {
+    queues.keys.sorted().compactMap { raw in queues[raw]!.owner.map { (APQN(rawValue: raw), $0) } }
   }
 
   /// The state of a queue, for tests and the CLI.

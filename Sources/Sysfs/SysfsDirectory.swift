@@ -52,12 +52,16 @@ public final class SysfsDirectory {
     children[name] = .symlink(target)
   }
 
-  /// Adds a symlink to the absolute path `target`, written relative to this directory as the
-  /// kernel writes its links (`../../../devices/ap/card05`).
+  /// Adds a symlink to the absolute path `target`, written relative to this directory through
+  /// their common ancestor, as kernfs writes its links: `../../../bus/ap/drivers/cex4card` from
+  /// `/devices/ap/card05`, `../mdev_supported_types/vfio_ap-passthrough` from an mdev.
   public func symlink(_ name: String, toAbsolute target: String) {
-    let depth = path.split(separator: "/").count
-    let up = String(repeating: "../", count: depth)
-    children[name] = .symlink(up + target.drop { $0 == "/" })
+    let from = path.split(separator: "/")
+    let to = target.split(separator: "/")
+    var common = 0
+    while common < from.count && common < to.count && from[common] == to[common] { common += 1 }
+    let up = String(repeating: "../", count: from.count - common)
+    children[name] = .symlink(up + to[common...].joined(separator: "/"))
   }
 
   /// Adds one attribute bound to `owner`.

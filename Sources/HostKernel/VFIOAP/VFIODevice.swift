@@ -36,7 +36,8 @@ extension VFIOAPDriver {
   }
 
   /// `close_device`: clear the guest's masks (both APCBs), reset every linked queue, unlink the
-  /// KVM. The VMM's eventfds go with its file descriptor.
+  /// KVM. The VMM's eventfds go with its file descriptor. A `remove` that was waiting for the
+  /// release goes through now.
   public func closeDevice(_ m: MediatedDevice) {
     guard m.isOpen else { return }
     if let vm = m.kvm {
@@ -47,6 +48,7 @@ extension VFIOAPDriver {
     m.isOpen = false
     m.requestTrigger = nil
     m.configChangeTrigger = nil
+    if m.removalPending { try? removeMdev(m) }
   }
 
   /// `VFIO_DEVICE_GET_INFO`.
