@@ -35,6 +35,7 @@ let package = Package(
     .testTarget(name: "MachineTests", dependencies: ["Machine"]),
     .testTarget(name: "SysfsTests", dependencies: ["Sysfs"]),
     .testTarget(name: "HostKernelTests", dependencies: ["HostKernel"]),
+    .testTarget(name: "apvirtTests", dependencies: ["apvirt", "HostKernel"]),
   ],
   swiftLanguageModes: [.v6]
 )

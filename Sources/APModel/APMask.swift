@@ -117,10 +117,11 @@ public struct APMask: Hashable, Sendable, Sequence, CustomStringConvertible {
 
   /// `0x` and 64 lower-case hex digits: the four words printed with `%016lx`.
   public var hexString: String {
-    "0x" + [w0, w1, w2, w3].map { word in
-      let s = String(word, radix: 16)
-      return String(repeating: "0", count: 16 - s.count) + s
-    }.joined()
+    "0x"
+      + [w0, w1, w2, w3].map { word in
+        let s = String(word, radix: 16)
+        return String(repeating: "0", count: 16 - s.count) + s
+      }.joined()
   }
 
   /// The kernel's `"0x%08x"` x 8 form of the QCI masks in `/sys/bus/ap`: identical digits.

@@ -105,15 +105,16 @@ public enum KernelNumber {
   }
 
   /// `sscanf(buf, "%i", &v)` (or `"%d"` with `base10Only`): skips leading white space, an
-  /// optional sign, then digits; trailing text is ignored. Returns nil when no number was read
-  /// (sscanf's 0 conversions). The value is truncated to 32 bits like an `int`.
+  /// optional `-` (the kernel's `vsscanf` takes no `+`), then digits; trailing text is ignored.
+  /// Returns nil when no number was read (sscanf's 0 conversions). The value is truncated to 32
+  /// bits like an `int`.
   public static func scanInt(_ bytes: some Collection<UInt8>, base10Only: Bool = false) -> Int32? {
     let s = cString(bytes)
     var i = 0
     while i < s.count, [9, 10, 11, 12, 13, 32].contains(s[i]) { i += 1 }
     var negative = false
-    if i < s.count, s[i] == UInt8(ascii: "-") || s[i] == UInt8(ascii: "+") {
-      negative = s[i] == UInt8(ascii: "-")
+    if i < s.count, s[i] == UInt8(ascii: "-") {
+      negative = true
       i += 1
     }
     let base: UInt64

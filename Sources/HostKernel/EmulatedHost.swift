@@ -59,10 +59,10 @@ public final class EmulatedHost: Sendable {
       released.unlock()
       do {
         return try withKernel { (k) throws(Errno) in try k.sysfs.write(path, bytes) }
-      } catch where blocked && error == .noSuchFileOrDirectory {
+      } catch  where blocked && error == .noSuchFileOrDirectory {
         // The device was released and the kernel finished the remove we were waiting for.
         return bytes.count
-      } catch where error == VFIOAPDriver.blockedUntilReleased {
+      } catch  where error == VFIOAPDriver.blockedUntilReleased {
         blocked = true
         // Wait for a close, or for the time to ask the VMM again.
         let deadline = Date(timeIntervalSinceNow: requestInterval.seconds)

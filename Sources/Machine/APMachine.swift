@@ -199,18 +199,24 @@ public final class APMachine {
     if !configured { dropQueues(apid: apid) }
   }
 
-  /// Puts an adapter into or out of the checkstopped state.
+  /// Puts an adapter into or out of the checkstopped state. While checkstopped its queues
+  /// answer rc 04 to everything, ZAPQ included, so they keep what they held; recovery resets the
+  /// adapter, and that clears them.
   public func setCheckstopped(_ apid: APID, _ stopped: Bool) throws(MachineOperationError) {
     guard var a = adapters[apid] else { throw .noSuchAdapter(apid) }
+    if a.checkstopped && !stopped { dropQueues(apid: apid) }
     a.checkstopped = stopped
     adapters[apid] = a
   }
 
   /// Adds an adapter to the LPAR's configuration (a dynamic change on the HMC).
   public func addAdapter(_ adapter: MachineDefinition.Adapter) throws(MachineOperationError) {
-    guard (0...definition.na).contains(adapter.apid) else { throw .outOfRange("adapter", adapter.apid, definition.na) }
+    guard (0...definition.na).contains(adapter.apid) else {
+      throw .outOfRange("adapter", adapter.apid, definition.na)
+    }
     guard adapters[adapter.apid] == nil else { throw .alreadyPresent("adapter", adapter.apid) }
-    adapters[adapter.apid] = AdapterState(definition: adapter, configured: adapter.configured, checkstopped: false)
+    adapters[adapter.apid] = AdapterState(
+      definition: adapter, configured: adapter.configured, checkstopped: false)
     configGeneration += 1
   }
 

@@ -14,7 +14,7 @@ public struct APQueueState: Sendable {
   public var notificationAddress: UInt64 = 0
   /// Who has state in this queue since the last zeroize, or nil when it is clean.
   public var owner: APQueueOwner?
-  /// How many times the queue was zeroized (ZAPQ) or reset (RAPQ).
+  /// How many times the queue was zeroized (ZAPQ); a reset without zeroize (RAPQ) does not count.
   public var zeroizeCount = 0
 
   public init() {}

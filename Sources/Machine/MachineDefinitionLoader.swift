@@ -36,12 +36,15 @@ public enum MachineDefinitionLoader {
     do {
       text = try String(contentsOfFile: path, encoding: .utf8)
     } catch {
-      throw MachineDefinitionError(source: path, message: "cannot read the file: \(error.localizedDescription)")
+      throw MachineDefinitionError(
+        source: path, message: "cannot read the file: \(error.localizedDescription)")
     }
     return try parse(yaml: text, source: path)
   }
 
-  public static func parse(yaml text: String, source: String) throws(MachineDefinitionError) -> MachineDefinition {
+  public static func parse(yaml text: String, source: String) throws(MachineDefinitionError)
+    -> MachineDefinition
+  {
     func fail(_ m: String) -> MachineDefinitionError { MachineDefinitionError(source: source, message: m) }
     let node: Node?
     do {
@@ -91,7 +94,9 @@ public enum MachineDefinitionLoader {
         guard let m = item.mapping else { throw fail("\(here) must be a mapping") }
         let allowed: Set<String> = ["apid", "apids", "type", "mode", "depth", "configured", "serial"]
         for key in m.keys where !allowed.contains(key.string ?? "") {
-          throw fail("\(here): unknown key '\(key.string ?? "?")' (known: \(allowed.sorted().joined(separator: ", ")))")
+          throw fail(
+            "\(here): unknown key '\(key.string ?? "?")' (known: \(allowed.sorted().joined(separator: ", ")))"
+          )
         }
         var apids: [Int] = []
         if let one = m["apid"] {
@@ -116,7 +121,8 @@ public enum MachineDefinitionLoader {
             throw fail("\(here): adapter \(padHex(apid, 2)) is defined twice")
           }
           adapters.append(
-            .init(apid: apid, type: type, mode: mode, queueDepth: depth, configured: configured,
+            .init(
+              apid: apid, type: type, mode: mode, queueDepth: depth, configured: configured,
               serial: apids.count == 1 ? m["serial"]?.string : nil))
         }
       }

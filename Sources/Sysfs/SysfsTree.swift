@@ -120,7 +120,8 @@ public final class SysfsTree {
         kind: .symlink, mode: 0o777, size: target.utf8.count,
         inode: Self.inode(d.serial, target))
     case .attribute(let a, _, let d):
-      return SysfsNodeInfo(kind: .attribute, mode: a.mode, size: Self.pageSize, inode: Self.inode(d.serial, a.name))
+      return SysfsNodeInfo(
+        kind: .attribute, mode: a.mode, size: Self.pageSize, inode: Self.inode(d.serial, a.name))
     }
   }
 

@@ -23,7 +23,8 @@ struct APBusTests {
     #expect(cat(k, "/bus/ap/apmask") == "0x" + String(repeating: "f", count: 64) + "\n")
     #expect(cat(k, "/bus/ap/ap_adapter_mask") == "0xfff0" + String(repeating: "0", count: 60) + "\n")
     #expect(cat(k, "/bus/ap/ap_usage_domain_mask") == "0x" + String(repeating: "f", count: 64) + "\n")
-    #expect(try! k.sysfs.readlink("/devices/ap/card05/05.0004/driver") == "../../../../bus/ap/drivers/cex4queue")
+    #expect(
+      try! k.sysfs.readlink("/devices/ap/card05/05.0004/driver") == "../../../../bus/ap/drivers/cex4queue")
     #expect(try! k.sysfs.readlink("/devices/ap/card05/driver") == "../../../bus/ap/drivers/cex4card")
     #expect(try! k.sysfs.readlink("/bus/ap/devices/05.0004") == "../../../devices/ap/card05/05.0004")
     #expect(try! k.sysfs.readlink("/bus/ap/devices/card05") == "../../../devices/ap/card05")
@@ -95,14 +96,16 @@ struct APBusTests {
     #expect(k.apBus.queue(APQN(5, 4))?.driver == .vfioAP)
     #expect(k.apBus.queue(APQN(6, 0xff))?.driver == .vfioAP)
     #expect(k.apBus.queue(APQN(7, 4))?.driver == .cex4queue)
-    #expect(try! k.sysfs.readlink("/devices/ap/card05/05.0004/driver") == "../../../../bus/ap/drivers/vfio_ap")
+    #expect(
+      try! k.sysfs.readlink("/devices/ap/card05/05.0004/driver") == "../../../../bus/ap/drivers/vfio_ap")
     #expect(cat(k, "/devices/ap/card05/05.0004/status") == "unassigned\n")
     #expect(cat(k, "/devices/ap/card05/05.0004/request_count") == "-\n")
     #expect((try? k.read("/devices/ap/card05/05.0004/online")) == nil)
     #expect((try? k.read("/devices/ap/card07/07.0004/status")) == nil)
     #expect(try! k.sysfs.list("/bus/ap/drivers/vfio_ap").filter { $0.kind == .symlink }.count == 512)
     #expect(cat(k, "/bus/ap/bindings") == "3072/3072 (complete)\n")
-    #expect(k.uevents.last == UEvent(.change, "/devices/ap", ["APMASK=0xf9" + String(repeating: "f", count: 62)]))
+    #expect(
+      k.uevents.last == UEvent(.change, "/devices/ap", ["APMASK=0xf9" + String(repeating: "f", count: 62)]))
     // Every unbind ends with a ZAPQ.
     #expect(k.machine.queueState(APQN(5, 4)).zeroizeCount == 1)
     // An unchanged mask does nothing at all.
@@ -118,7 +121,8 @@ struct APBusTests {
   @Test func documentationMaskExamples() {
     let k = HostKernel()
     // Absolute: adapters 0 and 6 to vfio_ap.
-    #expect(echo(k, "0x7dffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", "/bus/ap/apmask") == nil)
+    #expect(
+      echo(k, "0x7dffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", "/bus/ap/apmask") == nil)
     #expect(k.apBus.queue(APQN(0, 0))?.driver == .vfioAP)
     #expect(k.apBus.queue(APQN(6, 0))?.driver == .vfioAP)
     #expect(k.apBus.queue(APQN(1, 0))?.driver == .cex4queue)
@@ -164,7 +168,9 @@ struct APBusTests {
     let before = k.log.lines.count
     #expect(echo(k, "+5,+6", "/bus/ap/apmask") == .resourceBusy)
     let lines = k.log.messages.dropFirst(before)
-    #expect(Array(lines) == ["vfio_ap_mdev \(uuid2): Can not reserve queue 06.0002 for host driver: in use by mdev"])
+    #expect(
+      Array(lines) == ["vfio_ap_mdev \(uuid2): Can not reserve queue 06.0002 for host driver: in use by mdev"]
+    )
   }
 
   @Test func driverBindUnbindAndOverride() {

@@ -115,7 +115,10 @@ struct AssignmentTests {
     let p = mdevPath(uuid1) + "/ap_config"
     let text = cat(k, p)
     #expect(text.utf8.count == 201)
-    #expect(text == "0x\("04" + String(repeating: "0", count: 62)),0x\("08" + String(repeating: "0", count: 62)),0x\("08" + String(repeating: "0", count: 62))\n")
+    #expect(
+      text
+        == "0x\("04" + String(repeating: "0", count: 62)),0x\("08" + String(repeating: "0", count: 62)),0x\("08" + String(repeating: "0", count: 62))\n"
+    )
     // Write it back: nothing changes.
     #expect(echo(k, text, p) == nil)
     #expect(cat(k, p) == text)

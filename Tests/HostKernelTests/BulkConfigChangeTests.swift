@@ -48,7 +48,10 @@ struct BulkConfigChangeTests {
     let k = HostKernel(definition: machine(adapters: [1, 2, 3], domains: 0...0))
     #expect(echo(k, "-1-3", "/bus/ap/apmask") == nil)
     let m = makeMdev(k, uuid1, adapters: [1, 2, 3])
-    #expect(echo(k, "\(APMask(1...3).hexString),\(APMask(0...200).hexString),\(APMask(0...200).hexString)", mdevPath(uuid1) + "/ap_config") == nil)
+    #expect(
+      echo(
+        k, "\(APMask(1...3).hexString),\(APMask(0...200).hexString),\(APMask(0...200).hexString)",
+        mdevPath(uuid1) + "/ap_config") == nil)
     let vm = k.kvm.createVM(name: "g")
     try k.vfioAP.openDevice(m, kvm: vm)
     #expect(vm.apcb.aqm == APMask([0]))

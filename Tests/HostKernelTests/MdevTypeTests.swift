@@ -45,7 +45,9 @@ struct MdevTypeTests {
     let dir = mdevPath(uuid1)
     #expect(try k.sysfs.readlink("/bus/mdev/devices/\(uuid1)") == "../../../devices/vfio_ap/matrix/\(uuid1)")
     #expect(try k.sysfs.readlink(dir + "/mdev_type") == "../mdev_supported_types/vfio_ap-passthrough")
-    #expect(try k.sysfs.canonicalPath("/bus/mdev/devices/\(uuid1)/mdev_type") == "/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough")
+    #expect(
+      try k.sysfs.canonicalPath("/bus/mdev/devices/\(uuid1)/mdev_type")
+        == "/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough")
     #expect(cat(k, "/bus/mdev/devices/\(uuid1)/mdev_type/device_api") == "vfio-ap\n")
     #expect(try k.sysfs.readlink(typeDir + "/devices/\(uuid1)") == "../../../\(uuid1)")
     #expect(try k.sysfs.canonicalPath("/bus/mdev/drivers/vfio_mdev/\(uuid1)") == dir)

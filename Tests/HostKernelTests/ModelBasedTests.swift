@@ -44,11 +44,12 @@ struct ModelBasedTests {
   static let maxID = 7
 
   /// Random operations of every kind, with the system's invariants checked after each step.
-  @Test(arguments: [1, 2, 3, 4] as [UInt64])
+  @Test(arguments: Array(1...8) as [UInt64])
   func randomOperationsKeepTheInvariants(seed: UInt64) throws {
     var rng = SeededGenerator(seed: seed)
     let def = MachineDefinition(
-      name: "model", na: Self.maxID, nd: Self.maxID, adapters: (0...5).map { .init(apid: $0, mode: .cca, queueDepth: 4) },
+      name: "model", na: Self.maxID, nd: Self.maxID,
+      adapters: (0...5).map { .init(apid: $0, mode: .cca, queueDepth: 4) },
       usageDomains: APMask(0...5), controlDomains: APMask(0...6))
     let k = HostKernel(definition: def)
     k.recordsUEvents = false
@@ -65,7 +66,9 @@ struct ModelBasedTests {
       if let errno = result, errno != VFIOAPDriver.blockedUntilReleased {
         failures += 1
         let unchanged = ObservableState(k) == before
-        #expect(unchanged, "seed \(seed) step \(steps): \(description) failed with \(errno.symbolicName) but changed state")
+        #expect(
+          unchanged,
+          "seed \(seed) step \(steps): \(description) failed with \(errno.symbolicName) but changed state")
       }
       checkInvariants(k, "seed \(seed) step \(steps): \(description)")
     }
@@ -90,7 +93,9 @@ struct ModelBasedTests {
     switch Int.random(in: 0..<4, using: &rng) {
     case 0:
       var m = APMask()
-      for _ in 0..<Int.random(in: 0...6, using: &rng) { m.insert(Int.random(in: 0...Self.maxID, using: &rng)) }
+      for _ in 0..<Int.random(in: 0...6, using: &rng) {
+        m.insert(Int.random(in: 0...Self.maxID, using: &rng))
+      }
       return m.hexString
     case 1:
       let a = Int.random(in: 0...Self.maxID, using: &rng)
@@ -128,7 +133,8 @@ struct ModelBasedTests {
         #expect(k.vfioAP.mdev(uuid) == nil)
         return ("remove \(uuid) while open, released by the VMM", nil)
       }
-      return store(numberText(Int.random(in: 0..<4, using: &rng) == 0 ? 1 : 0, &rng), mdevPath(uuid) + "/remove")
+      return store(
+        numberText(Int.random(in: 0..<4, using: &rng) == 0 ? 1 : 0, &rng), mdevPath(uuid) + "/remove")
     case 4...10:
       guard m != nil else { return ("no mdev", nil) }
       let attr = [
@@ -158,7 +164,7 @@ struct ModelBasedTests {
       return ("detach \(uuid)", nil)
     case 14, 20, 21:
       // A guest uses its queues.
-      for vm in k.kvm.vms.values {
+      for vm in k.kvm.vms.values.sorted(by: { $0.id < $1.id }) {
         // Mostly its own queues, sometimes any.
         let own = vm.apcb.apqns
         let apqn =
@@ -205,7 +211,9 @@ struct ModelBasedTests {
     // Each queue is bound to the driver its reservation says (or, unbound by hand, to none).
     for q in bus.queues.values {
       let wanted: APDriver = bus.isReservedForHost(q.apqn) ? .cex4queue : .vfioAP
-      #expect(q.driver == nil || q.driver == wanted, "\(context): \(q.apqn) bound to \(String(describing: q.driver))")
+      #expect(
+        q.driver == nil || q.driver == wanted,
+        "\(context): \(q.apqn) bound to \(String(describing: q.driver))")
     }
     // No APQN in two mdevs, and the ownership index agrees.
     let mdevs = Array(vfio.mdevs.values)
@@ -233,7 +241,8 @@ struct ModelBasedTests {
       for apqn in vm.apcb.apqns {
         #expect(m?.matrix.contains(apqn) == true, "\(context): \(apqn) in VM \(vm.id) but not assigned")
         #expect(config.contains(apqn), "\(context): \(apqn) in VM \(vm.id) but not in the host configuration")
-        #expect(bus.queue(apqn)?.driver == .vfioAP, "\(context): \(apqn) in VM \(vm.id) but not bound to vfio_ap")
+        #expect(
+          bus.queue(apqn)?.driver == .vfioAP, "\(context): \(apqn) in VM \(vm.id) but not bound to vfio_ap")
       }
       #expect(vm.apcb.adm.isSubset(of: m?.matrix.adm ?? APMask()), "\(context): control domains")
       for apid in 0...Self.maxID {
@@ -246,9 +255,10 @@ struct ModelBasedTests {
     }
     // Guest state stays where the guest is: a queue holding a guest's state is in that guest's
     // APCB, unless the guest is being asked to let go of its mdev (the kernel resets the
-    // queues when the VMM closes it).
+    // queues when the VMM closes it), or the adapter is checkstopped (nothing reaches it, and
+    // its recovery clears it).
     for (apqn, owner) in k.machine.ownedQueues {
-      guard case .guest(let id) = owner else { continue }
+      guard case .guest(let id) = owner, k.machine.adapters[apqn.apid]?.checkstopped != true else { continue }
       let vm = k.kvm.vms[id]
       let releasing = mdevs.contains { $0.kvm === vm && $0.removalPending }
       let ok = vm.map { $0.apcb.contains(apqn) } ?? false

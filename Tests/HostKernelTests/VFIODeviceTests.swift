@@ -44,7 +44,8 @@ struct VFIODeviceTests {
     #expect(vm.apcbUpdateCount == 2)
     #expect(k.machine.queueState(APQN(5, 4)).owner == nil)
     #expect(k.machine.queueState(APQN(5, 4)).replies.isEmpty)
-    #expect(k.machine.nqap(APQN(5, 4), psmid: 1, payload: [1], vm.authority).responseCode == .queueNotAvailable)
+    #expect(
+      k.machine.nqap(APQN(5, 4), psmid: 1, payload: [1], vm.authority).responseCode == .queueNotAvailable)
     #expect(m.kvm == nil && !m.isOpen)
     // Another guest may now use it and sees nothing of the first.
     let vm2 = k.kvm.createVM(name: "h")
@@ -88,7 +89,9 @@ struct VFIODeviceTests {
     try k.vfioAP.openDevice(m, kvm: vm)
     // No request IRQ registered: logged once, the guest loses its masks, the remove blocks.
     #expect(echo(k, "1", mdevPath(uuid1) + "/remove") == VFIOAPDriver.blockedUntilReleased)
-    #expect(k.log.messages.last == "vfio_ap_mdev \(uuid1): No device request registered, blocked until released by user")
+    #expect(
+      k.log.messages.last
+        == "vfio_ap_mdev \(uuid1): No device request registered, blocked until released by user")
     #expect(vm.apcb.isEmpty)
     #expect(echo(k, "1", mdevPath(uuid1) + "/remove") == VFIOAPDriver.blockedUntilReleased)
     #expect(k.log.messages.filter { $0.contains("No device request") }.count == 1)
@@ -148,9 +151,14 @@ struct VFIODeviceTests {
     let m = makeMdev(k, uuid1, adapters: [5], domains: [4])
     let vm = k.kvm.createVM(name: "g")
     try k.vfioAP.openDevice(m, kvm: vm)
-    #expect(k.vfioAP.handlePQAPAQIC(vm: vm, apqn: APQN(5, 5), enable: true, notificationAddress: 0x1000).responseCode == .queueNotAvailable)
-    #expect(k.vfioAP.handlePQAPAQIC(vm: vm, apqn: APQN(5, 4), enable: true, notificationAddress: 0).responseCode == .invalidAddress)
-    #expect(k.vfioAP.handlePQAPAQIC(vm: vm, apqn: APQN(5, 4), enable: true, notificationAddress: 0x1000).irqEnabled)
+    #expect(
+      k.vfioAP.handlePQAPAQIC(vm: vm, apqn: APQN(5, 5), enable: true, notificationAddress: 0x1000)
+        .responseCode == .queueNotAvailable)
+    #expect(
+      k.vfioAP.handlePQAPAQIC(vm: vm, apqn: APQN(5, 4), enable: true, notificationAddress: 0).responseCode
+        == .invalidAddress)
+    #expect(
+      k.vfioAP.handlePQAPAQIC(vm: vm, apqn: APQN(5, 4), enable: true, notificationAddress: 0x1000).irqEnabled)
     #expect(k.machine.tapq(APQN(5, 4), vm.authority).0.irqEnabled)
   }
 }

@@ -14,7 +14,8 @@ public final class KVM {
   /// one, as a VMM may choose for a CPU model without MSAX3 or APXA).
   public func createVM(name: String, vcpus: Int = 1, crycbFormat: Int? = nil) -> KVMVirtualMachine {
     let vm = KVMVirtualMachine(
-      id: nextID, name: name, vcpuCount: max(1, vcpus), crycbFormat: min(crycbFormat ?? self.crycbFormat, self.crycbFormat))
+      id: nextID, name: name, vcpuCount: max(1, vcpus),
+      crycbFormat: min(crycbFormat ?? self.crycbFormat, self.crycbFormat))
     nextID += 1
     vms[vm.id] = vm
     return vm

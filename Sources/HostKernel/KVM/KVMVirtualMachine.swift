@@ -63,4 +63,3 @@ public final class KVMVirtualMachine {
   }
   private func unblockAll() { vcpusBlocked = false }
 }
-

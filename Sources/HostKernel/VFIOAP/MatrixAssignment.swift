@@ -17,7 +17,9 @@ extension VFIOAPDriver {
       for apid in a {
         for apqi in q {
           mdevLog(
-            m, "Userspace may not assign queue \(hex2(apid)).\(hex4(apqi)) to mdev: already assigned to \(other.uuid)")
+            m,
+            "Userspace may not assign queue \(hex2(apid)).\(hex4(apqi)) to mdev: already assigned to \(other.uuid)"
+          )
         }
       }
       throw .addressInUse
