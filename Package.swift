@@ -10,6 +10,7 @@ let package = Package(
     .library(name: "Machine", targets: ["Machine"]),
     .library(name: "Sysfs", targets: ["Sysfs"]),
     .library(name: "HostKernel", targets: ["HostKernel"]),
+    .library(name: "FUSE", targets: ["FUSE"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -24,10 +25,11 @@ let package = Package(
     ),
     .target(name: "Sysfs", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
     .target(name: "HostKernel", dependencies: ["APModel", "Machine", "Sysfs"]),
+    .target(name: "FUSE", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
     .executableTarget(
       name: "apvirt",
       dependencies: [
-        "APModel", "Machine", "Sysfs", "HostKernel",
+        "APModel", "Machine", "Sysfs", "HostKernel", "FUSE",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -35,6 +37,7 @@ let package = Package(
     .testTarget(name: "MachineTests", dependencies: ["Machine"]),
     .testTarget(name: "SysfsTests", dependencies: ["Sysfs"]),
     .testTarget(name: "HostKernelTests", dependencies: ["HostKernel"]),
+    .testTarget(name: "FUSETests", dependencies: ["FUSE"]),
     .testTarget(name: "apvirtTests", dependencies: ["apvirt", "HostKernel"]),
   ],
   swiftLanguageModes: [.v6]

@@ -6,13 +6,20 @@ public final class SysfsDirectory {
   enum Child {
     case directory(SysfsDirectory)
     case symlink(String)
-    case attribute(SysfsAttribute, AnyObject)
+    case attribute(SysfsAttribute, OwnerReference)
+  }
+
+  /// The object an attribute is bound to, held weakly: the owner (a device) holds its directory,
+  /// so a strong reference back would keep both alive forever. An attribute whose owner is gone
+  /// no longer exists.
+  struct OwnerReference {
+    weak var object: AnyObject?
   }
 
   public let name: String
   public private(set) weak var parent: SysfsDirectory?
   var children: [String: Child] = [:]
-  var groups: [(group: SysfsAttributeGroup, owner: AnyObject)] = []
+  var groups: [(group: SysfsAttributeGroup, owner: OwnerReference)] = []
   init(name: String, parent: SysfsDirectory?) {
     self.name = name
     self.parent = parent
@@ -66,12 +73,12 @@ public final class SysfsDirectory {
 
   /// Adds one attribute bound to `owner`.
   public func attribute(_ attribute: SysfsAttribute, owner: AnyObject) {
-    children[attribute.name] = .attribute(attribute, owner)
+    children[attribute.name] = .attribute(attribute, OwnerReference(object: owner))
   }
 
   /// Binds a group of attributes to `owner`.
   public func addGroup(_ group: SysfsAttributeGroup, owner: AnyObject) {
-    groups.append((group, owner))
+    groups.append((group, OwnerReference(object: owner)))
   }
 
   /// Unbinds a group.
@@ -90,8 +97,11 @@ public final class SysfsDirectory {
   public func contains(_ name: String) -> Bool { child(name) != nil }
 
   func child(_ name: String) -> Child? {
-    if let c = children[name] { return c }
-    for g in groups.reversed() {
+    if let c = children[name] {
+      if case .attribute(_, let o) = c, o.object == nil { return nil }
+      return c
+    }
+    for g in groups.reversed() where g.owner.object != nil {
       if let a = g.group.byName[name] { return .attribute(a, g.owner) }
     }
     return nil
@@ -100,7 +110,7 @@ public final class SysfsDirectory {
   /// Names of all children, sorted.
   public var entryNames: [String] {
     var names = Set(children.keys)
-    for g in groups { for a in g.group.attributes { names.insert(a.name) } }
-    return names.sorted()
+    for g in groups where g.owner.object != nil { for a in g.group.attributes { names.insert(a.name) } }
+    return names.filter { child($0) != nil }.sorted()
   }
 }

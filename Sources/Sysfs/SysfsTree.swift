@@ -74,7 +74,8 @@ public final class SysfsTree {
         if last { return .directory(d) }
         dir = d
       case .attribute(let a, let owner):
-        if last { return .attribute(a, owner, in: dir) }
+        guard let object = owner.object else { throw .noSuchFileOrDirectory }
+        if last { return .attribute(a, object, in: dir) }
         throw .notDirectory
       case .symlink(let target):
         if last && !followLast { return .symlink(target, in: dir) }

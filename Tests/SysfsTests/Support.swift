@@ -1,9 +1,10 @@
+import Synchronization
 import Sysfs
 import SystemPackage
 import Testing
 
 /// An object that owns attributes, like a card or a queue device.
-final class Device {
+final class Device: @unchecked Sendable {  // test-only; used from one test at a time
   var value: String
   var stored: [[UInt8]] = []
   var storeError: Errno?
@@ -12,7 +13,7 @@ final class Device {
 }
 
 /// Another owner type, to check that a group binds the owner it was added with.
-final class Driver {
+final class Driver: @unchecked Sendable {  // test-only; immutable after init
   let name: String
   init(_ name: String) { self.name = name }
 }
@@ -34,12 +35,31 @@ let writeOnlyAttribute = SysfsAttribute.writeOnly("reset") { (d: Device, bytes: 
   d.stored.append(bytes)
 }
 
+let liveDevices = Mutex<[Device]>([])
+
+let liveDrivers = Mutex<[Driver]>([])
+
+/// Keeps a driver object alive for the test run.
+func keepDriver(_ d: Driver) -> Driver {
+  liveDrivers.withLock { $0.append(d) }
+  return d
+}
+
+/// Keeps a device alive for the test run, as its subsystem would.
+func keep(_ d: Device) -> Device {
+  liveDevices.withLock { $0.append(d) }
+  return d
+}
+
 /// A tree with:
 ///
 ///     /devices/ap/card05/{hwtype (0444), reset (0200), value (0644)}
 ///     /bus/ap/devices/card05 -> ../../../devices/ap/card05
 ///     /name (0444, at the root)
 func makeTree(_ device: Device = Device("hello")) -> SysfsTree {
+  // sysfs holds attribute owners weakly (a real owner, a device, is held by its subsystem); the
+  // fixture keeps its devices alive for the whole test run.
+  liveDevices.withLock { $0.append(device) }
   let tree = SysfsTree()
   let card = tree.makeDirectories("/devices/ap/card05")
   card.attribute(readOnlyAttribute, owner: device)

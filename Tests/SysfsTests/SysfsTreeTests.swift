@@ -48,8 +48,8 @@ struct SysfsTreeStructureTests {
       .readOnly("driver_name") { (d: Driver) throws(Errno) in d.name + "\n" },
       .readOnly("online") { (_: Driver) throws(Errno) in "1\n" },
     ])
-    a.addGroup(group, owner: Driver("cex4queue"))
-    b.addGroup(group, owner: Driver("vfio_ap"))
+    a.addGroup(group, owner: keepDriver(Driver("cex4queue")))
+    b.addGroup(group, owner: keepDriver(Driver("vfio_ap")))
     #expect(a.hasGroup(group))
     #expect(try tree.readString("/devices/ap/card05/05.0004/driver_name") == "cex4queue\n")
     #expect(try tree.readString("/devices/ap/card05/05.0005/driver_name") == "vfio_ap\n")
@@ -71,14 +71,15 @@ struct SysfsTreeStructureTests {
     let d = tree.makeDirectories("/d")
     let g1 = SysfsAttributeGroup([.readOnly("x") { (o: Driver) throws(Errno) in "g1 " + o.name }])
     let g2 = SysfsAttributeGroup([.readOnly("x") { (o: Driver) throws(Errno) in "g2 " + o.name }])
-    d.addGroup(g1, owner: Driver("a"))
-    d.addGroup(g2, owner: Driver("b"))
+    d.addGroup(g1, owner: keepDriver(Driver("a")))
+    d.addGroup(g2, owner: keepDriver(Driver("b")))
     #expect(try tree.readString("/d/x") == "g2 b")
     #expect(d.entryNames == ["x"])
     d.removeGroup(g2)
     #expect(try tree.readString("/d/x") == "g1 a")
-    d.attribute(.readOnly("x") { (o: Driver) throws(Errno) in "plain " + o.name }, owner: Driver("c"))
-    d.addGroup(g2, owner: Driver("b"))
+    d.attribute(
+      .readOnly("x") { (o: Driver) throws(Errno) in "plain " + o.name }, owner: keepDriver(Driver("c")))
+    d.addGroup(g2, owner: keepDriver(Driver("b")))
     #expect(try tree.readString("/d/x") == "plain c")
   }
 
@@ -217,7 +218,8 @@ struct SysfsTreeStructureTests {
     card.directory("05.0004")
     card.symlink("subsystem", toAbsolute: "/bus/ap")
     card.addGroup(
-      SysfsAttributeGroup([.readOnly("type") { (_: Device) throws(Errno) in "CEX8C\n" }]), owner: Device(""))
+      SysfsAttributeGroup([.readOnly("type") { (_: Device) throws(Errno) in "CEX8C\n" }]),
+      owner: keep(Device("")))
     let entries = try tree.list("/devices/ap/card05")
     #expect(entries.map(\.name) == ["05.0004", "hwtype", "reset", "subsystem", "type", "value"])
     #expect(entries.map(\.kind) == [.directory, .attribute, .attribute, .symlink, .attribute, .attribute])
@@ -390,5 +392,24 @@ struct SysfsTreeIOTests {
       #expect(errno { _ = try tree.write("/devices/ap/card05/value", "5\n") } == e)
     }
     #expect(device.stored.isEmpty)
+  }
+}
+
+@Suite("SysfsTree: owners are held weakly")
+struct SysfsOwnerLifetimeTests {
+  @Test("an attribute whose owner is gone is gone too, and the owner is not kept alive")
+  func ownerGone() throws {
+    let tree = SysfsTree()
+    let d = tree.makeDirectories("/d")
+    weak var weakOwner: Driver?
+    do {
+      let owner = Driver("short-lived")
+      weakOwner = owner
+      d.addGroup(SysfsAttributeGroup([.readOnly("x") { (o: Driver) throws(Errno) in o.name }]), owner: owner)
+      #expect(try tree.readString("/d/x") == "short-lived")
+    }
+    #expect(weakOwner == nil)
+    #expect(errno { _ = try tree.read("/d/x") } == .noSuchFileOrDirectory)
+    #expect(try tree.list("/d").isEmpty)
   }
 }

@@ -36,6 +36,8 @@ public final class APBus {
   let devicesRoot: SysfsDirectory
   let busDevices: SysfsDirectory
   var driverDirectories: [APDriver: SysfsDirectory] = [:]
+  /// The owners of the driver directories' `bind`/`unbind` (sysfs holds owners weakly).
+  var driverHandles: [APDriverHandle] = []
   let attributes: APBusAttributes
 
   init(kernel: HostKernel) {
@@ -48,7 +50,9 @@ public final class APBus {
     busDirectory.addGroup(attributes.busGroup, owner: self)
     for d in APDriver.allCases {
       let dir = busDirectory.directory("drivers").directory(d.name)
-      dir.addGroup(attributes.driverGroup, owner: APDriverHandle(bus: self, driver: d))
+      let handle = APDriverHandle(bus: self, driver: d)
+      driverHandles.append(handle)
+      dir.addGroup(attributes.driverGroup, owner: handle)
       driverDirectories[d] = dir
     }
     qci = machine.qci(.lpar)

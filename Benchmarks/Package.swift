@@ -1,0 +1,30 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Benchmarks of the apvirt engine, kept out of the main package so that its users and its
+// test runs never resolve or build the benchmark tooling. Run with
+// `cd Benchmarks && swift package benchmark` (see README.md).
+let package = Package(
+  name: "apvirt-benchmarks",
+  platforms: [.macOS(.v15)],
+  dependencies: [
+    .package(name: "apvirt", path: ".."),
+    .package(
+      url: "https://github.com/ordo-one/benchmark.git", exact: "1.38.1",
+      traits: ["MallocInterposer"]),
+  ],
+  targets: [
+    .executableTarget(
+      name: "EngineBenchmarks",
+      dependencies: [
+        .product(name: "Benchmark", package: "benchmark"),
+        .product(name: "APModel", package: "apvirt"),
+        .product(name: "Machine", package: "apvirt"),
+        .product(name: "HostKernel", package: "apvirt"),
+      ],
+      path: "Benchmarks/EngineBenchmarks",
+      plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+    )
+  ],
+  swiftLanguageModes: [.v6]
+)

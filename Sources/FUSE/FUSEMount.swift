@@ -1,0 +1,156 @@
+import Foundation
+import SystemPackage
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A mounted FUSE file system: the `/dev/fuse` descriptor and where it is mounted.
+///
+/// As root it mounts with mount(2); otherwise it asks `fusermount3` (which passes the descriptor
+/// back over a socket, as libfuse does). It knows nothing of what is served.
+public struct FUSEMount: Sendable {
+  public let mountPoint: String
+  public let fd: Int32
+  let viaFusermount: Bool
+
+  /// The mount options: `allow_other` so that other users (and a command in another mount
+  /// namespace) can use the tree; `default_permissions` so that the kernel checks modes.
+  public static let defaultOptions = ["default_permissions", "allow_other"]
+
+  public enum MountError: Error, CustomStringConvertible {
+    case openDevice(Errno)
+    case mount(String, Errno)
+    case fusermount(String)
+
+    public var description: String {
+      switch self {
+      case .openDevice(let e): "cannot open /dev/fuse: \(e)"
+      case .mount(let p, let e): "cannot mount on \(p): \(e)"
+      case .fusermount(let m): "fusermount3: \(m)"
+      }
+    }
+  }
+
+  /// Mounts a new FUSE file system named `name` on `mountPoint` (which must exist).
+  public static func mount(at mountPoint: String, name: String = "apvirt", options: [String] = defaultOptions)
+    throws(MountError) -> FUSEMount
+  {
+    if geteuid() == 0 {
+      let fd = open("/dev/fuse", O_RDWR | O_CLOEXEC)
+      guard fd >= 0 else { throw .openDevice(Errno(rawValue: errno)) }
+      let opts = (["fd=\(fd)", "rootmode=40755", "user_id=0", "group_id=0"] + options).joined(separator: ",")
+      let rc = Glibc.mount(name, mountPoint, "fuse.\(name)", UInt(MS_NOSUID | MS_NODEV), opts)
+      guard rc == 0 else {
+        let e = Errno(rawValue: errno)
+        close(fd)
+        throw .mount(mountPoint, e)
+      }
+      return FUSEMount(mountPoint: mountPoint, fd: fd, viaFusermount: false)
+    }
+    return try mountWithFusermount(at: mountPoint, name: name, options: options)
+  }
+
+  /// The unprivileged path: `fusermount3 -o OPTS -- MOUNTPOINT` with `_FUSE_COMMFD` naming our
+  /// end of a socket pair; it sends the `/dev/fuse` descriptor back with SCM_RIGHTS.
+  static func mountWithFusermount(at mountPoint: String, name: String, options: [String]) throws(MountError)
+    -> FUSEMount
+  {
+    var sv: [Int32] = [0, 0]
+    guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &sv) == 0 else {
+      throw .fusermount("socketpair: \(Errno(rawValue: errno))")
+    }
+    defer { close(sv[0]) }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    let opts = (["fsname=\(name)", "subtype=\(name)"] + options).joined(separator: ",")
+    p.arguments = ["-c", "exec fusermount3 -o \"$1\" -- \"$2\"", "sh", opts, mountPoint]
+    var env = ProcessInfo.processInfo.environment
+    env["_FUSE_COMMFD"] = String(sv[1])
+    p.environment = env
+    do {
+      try p.run()
+    } catch {
+      close(sv[1])
+      throw .fusermount("cannot run: \(error)")
+    }
+    close(sv[1])
+    let fd = receiveDescriptor(sv[0])
+    p.waitUntilExit()
+    guard p.terminationStatus == 0, let fd else {
+      throw .fusermount("exited with status \(p.terminationStatus)")
+    }
+    return FUSEMount(mountPoint: mountPoint, fd: fd, viaFusermount: true)
+  }
+
+  static func receiveDescriptor(_ socket: Int32) -> Int32? {
+    var byte: UInt8 = 0
+    let controlSize = MemoryLayout<cmsghdr>.size + MemoryLayout<Int32>.size + 8
+    let control = UnsafeMutableRawPointer.allocate(byteCount: controlSize, alignment: 8)
+    defer { control.deallocate() }
+    return withUnsafeMutablePointer(to: &byte) { bp -> Int32? in
+      var iov = iovec(iov_base: UnsafeMutableRawPointer(bp), iov_len: 1)
+      return withUnsafeMutablePointer(to: &iov) { iovp -> Int32? in
+        var msg = msghdr()
+        msg.msg_iov = iovp
+        msg.msg_iovlen = 1
+        msg.msg_control = control
+        msg.msg_controllen = controlSize
+        guard recvmsg(socket, &msg, 0) > 0 else { return nil }
+        let cmsg = control.assumingMemoryBound(to: cmsghdr.self)
+        guard msg.msg_controllen >= MemoryLayout<cmsghdr>.size, cmsg.pointee.cmsg_level == SOL_SOCKET,
+          cmsg.pointee.cmsg_type == Int32(SCM_RIGHTS)
+        else { return nil }
+        return control.advanced(by: MemoryLayout<cmsghdr>.size).load(as: Int32.self)
+      }
+    }
+  }
+
+  /// Unmounts (lazily, so that a process still inside does not keep it busy) and closes the
+  /// descriptor, which ends the session's threads.
+  public func unmount() {
+    Self.unmount(mountPoint, viaFusermount: viaFusermount)
+    close(fd)
+  }
+
+  static func unmount(_ path: String, viaFusermount: Bool) {
+    if viaFusermount || geteuid() != 0 {
+      let p = Process()
+      p.executableURL = URL(fileURLWithPath: "/bin/sh")
+      p.arguments = ["-c", "exec fusermount3 -u -z -- \"$1\"", "sh", path]
+      try? p.run()
+      p.waitUntilExit()
+    } else {
+      _ = umount2(path, Int32(MNT_DETACH))
+    }
+  }
+
+  /// Whether `path` is a FUSE mount whose server is gone (`stat` answers ENOTCONN), as a
+  /// killed daemon leaves it.
+  public static func isStale(_ path: String) -> Bool {
+    var st = stat()
+    return stat(path, &st) != 0 && errno == ENOTCONN
+  }
+
+  /// Clears a stale mount at `path`; true if there was one.
+  @discardableResult
+  public static func clearStale(_ path: String) -> Bool {
+    guard isStale(path) else { return false }
+    unmount(path, viaFusermount: false)
+    return true
+  }
+
+  /// Whether something is mounted exactly at `path` (from /proc/self/mountinfo).
+  public static func isMountPoint(_ path: String) -> Bool {
+    guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else {
+      return false
+    }
+    // Plain string work: anything that stats the path would hang on a mount nobody serves.
+    var target = path
+    while target.count > 1 && target.hasSuffix("/") { target.removeLast() }
+    return text.split(separator: "\n").contains { line in
+      let fields = line.split(separator: " ")
+      return fields.count > 4 && fields[4].replacingOccurrences(of: "\\040", with: " ") == target
+    }
+  }
+}

@@ -1,0 +1,157 @@
+import Foundation
+import Synchronization
+import SystemPackage
+import Testing
+
+@testable import FUSE
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A small file system for the tests: a read-only file, a write-only file that records its
+/// stores, one whose stores fail, a directory and a symlink.
+final class MemoryFileSystem: FileSystem {
+  let stores = Mutex<[String]>([])
+  let counter = Mutex(0)
+
+  func attributes(of path: String) throws(Errno) -> FileAttributes {
+    switch path {
+    case "/", "/dir":
+      return FileAttributes(kind: .directory, permissions: 0o755, size: 0, inode: UInt64(path.count))
+    case "/hello", "/counter":
+      return FileAttributes(kind: .regular, permissions: 0o444, size: 4096, inode: 10)
+    case "/store", "/fail": return FileAttributes(kind: .regular, permissions: 0o200, size: 4096, inode: 11)
+    case "/link": return FileAttributes(kind: .symlink, permissions: 0o777, size: 3, inode: 12)
+    case "/dir/big": return FileAttributes(kind: .regular, permissions: 0o444, size: 4096, inode: 13)
+    default: throw .noSuchFileOrDirectory
+    }
+  }
+
+  func entries(of path: String) throws(Errno) -> [FileSystemEntry] {
+    switch path {
+    case "/":
+      return [
+        .init(name: "counter", kind: .regular, inode: 10), .init(name: "dir", kind: .directory, inode: 4),
+        .init(name: "fail", kind: .regular, inode: 11), .init(name: "hello", kind: .regular, inode: 10),
+        .init(name: "link", kind: .symlink, inode: 12), .init(name: "store", kind: .regular, inode: 11),
+      ]
+    case "/dir": return [.init(name: "big", kind: .regular, inode: 13)]
+    default: throw .notDirectory
+    }
+  }
+
+  func readLink(_ path: String) throws(Errno) -> String {
+    guard path == "/link" else { throw .invalidArgument }
+    return "dir"
+  }
+
+  func open(_ path: String, read: Bool, write: Bool) throws(Errno) {
+    let a = try attributes(of: path)
+    if read && a.permissions & 0o444 == 0 { throw .permissionDenied }
+    if write && a.permissions & 0o222 == 0 { throw .permissionDenied }
+  }
+
+  func read(_ path: String) throws(Errno) -> [UInt8] {
+    switch path {
+    case "/hello": return Array("hello\n".utf8)
+    case "/counter":
+      let n = counter.withLock { c in
+        c += 1
+        return c
+      }
+      return Array("\(n)\n".utf8)
+    case "/dir/big": return Array(String(repeating: "0123456789abcdef", count: 1000).utf8)
+    default: throw .permissionDenied
+    }
+  }
+
+  func write(_ path: String, _ data: [UInt8]) throws(Errno) -> Int {
+    if path == "/fail" { throw .addressInUse }
+    stores.withLock { $0.append(String(decoding: data, as: UTF8.self)) }
+    return data.count
+  }
+
+  func truncate(_ path: String, to size: UInt64) throws(Errno) {}
+}
+
+/// Mounts `fs` on a fresh directory for the duration of `body`.
+func withMount(_ fs: any FileSystem, _ body: (String, FUSESession) throws -> Void) throws {
+  let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fuse-\(UUID().uuidString)").path
+  try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+  let m = try FUSEMount.mount(at: dir, name: "apvirttest")
+  let session = FUSESession(fd: m.fd, fileSystem: fs)
+  let done = DispatchSemaphore(value: 0)
+  Thread.detachNewThread {
+    session.serve(threads: 2)
+    done.signal()
+  }
+  defer {
+    m.unmount()
+    done.wait()
+    try? FileManager.default.removeItem(atPath: dir)
+  }
+  try body(dir, session)
+}
+
+/// Runs a shell command and returns (status, stdout, stderr).
+func shell(_ script: String) throws -> (Int32, String, String) {
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: "/bin/bash")
+  p.arguments = ["-c", script]
+  let out = Pipe()
+  let err = Pipe()
+  p.standardOutput = out
+  p.standardError = err
+  try p.run()
+  let o = out.fileHandleForReading.readDataToEndOfFile()
+  let e = err.fileHandleForReading.readDataToEndOfFile()
+  p.waitUntilExit()
+  return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
+@Suite("FUSE: a mounted file system served over the kernel's wire protocol", .serialized)
+struct FUSEMountTests {
+  @Test func readsWritesListsAndLinks() throws {
+    let fs = MemoryFileSystem()
+    try withMount(fs) { dir, session in
+      #expect(try shell("cat \(dir)/hello").1 == "hello\n")
+      #expect(try shell("echo 5 > \(dir)/store").0 == 0)
+      #expect(try shell("printf abc > \(dir)/store").0 == 0)
+      #expect(fs.stores.withLock { $0 } == ["5\n", "abc"])
+      let failed = try shell("echo 5 > \(dir)/fail")
+      #expect(failed.0 != 0)
+      #expect(failed.2.contains("write error: Address already in use"))
+      #expect(try shell("cat \(dir)/store").2.contains("Permission denied"))
+      #expect(try shell("echo x > \(dir)/hello").2.contains("Permission denied"))
+      #expect(try shell("ls \(dir)").1 == "counter\ndir\nfail\nhello\nlink\nstore\n")
+      #expect(try shell("readlink \(dir)/link").1 == "dir\n")
+      #expect(try shell("ls \(dir)/link/").1 == "big\n")
+      #expect(
+        try shell("stat -c '%a %F' \(dir)/store \(dir)/dir \(dir)/link").1
+          == "200 regular file\n755 directory\n777 symbolic link\n")
+      #expect(try shell("cat \(dir)/nothing").2.contains("No such file or directory"))
+      #expect(try shell("mkdir \(dir)/new").0 != 0)
+      // Every read generates the file anew.
+      #expect(try shell("cat \(dir)/counter; cat \(dir)/counter").1 == "1\n2\n")
+      // A file larger than one read comes in chunks of one generation.
+      #expect(try shell("wc -c < \(dir)/dir/big").1 == "16000\n")
+      #expect(session.requestCount(.`init`) == 1)
+    }
+  }
+
+  @Test func unmountEndsTheSessionAndStaleMountsAreCleared() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fuse-stale-\(UUID().uuidString)")
+      .path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    // A mount whose server closed its descriptor without unmounting: what a killed daemon leaves.
+    let m = try FUSEMount.mount(at: dir, name: "apvirttest")
+    #expect(FUSEMount.isMountPoint(dir))
+    close(m.fd)
+    #expect(FUSEMount.isStale(dir))
+    #expect(FUSEMount.clearStale(dir))
+    #expect(!FUSEMount.isMountPoint(dir))
+    #expect(!FUSEMount.isStale(dir))
+  }
+}
