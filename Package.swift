@@ -11,11 +11,13 @@ let package = Package(
     .library(name: "Sysfs", targets: ["Sysfs"]),
     .library(name: "HostKernel", targets: ["HostKernel"]),
     .library(name: "FUSE", targets: ["FUSE"]),
+    .library(name: "VMM", targets: ["VMM"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
   ],
   targets: [
     .target(name: "APModel", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
@@ -26,11 +28,13 @@ let package = Package(
     .target(name: "Sysfs", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
     .target(name: "HostKernel", dependencies: ["APModel", "Machine", "Sysfs"]),
     .target(name: "FUSE", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+    .target(name: "VMM", dependencies: ["APModel", "Machine", "HostKernel"]),
     .executableTarget(
       name: "apvirt",
       dependencies: [
-        "APModel", "Machine", "Sysfs", "HostKernel", "FUSE",
+        "APModel", "Machine", "Sysfs", "HostKernel", "FUSE", "VMM",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
       ]
     ),
     .testTarget(name: "APModelTests", dependencies: ["APModel"]),
@@ -38,6 +42,7 @@ let package = Package(
     .testTarget(name: "SysfsTests", dependencies: ["Sysfs"]),
     .testTarget(name: "HostKernelTests", dependencies: ["HostKernel"]),
     .testTarget(name: "FUSETests", dependencies: ["FUSE"]),
+    .testTarget(name: "Interop", dependencies: ["apvirt"], path: "Tests/Interop"),
     .testTarget(name: "apvirtTests", dependencies: ["apvirt", "HostKernel"]),
   ],
   swiftLanguageModes: [.v6]

@@ -18,6 +18,8 @@ struct APVirt: ParsableCommand {
 
       Start with `apvirt demo`, which walks the kernel documentation's worked example.
       """,
-    subcommands: [Demo.self, MachineCommand.self]
+    subcommands: [
+      Demo.self, Up.self, Exec.self, Status.self, Hardware.self, Dmesg.self, Down.self, MachineCommand.self,
+    ]
   )
 }

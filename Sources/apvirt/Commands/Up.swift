@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Machine
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// `apvirt up`: run the emulated host in the foreground.
+struct Up: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Boot the emulated host and serve its sysfs through FUSE until stopped.",
+    discussion: """
+      Boots the machine (the embedded default unless --machine is given), runs the host kernel's
+      AP bus, zcrypt, vfio_ap and KVM, and mounts the kernel's sysfs at --mount (DIR/bus/ap,
+      DIR/devices/ap, DIR/devices/vfio_ap, DIR/bus/mdev, DIR/class/mdev_bus). The AP bus scans
+      every config_time seconds in real time. mdevs that mdevctl defined in the state directory
+      (STATE/etc/mdevctl.d) with "start": "auto" are started at boot, as udev does on a real host.
+
+      Beside the mount: control.sock (for `apvirt hw`, `apvirt status`, `apvirt down`), dmesg (the
+      host kernel's log) and apvirt.pid. The host is ready when DIR/bus/ap/apmask can be read.
+      Stop it with Ctrl-C, SIGTERM or `apvirt down`; the mount goes with it. A mount left behind
+      by a killed daemon is cleared at the next start.
+
+      Needs root (mount(2)), or fusermount3 for an unprivileged mount.
+
+      Next, in another shell:
+        apvirt exec -- mdevctl types
+        cat /run/apvirt/sys/bus/ap/apmask
+        echo -5 > /run/apvirt/sys/bus/ap/apmask
+      """)
+
+  @Option(name: .long, help: "A machine definition (YAML). Default: the embedded default machine.")
+  var machine: String?
+
+  @Option(name: .long, help: "Where to mount the emulated sysfs.")
+  var mount: String = RuntimePaths.defaultMount
+
+  @Option(name: .long, help: "The state directory (holds etc/mdevctl.d).")
+  var state: String = RuntimePaths.defaultState
+
+  @Option(name: .long, help: "FUSE request threads.")
+  var threads: Int = 4
+
+  func run() throws {
+    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    var logger = Logger(label: "apvirt")
+    logger.logLevel = .info
+    let definition: MachineDefinition
+    do {
+      definition = try machine.map { try MachineDefinitionLoader.load(path: $0) } ?? .embeddedDefault
+    } catch {
+      throw ValidationError("\(error)")
+    }
+    let daemon: HostDaemon
+    do {
+      daemon = try HostDaemon(
+        definition: definition, paths: RuntimePaths(mount: mount, state: state), threads: threads,
+        logger: logger)
+    } catch {
+      logger.error("\(error)")
+      throw ExitCode.failure
+    }
+    // SIGINT and SIGTERM stop the daemon cleanly.
+    for sig in [SIGINT, SIGTERM] {
+      signal(sig, SIG_IGN)
+      let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+      source.setEventHandler { daemon.stop(reason: "signal \(sig)") }
+      source.resume()
+      signalSources.append(source)
+    }
+    daemon.wait()
+  }
+}
+
+/// Signal sources must outlive `run()`'s scope.
+nonisolated(unsafe) var signalSources: [any DispatchSourceSignal] = []

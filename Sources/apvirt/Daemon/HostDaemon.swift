@@ -1,0 +1,165 @@
+import FUSE
+import Foundation
+import HostKernel
+import Logging
+import Machine
+import Synchronization
+import VMM
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The host kernel's log as a file beside the mount (`/run/apvirt/dmesg`), rewritten when the
+/// log grows.
+final class DmesgSync: Sendable {
+  let host: EmulatedHost
+  let path: String
+  private let written = Mutex(-1)
+
+  init(host: EmulatedHost, path: String) {
+    self.host = host
+    self.path = path
+  }
+
+  func sync() {
+    written.withLock { count in
+      let (n, text) = host.withKernel { k in (k.log.lines.count, k.log.dmesgText) }
+      guard n != count else { return }
+      count = n
+      try? text.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+  }
+}
+
+/// A running emulated host: the kernel behind its lock, its sysfs mounted through FUSE, the
+/// periodic AP bus scan in real time, the control socket, and the kernel log as a file.
+final class HostDaemon: Sendable {
+  let paths: RuntimePaths
+  let host: EmulatedHost
+  let logger: Logger
+  let mount: FUSEMount
+  let session: FUSESession
+  let control: JSONStreamServer
+  let started = ContinuousClock.now
+  private let stopping = Atomic<Bool>(false)
+  private let finished = DispatchSemaphore(value: 0)
+  let dmesgSync: DmesgSync
+
+  struct StartError: Error, CustomStringConvertible {
+    var description: String
+  }
+
+  /// Boots the host and brings up its interfaces. Returns when the mount is ready.
+  init(definition: MachineDefinition, paths: RuntimePaths, threads: Int, logger: Logger) throws {
+    self.paths = paths
+    self.logger = logger
+    let fm = FileManager.default
+    if FUSEMount.clearStale(paths.mount) {
+      logger.notice("cleared a stale mount at \(paths.mount) left by a daemon that did not stop cleanly")
+    }
+    if FUSEMount.isMountPoint(paths.mount) {
+      throw StartError(description: "\(paths.mount) is already mounted: is another apvirt up running?")
+    }
+    try fm.createDirectory(atPath: paths.mount, withIntermediateDirectories: true)
+    try paths.prepareState()
+
+    let kernel = HostKernel(definition: definition)
+    host = EmulatedHost(kernel: kernel)
+    let (queues, cards) = host.withKernel { ($0.apBus.queues.count, $0.apBus.cards.count) }
+    logger.info("booted machine '\(definition.name)': \(cards) cards, \(queues) queues")
+
+    // What udev does when the matrix parent appears: mdevctl starts the auto-start mdevs.
+    for line in MdevctlDefinitions(directory: paths.mdevctlDirectory).startAutoDevices(on: host) {
+      logger.info("mdevctl start-parent-mdevs matrix: \(line)")
+    }
+
+    do {
+      control = try JSONStreamServer(path: paths.controlSocket)
+    } catch {
+      throw StartError(description: "\(error)")
+    }
+    do {
+      mount = try FUSEMount.mount(at: paths.mount)
+    } catch {
+      control.stop()
+      throw StartError(description: "\(error)")
+    }
+    // The log file follows every store (a refused assignment logs why).
+    let syncLog = DmesgSync(host: host, path: paths.dmesg)
+    dmesgSync = syncLog
+    let fs = SysfsFileSystem(host: host, afterWrite: { syncLog.sync() })
+    session = FUSESession(fd: mount.fd, fileSystem: fs)
+    writePidFile()
+    syncDmesg()
+
+    let session = self.session
+    Thread.detachNewThread { [self] in
+      session.serve(threads: threads)
+      // The connection ended: unmounted from outside, or by us.
+      self.stop(reason: "the FUSE connection ended")
+    }
+    Thread.detachNewThread { [self] in self.serveControl() }
+    Thread.detachNewThread { [self] in self.runTimers() }
+    logger.info("sysfs mounted at \(paths.mount); control socket \(paths.controlSocket); ready")
+  }
+
+  /// Blocks until the daemon stops.
+  func wait() { finished.wait() }
+
+  /// Stops once: unmounts, closes the control socket, removes the runtime files.
+  func stop(reason: String) {
+    guard !stopping.exchange(true, ordering: .relaxed) else { return }
+    logger.info("stopping: \(reason)")
+    mount.unmount()
+    control.stop()
+    try? FileManager.default.removeItem(atPath: paths.pidFile)
+    finished.signal()
+  }
+
+  /// The AP bus's periodic scans run on the kernel's clock; here that clock follows real time.
+  func runTimers() {
+    while !stopping.load(ordering: .relaxed) {
+      Thread.sleep(forTimeInterval: 0.5)
+      let elapsed = ContinuousClock.now - started
+      let ns =
+        UInt64(elapsed.components.seconds) * 1_000_000_000
+        + UInt64(elapsed.components.attoseconds / 1_000_000_000)
+      host.withKernel { $0.advance(to: ns) }
+      syncDmesg()
+    }
+  }
+
+  func syncDmesg() { dmesgSync.sync() }
+
+  func writePidFile() {
+    try? "\(getpid())\n".write(toFile: paths.pidFile, atomically: true, encoding: .utf8)
+  }
+
+  func serveControl() {
+    control.run { [self] connection in
+      while let received = connection.receive() {
+        guard case .value(let v) = received, let request = v as? [String: Any],
+          let name = request["execute"] as? String
+        else {
+          connection.send(["error": ["class": "GenericError", "desc": "QMP input must be a JSON object"]])
+          continue
+        }
+        if name == "quit" {
+          connection.send(["return": [String: Any]()])
+          stop(reason: "quit on the control socket")
+          return
+        }
+        do throws(ControlProtocol.Failure) {
+          let result = try ControlProtocol.execute(
+            name, request["arguments"] as? [String: Any] ?? [:], host: host)
+          connection.send(["return": result])
+          logger.info("control: \(name) done")
+        } catch {
+          connection.send(["error": ["class": error.errorClass, "desc": error.desc]])
+        }
+        syncDmesg()
+      }
+    }
+  }
+}

@@ -1,0 +1,85 @@
+import Foundation
+import HostKernel
+import SystemPackage
+
+/// mdevctl's persistent definitions (`/etc/mdevctl.d/<parent>/<uuid>`), read at boot to start the
+/// mdevs defined with `"start": "auto"`, as udev's `mdevctl start-parent-mdevs matrix` does when
+/// the matrix parent appears on a real host.
+struct MdevctlDefinitions {
+  struct Definition {
+    var uuid: String
+    var type: String
+    var autoStart: Bool
+    /// Attribute writes in order; keys may repeat.
+    var attributes: [(String, String)]
+  }
+
+  let directory: String
+
+  /// The definitions for `parent`, by UUID; unreadable files are reported, not fatal.
+  func definitions(parent: String = "matrix") -> (found: [Definition], problems: [String]) {
+    let dir = directory + "/" + parent
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return ([], []) }
+    var found: [Definition] = []
+    var problems: [String] = []
+    for name in names.sorted() {
+      let path = dir + "/" + name
+      guard let data = FileManager.default.contents(atPath: path),
+        let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+      else {
+        problems.append("\(path): not a JSON object")
+        continue
+      }
+      guard let type = object["mdev_type"] as? String else {
+        problems.append("\(path): no mdev_type")
+        continue
+      }
+      var attrs: [(String, String)] = []
+      for item in object["attrs"] as? [[String: Any]] ?? [] {
+        for (k, v) in item { attrs.append((k, v as? String ?? "\(v)")) }
+      }
+      found.append(
+        Definition(
+          uuid: name.lowercased(), type: type, autoStart: (object["start"] as? String) == "auto",
+          attributes: attrs))
+    }
+    return (found, problems)
+  }
+
+  /// Starts every auto-start definition of the `vfio_ap-passthrough` type: create, then each
+  /// attribute in order; on a failed write the half-made mdev is removed again, as mdevctl does.
+  /// Returns one line per definition saying what happened.
+  func startAutoDevices(on host: EmulatedHost) -> [String] {
+    let (defs, problems) = definitions()
+    var report = problems
+    let create = "/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create"
+    for d in defs where d.autoStart {
+      guard d.type == "vfio_ap-passthrough" else {
+        report.append("\(d.uuid): type \(d.type) is not offered by parent matrix")
+        continue
+      }
+      do throws(Errno) {
+        try host.write(create, Array(d.uuid.utf8))
+      } catch {
+        report.append("\(d.uuid): create failed: \(error)")
+        continue
+      }
+      var failed: String?
+      for (attr, value) in d.attributes {
+        do throws(Errno) {
+          try host.write("/devices/vfio_ap/matrix/\(d.uuid)/\(attr)", Array(value.utf8))
+        } catch {
+          failed = "\(attr)=\(value): \(error)"
+          break
+        }
+      }
+      if let failed {
+        _ = try? host.write("/devices/vfio_ap/matrix/\(d.uuid)/remove", Array("1".utf8))
+        report.append("\(d.uuid): not started, \(failed)")
+      } else {
+        report.append("\(d.uuid): started")
+      }
+    }
+    return report
+  }
+}

@@ -1,0 +1,72 @@
+import FUSE
+import Foundation
+import HostKernel
+import Sysfs
+import SystemPackage
+
+/// The emulated host's sysfs tree served as a FUSE ``FileSystem``: the adapter between the
+/// generic FUSE server and the generic sysfs tree, which know nothing of each other.
+final class SysfsFileSystem: FileSystem {
+  let host: EmulatedHost
+  /// Called after every write (a store can log, change the tree, raise signals).
+  let afterWrite: @Sendable () -> Void
+  /// mtime/ctime of every node: the boot time, as sysfs shows.
+  let bootTime = UInt64(Date().timeIntervalSince1970)
+
+  init(host: EmulatedHost, afterWrite: @escaping @Sendable () -> Void = {}) {
+    self.host = host
+    self.afterWrite = afterWrite
+  }
+
+  func attributes(of path: String) throws(Errno) -> FileAttributes {
+    let info = try host.withKernel { (k) throws(Errno) in try k.sysfs.info(path, followLast: false) }
+    let kind: FileKind =
+      switch info.kind {
+      case .directory: .directory
+      case .symlink: .symlink
+      case .attribute: .regular
+      }
+    return FileAttributes(
+      kind: kind, permissions: info.mode, size: UInt64(info.size), inode: info.inode, time: bootTime)
+  }
+
+  func entries(of path: String) throws(Errno) -> [FileSystemEntry] {
+    try host.withKernel { (k) throws(Errno) in
+      let dir = try k.sysfs.directory(at: path)
+      let base = path == "/" ? "" : path
+      return try k.sysfs.list(path).map { (e) throws(Errno) in
+        let kind: FileKind =
+          switch e.kind {
+          case .directory: .directory
+          case .symlink: .symlink
+          case .attribute: .regular
+          }
+        let inode = try k.sysfs.info(base + "/" + e.name, followLast: false).inode
+        _ = dir
+        return FileSystemEntry(name: e.name, kind: kind, inode: inode)
+      }
+    }
+  }
+
+  func readLink(_ path: String) throws(Errno) -> String {
+    try host.withKernel { (k) throws(Errno) in try k.sysfs.readlink(path) }
+  }
+
+  func open(_ path: String, read: Bool, write: Bool) throws(Errno) {
+    try host.withKernel { (k) throws(Errno) in try k.sysfs.checkOpen(path, read: read, write: write) }
+  }
+
+  func read(_ path: String) throws(Errno) -> [UInt8] {
+    try host.read(path)
+  }
+
+  func write(_ path: String, _ data: [UInt8]) throws(Errno) -> Int {
+    defer { afterWrite() }
+    return try host.write(path, data)
+  }
+
+  /// `O_TRUNC` on a sysfs attribute changes nothing, as on a real host.
+  func truncate(_ path: String, to size: UInt64) throws(Errno) {
+    _ = try attributes(of: path)
+  }
+}

@@ -1,0 +1,138 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The `apvirt` executable next to the test bundle (`.build/debug/apvirt`).
+let apvirtBinary: String = {
+  let candidates = [
+    URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+      "apvirt"
+    ).path,
+    FileManager.default.currentDirectoryPath + "/.build/debug/apvirt",
+  ]
+  return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
+}()
+
+struct CommandResult {
+  var status: Int32
+  var stdout: String
+  var stderr: String
+}
+
+/// Runs a program and collects its output.
+@discardableResult
+func run(_ program: String, _ args: [String], stdin: String? = nil, environment: [String: String]? = nil)
+  throws
+  -> CommandResult
+{
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: program)
+  p.arguments = args
+  if let environment { p.environment = environment }
+  let out = Pipe()
+  // stderr goes to a file so that the two streams cannot block each other.
+  let errPath = NSTemporaryDirectory() + "apvirt-stderr-\(UUID().uuidString)"
+  FileManager.default.createFile(atPath: errPath, contents: nil)
+  defer { try? FileManager.default.removeItem(atPath: errPath) }
+  let errHandle = FileHandle(forWritingAtPath: errPath)!
+  p.standardOutput = out
+  p.standardError = errHandle
+  let input = Pipe()
+  p.standardInput = input
+  try p.run()
+  if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+  try input.fileHandleForWriting.close()
+  let outData = out.fileHandleForReading.readDataToEndOfFile()
+  p.waitUntilExit()
+  try errHandle.close()
+  let errText = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+  return CommandResult(
+    status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: errText)
+}
+
+/// A running `apvirt up` on private directories, stopped at the end of the test.
+final class Daemon {
+  let root: String
+  let mount: String
+  let state: String
+  var process: Process?
+  var log: String { (try? String(contentsOfFile: root + "/up.log", encoding: .utf8)) ?? "" }
+
+  init(state: String? = nil) throws {
+    root = "/tmp/apvirt-test-\(UUID().uuidString.prefix(8))"
+    mount = root + "/sys"
+    self.state = state ?? root + "/state"
+    try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+    try start()
+  }
+
+  /// Starts the daemon and waits until `bus/ap/apmask` can be read.
+  func start() throws {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: apvirtBinary)
+    p.arguments = ["up", "--mount", mount, "--state", state]
+    FileManager.default.createFile(atPath: root + "/up.log", contents: nil)
+    let log = FileHandle(forWritingAtPath: root + "/up.log")!
+    log.seekToEndOfFile()
+    p.standardOutput = log
+    p.standardError = log
+    try p.run()
+    process = p
+    for _ in 0..<200 {
+      if FileManager.default.isReadableFile(atPath: mount + "/bus/ap/apmask"),
+        (try? String(contentsOfFile: mount + "/bus/ap/apmask", encoding: .utf8)) != nil
+      {
+        return
+      }
+      if !p.isRunning { break }
+      usleep(50_000)
+    }
+    throw DaemonError(description: "apvirt up did not become ready:\n\(self.log)")
+  }
+
+  /// Stops with `apvirt down` and waits for the process.
+  func stop() {
+    guard let p = process else { return }
+    _ = try? run(apvirtBinary, ["down", "--mount", mount])
+    for _ in 0..<100 where p.isRunning { usleep(50_000) }
+    if p.isRunning { p.terminate() }
+    p.waitUntilExit()
+    process = nil
+  }
+
+  /// Kills the daemon without letting it clean up.
+  func kill9() {
+    guard let p = process else { return }
+    Glibc.kill(p.processIdentifier, SIGKILL)
+    p.waitUntilExit()
+    process = nil
+  }
+
+  /// `apvirt exec --mount ... --state ... -- args`
+  @discardableResult
+  func exec(_ args: [String], stdin: String? = nil) throws -> CommandResult {
+    try run(apvirtBinary, ["exec", "--mount", mount, "--state", state, "--"] + args, stdin: stdin)
+  }
+
+  /// A bash script inside the emulated host's view.
+  @discardableResult
+  func bash(_ script: String) throws -> CommandResult {
+    try exec(["/bin/bash", "-c", script])
+  }
+
+  func apvirt(_ args: [String]) throws -> CommandResult {
+    try run(apvirtBinary, args + ["--mount", mount])
+  }
+
+  deinit {
+    stop()
+    try? FileManager.default.removeItem(atPath: root)
+  }
+}
+
+struct DaemonError: Error, CustomStringConvertible {
+  var description: String
+}
