@@ -24,7 +24,20 @@ let package = Package(
       ],
       path: "Benchmarks/EngineBenchmarks",
       plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-    )
+    ),
+    // The sysfs tree served through a real FUSE mount against tmpfs (needs root and /dev/fuse).
+    .executableTarget(
+      name: "FUSEBenchmarks",
+      dependencies: [
+        .product(name: "Benchmark", package: "benchmark"),
+        .product(name: "APModel", package: "apvirt"),
+        .product(name: "Machine", package: "apvirt"),
+        .product(name: "HostKernel", package: "apvirt"),
+        .product(name: "FUSE", package: "apvirt"),
+      ],
+      path: "Benchmarks/FUSEBenchmarks",
+      plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+    ),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,125 @@
+import Foundation
+import Testing
+
+/// The spec's rules through the mount, as a shell user meets them: the errno text bash prints,
+/// file modes, links.
+@Suite("Interop: the shell against the mount", .serialized)
+struct ShellTests {
+  let u1 = "62177883-f1bb-47f0-914d-32a22e3a8804"
+  let u2 = "4f2c3e1a-9b8d-4e5f-a6b7-c8d9e0f1a2b3"
+
+  @Test func errnoTextsReachTheShell() throws {
+    let d = try Daemon()
+    let m = "/sys/devices/vfio_ap/matrix"
+    let setup = try d.bash(
+      """
+      set -e
+      echo -5,-6 > /sys/bus/ap/apmask
+      echo \(u1) > \(m)/mdev_supported_types/vfio_ap-passthrough/create
+      echo \(u2) > \(m)/mdev_supported_types/vfio_ap-passthrough/create
+      echo 5 > \(m)/\(u1)/assign_adapter
+      echo 0x47 > \(m)/\(u1)/assign_domain
+      echo 0x47 > \(m)/\(u2)/assign_domain
+      """)
+    #expect(setup.status == 0, "\(setup.stderr)")
+    func failure(_ script: String) throws -> String {
+      let r = try d.bash(script)
+      #expect(r.status != 0)
+      return r.stderr
+    }
+    #expect(try failure("echo 7 > \(m)/\(u1)/assign_adapter").hasSuffix("echo: write error: Cannot assign requested address\n"))
+    #expect(try failure("echo 5 > \(m)/\(u2)/assign_adapter").hasSuffix("echo: write error: Address already in use\n"))
+    #expect(try failure("echo 256 > \(m)/\(u1)/assign_adapter").hasSuffix("echo: write error: No such device\n"))
+    #expect(try failure("echo +5 > /sys/bus/ap/apmask").hasSuffix("echo: write error: Device or resource busy\n"))
+    #expect(try failure("echo five > \(m)/\(u1)/assign_domain").hasSuffix("echo: write error: Invalid argument\n"))
+    #expect(try failure("echo 99999999999999999999 > \(m)/\(u1)/assign_domain").hasSuffix("echo: write error: Numerical result out of range\n"))
+    #expect(try failure("echo \(u1) > \(m)/mdev_supported_types/vfio_ap-passthrough/create").hasSuffix("echo: write error: File exists\n"))
+    #expect(try failure("cat \(m)/\(u1)/assign_adapter").contains("Permission denied"))
+    #expect(try failure("echo 1 > /sys/bus/ap/bindings").contains("Permission denied"))
+    // What did succeed shows.
+    #expect(try d.bash("cat \(m)/\(u1)/matrix \(m)/\(u2)/matrix").stdout == "05.0047\n.0047\n")
+    // And the kernel log says why the sharing was refused.
+    let dmesg = try d.apvirt(["dmesg"]).stdout
+    #expect(dmesg.contains("vfio_ap_mdev \(u2): Userspace may not assign queue 05.0047 to mdev: already assigned to \(u1)"))
+    #expect(dmesg.contains("vfio_ap_mdev \(u1): Can not reserve queue 05.0047 for host driver: in use by mdev"))
+  }
+
+  @Test func modesAndLinks() throws {
+    let d = try Daemon()
+    let m = "/sys/devices/vfio_ap/matrix"
+    try d.bash("echo \(u1) > \(m)/mdev_supported_types/vfio_ap-passthrough/create")
+    let modes = try d.bash("cd \(m)/\(u1) && stat -c '%A %n' *").stdout
+    #expect(
+      modes == """
+        -rw-r--r-- ap_config
+        --w------- assign_adapter
+        --w------- assign_control_domain
+        --w------- assign_domain
+        -r--r--r-- control_domains
+        lrwxrwxrwx driver
+        -r--r--r-- guest_matrix
+        -r--r--r-- matrix
+        lrwxrwxrwx mdev_type
+        --w------- remove
+        lrwxrwxrwx subsystem
+        --w------- unassign_adapter
+        --w------- unassign_control_domain
+        --w------- unassign_domain
+
+        """)
+    #expect(try d.bash("readlink /sys/bus/mdev/devices/\(u1)").stdout == "../../../devices/vfio_ap/matrix/\(u1)\n")
+    #expect(try d.bash("readlink /sys/bus/mdev/devices/\(u1)/mdev_type").stdout == "../mdev_supported_types/vfio_ap-passthrough\n")
+    #expect(try d.bash("readlink -f /sys/bus/mdev/devices/\(u1)/mdev_type").stdout == "/sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough\n")
+    #expect(try d.bash("readlink /sys/class/mdev_bus/matrix").stdout == "../../devices/vfio_ap/matrix\n")
+    #expect(try d.bash("readlink /sys/bus/ap/devices/05.0004/driver").stdout == "../../../../bus/ap/drivers/cex4queue\n")
+    #expect(try d.bash("stat -c '%A' /sys/bus/ap/apmask /sys/bus/ap/bindings /sys/bus/ap/drivers_probe").stdout == "-rw-r--r--\n-r--r--r--\n--w-------\n")
+    // The mount itself can be used directly, without a namespace.
+    #expect(try run("/bin/cat", [d.mount + "/devices/vfio_ap/matrix/\(u1)/matrix"]).status == 0)
+  }
+
+  @Test func theAttributesLszcryptReads() throws {
+    let d = try Daemon()
+    let r = try d.bash(
+      """
+      cd /sys/bus/ap && cat ap_usage_domain_mask ap_control_domain_mask features ap_domain ap_max_domain_id \
+        config_time poll_timeout poll_thread ap_interrupts
+      cd /sys/devices/ap/card05 && cat type online ap_functions hwtype depth request_count pendingq_count \
+        requestq_count config chkstop serialnr max_msg_size && readlink driver
+      cd 05.0004 && cat online config chkstop request_count ap_functions && readlink driver
+      """)
+    #expect(r.status == 0, "\(r.stderr)")
+    let all = String(repeating: "f", count: 64)
+    #expect(
+      r.stdout == """
+        0x\(all)
+        0x\(all)
+        APSC APXA QACT RC8A
+        0
+        255
+        30
+        250000
+        0
+        1
+        CEX8C
+        1
+        0x92000000
+        14
+        8
+        0
+        0
+        0
+        1
+        0
+        93AADF05
+        12288
+        ../../../bus/ap/drivers/cex4card
+        1
+        1
+        0
+        0
+        0x92000000
+        ../../../../bus/ap/drivers/cex4queue
+
+        """)
+  }
+}
