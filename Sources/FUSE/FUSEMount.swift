@@ -14,9 +14,19 @@ public struct FUSEMount: Sendable {
   public let fd: Int32
   let viaFusermount: Bool
 
-  /// The mount options: `allow_other` so that other users (and a command in another mount
-  /// namespace) can use the tree; `default_permissions` so that the kernel checks modes.
-  public static let defaultOptions = ["default_permissions", "allow_other"]
+  /// The mount options: `default_permissions` so that the kernel checks modes, and `allow_other`
+  /// so that other users can use the tree, where allowed: always for root, for others only when
+  /// /etc/fuse.conf says `user_allow_other` (fusermount3 refuses it otherwise).
+  public static var defaultOptions: [String] {
+    geteuid() == 0 || userAllowOther ? ["default_permissions", "allow_other"] : ["default_permissions"]
+  }
+
+  static var userAllowOther: Bool {
+    guard let conf = try? String(contentsOfFile: "/etc/fuse.conf", encoding: .utf8) else { return false }
+    return conf.split(separator: "\n").contains {
+      $0.trimmingCharacters(in: .whitespaces) == "user_allow_other"
+    }
+  }
 
   public enum MountError: Error, CustomStringConvertible {
     case openDevice(Errno)
@@ -65,9 +75,12 @@ public struct FUSEMount: Sendable {
     p.executableURL = URL(fileURLWithPath: "/bin/sh")
     let opts = (["fsname=\(name)", "subtype=\(name)"] + options).joined(separator: ",")
     p.arguments = ["-c", "exec fusermount3 -o \"$1\" -- \"$2\"", "sh", opts, mountPoint]
+    // Foundation's Process passes the child no descriptors but 0, 1 and 2: our end of the socket
+    // pair goes in as fusermount3's standard input, and _FUSE_COMMFD names it as 0.
     var env = ProcessInfo.processInfo.environment
-    env["_FUSE_COMMFD"] = String(sv[1])
+    env["_FUSE_COMMFD"] = "0"
     p.environment = env
+    p.standardInput = FileHandle(fileDescriptor: sv[1], closeOnDealloc: false)
     do {
       try p.run()
     } catch {

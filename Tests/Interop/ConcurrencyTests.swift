@@ -7,7 +7,9 @@ struct ConcurrencyTests {
     let d = try Daemon()
     let uuids = (1...8).map { String(format: "%08x-2222-4333-8444-%012x", $0, $0) }
     var setup = "echo -0-11 > /sys/bus/ap/apmask\n"
-    for u in uuids { setup += "echo \(u) > /sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create\n" }
+    for u in uuids {
+      setup += "echo \(u) > /sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create\n"
+    }
     #expect(try d.bash(setup).status == 0)
     // Eight writers assign and unassign random adapters and domains for a bounded time, two
     // readers read matrix and guest_matrix and check every line's shape (no torn reads).

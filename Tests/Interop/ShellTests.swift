@@ -27,21 +27,35 @@ struct ShellTests {
       #expect(r.status != 0)
       return r.stderr
     }
-    #expect(try failure("echo 7 > \(m)/\(u1)/assign_adapter").hasSuffix("echo: write error: Cannot assign requested address\n"))
-    #expect(try failure("echo 5 > \(m)/\(u2)/assign_adapter").hasSuffix("echo: write error: Address already in use\n"))
-    #expect(try failure("echo 256 > \(m)/\(u1)/assign_adapter").hasSuffix("echo: write error: No such device\n"))
-    #expect(try failure("echo +5 > /sys/bus/ap/apmask").hasSuffix("echo: write error: Device or resource busy\n"))
-    #expect(try failure("echo five > \(m)/\(u1)/assign_domain").hasSuffix("echo: write error: Invalid argument\n"))
-    #expect(try failure("echo 99999999999999999999 > \(m)/\(u1)/assign_domain").hasSuffix("echo: write error: Numerical result out of range\n"))
-    #expect(try failure("echo \(u1) > \(m)/mdev_supported_types/vfio_ap-passthrough/create").hasSuffix("echo: write error: File exists\n"))
+    #expect(
+      try failure("echo 7 > \(m)/\(u1)/assign_adapter").hasSuffix(
+        "echo: write error: Cannot assign requested address\n"))
+    #expect(
+      try failure("echo 5 > \(m)/\(u2)/assign_adapter").hasSuffix(
+        "echo: write error: Address already in use\n"))
+    #expect(
+      try failure("echo 256 > \(m)/\(u1)/assign_adapter").hasSuffix("echo: write error: No such device\n"))
+    #expect(
+      try failure("echo +5 > /sys/bus/ap/apmask").hasSuffix("echo: write error: Device or resource busy\n"))
+    #expect(
+      try failure("echo five > \(m)/\(u1)/assign_domain").hasSuffix("echo: write error: Invalid argument\n"))
+    #expect(
+      try failure("echo 99999999999999999999 > \(m)/\(u1)/assign_domain").hasSuffix(
+        "echo: write error: Numerical result out of range\n"))
+    #expect(
+      try failure("echo \(u1) > \(m)/mdev_supported_types/vfio_ap-passthrough/create").hasSuffix(
+        "echo: write error: File exists\n"))
     #expect(try failure("cat \(m)/\(u1)/assign_adapter").contains("Permission denied"))
     #expect(try failure("echo 1 > /sys/bus/ap/bindings").contains("Permission denied"))
     // What did succeed shows.
     #expect(try d.bash("cat \(m)/\(u1)/matrix \(m)/\(u2)/matrix").stdout == "05.0047\n.0047\n")
     // And the kernel log says why the sharing was refused.
     let dmesg = try d.apvirt(["dmesg"]).stdout
-    #expect(dmesg.contains("vfio_ap_mdev \(u2): Userspace may not assign queue 05.0047 to mdev: already assigned to \(u1)"))
-    #expect(dmesg.contains("vfio_ap_mdev \(u1): Can not reserve queue 05.0047 for host driver: in use by mdev"))
+    #expect(
+      dmesg.contains(
+        "vfio_ap_mdev \(u2): Userspace may not assign queue 05.0047 to mdev: already assigned to \(u1)"))
+    #expect(
+      dmesg.contains("vfio_ap_mdev \(u1): Can not reserve queue 05.0047 for host driver: in use by mdev"))
   }
 
   @Test func modesAndLinks() throws {
@@ -67,12 +81,21 @@ struct ShellTests {
         --w------- unassign_domain
 
         """)
-    #expect(try d.bash("readlink /sys/bus/mdev/devices/\(u1)").stdout == "../../../devices/vfio_ap/matrix/\(u1)\n")
-    #expect(try d.bash("readlink /sys/bus/mdev/devices/\(u1)/mdev_type").stdout == "../mdev_supported_types/vfio_ap-passthrough\n")
-    #expect(try d.bash("readlink -f /sys/bus/mdev/devices/\(u1)/mdev_type").stdout == "/sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough\n")
+    #expect(
+      try d.bash("readlink /sys/bus/mdev/devices/\(u1)").stdout == "../../../devices/vfio_ap/matrix/\(u1)\n")
+    #expect(
+      try d.bash("readlink /sys/bus/mdev/devices/\(u1)/mdev_type").stdout
+        == "../mdev_supported_types/vfio_ap-passthrough\n")
+    #expect(
+      try d.bash("readlink -f /sys/bus/mdev/devices/\(u1)/mdev_type").stdout
+        == "/sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough\n")
     #expect(try d.bash("readlink /sys/class/mdev_bus/matrix").stdout == "../../devices/vfio_ap/matrix\n")
-    #expect(try d.bash("readlink /sys/bus/ap/devices/05.0004/driver").stdout == "../../../../bus/ap/drivers/cex4queue\n")
-    #expect(try d.bash("stat -c '%A' /sys/bus/ap/apmask /sys/bus/ap/bindings /sys/bus/ap/drivers_probe").stdout == "-rw-r--r--\n-r--r--r--\n--w-------\n")
+    #expect(
+      try d.bash("readlink /sys/bus/ap/devices/05.0004/driver").stdout
+        == "../../../../bus/ap/drivers/cex4queue\n")
+    #expect(
+      try d.bash("stat -c '%A' /sys/bus/ap/apmask /sys/bus/ap/bindings /sys/bus/ap/drivers_probe").stdout
+        == "-rw-r--r--\n-r--r--r--\n--w-------\n")
     // The mount itself can be used directly, without a namespace.
     #expect(try run("/bin/cat", [d.mount + "/devices/vfio_ap/matrix/\(u1)/matrix"]).status == 0)
   }

@@ -4,6 +4,10 @@ import HostKernel
 import Sysfs
 import SystemPackage
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// The emulated host's sysfs tree served as a FUSE ``FileSystem``: the adapter between the
 /// generic FUSE server and the generic sysfs tree, which know nothing of each other.
 final class SysfsFileSystem: FileSystem {
@@ -12,6 +16,7 @@ final class SysfsFileSystem: FileSystem {
   let afterWrite: @Sendable () -> Void
   /// mtime/ctime of every node: the boot time, as sysfs shows.
   let bootTime = UInt64(Date().timeIntervalSince1970)
+  let owner = (uid: getuid(), gid: getgid())
 
   init(host: EmulatedHost, afterWrite: @escaping @Sendable () -> Void = {}) {
     self.host = host
@@ -26,8 +31,12 @@ final class SysfsFileSystem: FileSystem {
       case .symlink: .symlink
       case .attribute: .regular
       }
-    return FileAttributes(
+    // Owned by whoever runs the daemon: root on a real host, the user for an unprivileged one.
+    var a = FileAttributes(
       kind: kind, permissions: info.mode, size: UInt64(info.size), inode: info.inode, time: bootTime)
+    a.uid = owner.uid
+    a.gid = owner.gid
+    return a
   }
 
   func entries(of path: String) throws(Errno) -> [FileSystemEntry] {

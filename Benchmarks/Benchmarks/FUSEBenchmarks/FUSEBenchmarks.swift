@@ -1,0 +1,330 @@
+import APModel
+import Benchmark
+import FUSE
+import Foundation
+import HostKernel
+import Machine
+import Synchronization
+import SystemPackage
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+// The emulated sysfs served through a real FUSE mount, against the same system calls on tmpfs:
+// one open/write/close (or open/read/close) cycle each, so that `mount / tmpfs` can be read off
+// one run. Needs root and /dev/fuse; see README.md.
+
+let benchmarks: @Sendable () -> Void = {
+  // One sample is one cycle: tens of microseconds through FUSE, a few on tmpfs. Wall clock in
+  // nanoseconds; mallocs count the whole process, so through FUSE they are the server's.
+  let configuration = Benchmark.Configuration(
+    metrics: [.wallClock, .mallocCountTotal],
+    timeUnits: .nanoseconds,
+    warmupIterations: 100,
+    maxDuration: .seconds(3),
+    maxIterations: 200_000
+  )
+  // Through FUSE, also the number of requests the kernel sent the server for the cycle.
+  let fuseConfiguration = Benchmark.Configuration(
+    metrics: configuration.metrics + [FUSEFixture.requestsMetric],
+    timeUnits: configuration.timeUnits,
+    warmupIterations: configuration.warmupIterations,
+    maxDuration: configuration.maxDuration,
+    maxIterations: configuration.maxIterations
+  )
+
+  // MARK: write: echo 5 > assign_domain
+
+  Benchmark(
+    "write cycle: FUSE sysfs assign_domain",
+    configuration: fuseConfiguration,
+    closure: { benchmark, fixture in
+      for _ in benchmark.scaledIterations {
+        let before = fixture.requests()
+        benchmark.startMeasurement()
+        writeCycle(fixture.assignDomainPath, flags: O_WRONLY)
+        benchmark.stopMeasurement()
+        benchmark.measurement(FUSEFixture.requestsMetric, fixture.requests() - before)
+      }
+    },
+    setup: { try FUSEFixture.start() },
+    teardown: { FUSEFixture.stopCurrent() }
+  )
+
+  Benchmark(
+    "write cycle: tmpfs file",
+    configuration: configuration,
+    closure: { benchmark, file in
+      for _ in benchmark.scaledIterations {
+        benchmark.startMeasurement()
+        writeCycle(file.path, flags: O_WRONLY | O_TRUNC | O_CREAT)
+        benchmark.stopMeasurement()
+      }
+    },
+    setup: { try TmpfsFile(content: "5\n") },
+    teardown: { TmpfsFile.removeAll() }
+  )
+
+  // MARK: read: cat /sys/bus/ap/apmask
+
+  Benchmark(
+    "read cycle: FUSE sysfs apmask",
+    configuration: fuseConfiguration,
+    closure: { benchmark, fixture in
+      for _ in benchmark.scaledIterations {
+        let before = fixture.requests()
+        benchmark.startMeasurement()
+        let n = readCycle(fixture.apmaskPath)
+        benchmark.stopMeasurement()
+        precondition(n == fixture.apmask.count, "read \(n) bytes of apmask")
+        benchmark.measurement(FUSEFixture.requestsMetric, fixture.requests() - before)
+      }
+    },
+    setup: { try FUSEFixture.start() },
+    teardown: { FUSEFixture.stopCurrent() }
+  )
+
+  Benchmark(
+    "read cycle: tmpfs file",
+    configuration: configuration,
+    closure: { benchmark, file in
+      for _ in benchmark.scaledIterations {
+        benchmark.startMeasurement()
+        let n = readCycle(file.path)
+        benchmark.stopMeasurement()
+        precondition(n == file.size, "read \(n) bytes")
+      }
+    },
+    // The content of the emulated apmask after the fixture's `-5`, byte for byte.
+    setup: { try TmpfsFile(content: FUSEFixture.expectedApmask) },
+    teardown: { TmpfsFile.removeAll() }
+  )
+}
+
+// MARK: - The measured cycles
+
+/// open(2), write(2) of "5\n", close(2): `echo 5 > path` without the shell.
+@inline(never)
+func writeCycle(_ path: String, flags: Int32) {
+  let fd = open(path, flags | O_CLOEXEC, 0o644)
+  precondition(fd >= 0, "open \(path): \(Errno(rawValue: errno))")
+  let n = writeBuffer.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+  precondition(n == writeBuffer.count, "write \(path): \(n < 0 ? "\(Errno(rawValue: errno))" : "\(n)")")
+  precondition(close(fd) == 0, "close \(path): \(Errno(rawValue: errno))")
+}
+
+/// open(2) O_RDONLY, one read(2) of up to 4096 bytes, close(2). Returns the count read.
+@inline(never)
+func readCycle(_ path: String) -> Int {
+  let fd = open(path, O_RDONLY | O_CLOEXEC)
+  precondition(fd >= 0, "open \(path): \(Errno(rawValue: errno))")
+  let n = withUnsafeTemporaryAllocation(byteCount: 4096, alignment: 16) { read(fd, $0.baseAddress, $0.count) }
+  precondition(n >= 0, "read \(path): \(Errno(rawValue: errno))")
+  precondition(close(fd) == 0, "close \(path): \(Errno(rawValue: errno))")
+  return n
+}
+
+let writeBuffer: [UInt8] = Array("5\n".utf8)
+
+// MARK: - The FUSE mount
+
+/// The embedded default machine served through a FUSE mount in a fresh directory under /tmp,
+/// as `apvirt up` serves it (same mount options, default cache policy, 4 serving threads), with
+/// one mdev that owns APQN (5, 5), so that `echo 5 > assign_domain` succeeds (assigning an
+/// assigned domain again is a successful no-op) and can be repeated.
+///
+/// The plugin runs each benchmark in a process of its own; setup mounts, teardown unmounts
+/// (which ends the serving threads) and waits for the threads, so nothing outlives the process.
+final class FUSEFixture: Sendable {
+  static let uuid = "0b5e7c1a-fa57-4e5e-8b1d-5e7f5bad0005"
+  static let requestsMetric = BenchmarkMetric.custom("FUSE requests", polarity: .prefersSmaller, useScalingFactor: true)
+  /// apmask after `-5`: every adapter but 5 (bit 5 of the leftmost byte is 0x04).
+  static let expectedApmask = "0xfbffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\n"
+
+  let host: EmulatedHost
+  let mountPoint: String
+  let mount: FUSEMount
+  let session: FUSESession
+  /// Signalled when `serve` returns.
+  let served = DispatchSemaphore(value: 0)
+  let assignDomainPath: String
+  let apmaskPath: String
+  let apmask: [UInt8]
+
+  private static let current = Mutex<FUSEFixture?>(nil)
+
+  static func start() throws -> FUSEFixture {
+    let fixture = try FUSEFixture()
+    current.withLock { $0 = fixture }
+    return fixture
+  }
+
+  static func stopCurrent() {
+    current.withLock { f in
+      f?.stop()
+      f = nil
+    }
+  }
+
+  private init() throws {
+    let host = EmulatedHost(definition: .embeddedDefault)
+    let mdev = "/devices/vfio_ap/matrix/\(Self.uuid)"
+    func store(_ path: String, _ text: String) throws {
+      try host.write(path, Array(text.utf8))
+    }
+    // Free adapter 5 from the zcrypt drivers, then an mdev with adapter 5 and domain 5.
+    try store("/bus/ap/apmask", "-5\n")
+    try store("/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create", Self.uuid + "\n")
+    try store(mdev + "/assign_adapter", "5\n")
+    try store(mdev + "/assign_domain", "5\n")
+    let matrix = String(decoding: try host.read(mdev + "/matrix"), as: UTF8.self)
+    precondition(matrix == "05.0005\n", "mdev matrix: \(matrix)")
+    apmask = try host.read("/bus/ap/apmask")
+    precondition(String(decoding: apmask, as: UTF8.self) == Self.expectedApmask)
+
+    var template = Array("/tmp/apvirt-bench-XXXXXX".utf8CString)
+    guard let dir = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+      throw Errno(rawValue: errno)
+    }
+    mountPoint = String(cString: dir)
+    do {
+      mount = try FUSEMount.mount(at: mountPoint, name: "apvirtbench")
+    } catch {
+      rmdir(mountPoint)
+      throw error
+    }
+    self.host = host
+    session = FUSESession(fd: mount.fd, fileSystem: BenchSysfsFileSystem(host: host))
+    assignDomainPath = mountPoint + mdev + "/assign_domain"
+    apmaskPath = mountPoint + "/bus/ap/apmask"
+
+    let (session, served) = (session, served)
+    let thread = Thread {
+      session.serve(threads: 4)
+      served.signal()
+    }
+    thread.start()
+
+    // Through the mount, once: the store succeeds and the files read as in the kernel.
+    writeCycle(assignDomainPath, flags: O_WRONLY)
+    precondition(readCycle(apmaskPath) == apmask.count)
+    let after = String(decoding: try host.read(mdev + "/matrix"), as: UTF8.self)
+    precondition(after == "05.0005\n", "mdev matrix after the store: \(after)")
+  }
+
+  /// The requests served so far, all opcodes.
+  func requests() -> Int {
+    Self.opcodes.reduce(0) { $0 + session.requestCount($1) }
+  }
+
+  /// Every opcode a cycle can cause.
+  static let opcodes: [FUSEOpcode] = [
+    .lookup, .forget, .batchForget, .getattr, .setattr, .open, .read, .write, .flush, .release, .access,
+    .getxattr, .statx, .interrupt,
+  ]
+
+  /// Unmounts, waits for the serving threads to end, removes the mount point. With
+  /// `APVIRT_BENCH_PROFILE` set, first prints the requests served by opcode to stderr.
+  func stop() {
+    if ProcessInfo.processInfo.environment["APVIRT_BENCH_PROFILE"] != nil {
+      let counts = Self.opcodes.map { ($0, session.requestCount($0)) }.filter { $0.1 > 0 }
+      let text = counts.map { "\($0.0): \($0.1)" }.joined(separator: ", ")
+      FileHandle.standardError.write(Data("FUSE requests served: \(text)\n".utf8))
+    }
+    mount.unmount()
+    if served.wait(timeout: .now() + .seconds(10)) == .timedOut {
+      FileHandle.standardError.write(Data("FUSEBenchmarks: the FUSE session did not end\n".utf8))
+    }
+    rmdir(mountPoint)
+  }
+}
+
+// MARK: - The sysfs file system
+
+/// The emulated host's sysfs tree as a FUSE ``FileSystem``.
+///
+/// This mirrors the daemon's adapter, `SysfsFileSystem` in
+/// `Sources/apvirt/Daemon/SysfsFileSystem.swift`, which lives in the executable target and cannot
+/// be imported; keep the two in step. The only difference: no `afterWrite` hook (the daemon
+/// copies the kernel log to its dmesg file after every store).
+private final class BenchSysfsFileSystem: FileSystem {
+  let host: EmulatedHost
+  /// mtime/ctime of every node: the boot time, as sysfs shows.
+  let bootTime = UInt64(Date().timeIntervalSince1970)
+
+  init(host: EmulatedHost) {
+    self.host = host
+  }
+
+  func attributes(of path: String) throws(Errno) -> FileAttributes {
+    let info = try host.withKernel { (k) throws(Errno) in try k.sysfs.info(path, followLast: false) }
+    let kind: FileKind =
+      switch info.kind {
+      case .directory: .directory
+      case .symlink: .symlink
+      case .attribute: .regular
+      }
+    return FileAttributes(
+      kind: kind, permissions: info.mode, size: UInt64(info.size), inode: info.inode, time: bootTime)
+  }
+
+  func entries(of path: String) throws(Errno) -> [FileSystemEntry] {
+    try host.withKernel { (k) throws(Errno) in
+      let dir = try k.sysfs.directory(at: path)
+      let base = path == "/" ? "" : path
+      return try k.sysfs.list(path).map { (e) throws(Errno) in
+        let kind: FileKind =
+          switch e.kind {
+          case .directory: .directory
+          case .symlink: .symlink
+          case .attribute: .regular
+          }
+        let inode = try k.sysfs.info(base + "/" + e.name, followLast: false).inode
+        _ = dir
+        return FileSystemEntry(name: e.name, kind: kind, inode: inode)
+      }
+    }
+  }
+
+  func readLink(_ path: String) throws(Errno) -> String {
+    try host.withKernel { (k) throws(Errno) in try k.sysfs.readlink(path) }
+  }
+
+  func open(_ path: String, read: Bool, write: Bool) throws(Errno) {
+    try host.withKernel { (k) throws(Errno) in try k.sysfs.checkOpen(path, read: read, write: write) }
+  }
+
+  func read(_ path: String) throws(Errno) -> [UInt8] {
+    try host.read(path)
+  }
+
+  func write(_ path: String, _ data: [UInt8]) throws(Errno) -> Int {
+    try host.write(path, data)
+  }
+
+  /// `O_TRUNC` on a sysfs attribute changes nothing, as on a real host.
+  func truncate(_ path: String, to size: UInt64) throws(Errno) {
+    _ = try attributes(of: path)
+  }
+}
+
+// MARK: - tmpfs
+
+/// A regular file in /dev/shm (tmpfs) holding `content`.
+final class TmpfsFile: Sendable {
+  let path: String
+  let size: Int
+  private static let created = Mutex<[String]>([])
+
+  init(content: String) throws {
+    path = "/dev/shm/apvirt-bench-\(getpid())-\(UUID().uuidString)"
+    size = content.utf8.count
+    try Data(content.utf8).write(to: URL(fileURLWithPath: path))
+    Self.created.withLock { $0.append(path) }
+  }
+
+  static func removeAll() {
+    for path in created.withLock({ p in defer { p = [] }; return p }) { unlink(path) }
+  }
+}
