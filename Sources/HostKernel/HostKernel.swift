@@ -19,7 +19,25 @@ public final class HostKernel {
   /// Nanoseconds since boot.
   public private(set) var now: UInt64 = 0
   public private(set) var apBus: APBus!
+  /// The vfio_ap driver; nil in a guest's kernel, which has none.
   public private(set) var vfioAP: VFIOAPDriver!
+  /// Whose kernel this is: the LPAR's (the host), or a KVM guest's.
+  public let role: Role
+  /// The kernels of the guests running on this host, by KVM VM id. They share the emulated
+  /// machine with the host, so they run under the host's lock; the host's clock drives theirs.
+  public private(set) var guestKernels: [Int: HostKernel] = [:]
+  /// Answers the authority of this kernel's AP instructions: the LPAR, or the guest's APCB now.
+  let authorityProvider: () -> APAuthority
+  /// Whether this kernel's CPU offers QCI (facility 12) and APFT (facility 15). A guest has
+  /// them only when its CPU model has `apqci` and `apft`: without QCI it probes adapters 0-63
+  /// and domains 0-15 only; without APFT it detects no CEX4+ adapter at all.
+  public let hasQCI: Bool
+  public let hasAPFT: Bool
+
+  public enum Role: Sendable, Equatable {
+    case host
+    case guest(vm: Int)
+  }
   /// Signals (eventfd writes to a VMM) raised under the lock, delivered by the owner after it
   /// releases the lock so that a VMM reacting to one can call back in.
   private var pendingSignals: [@Sendable () -> Void] = []
@@ -30,12 +48,45 @@ public final class HostKernel {
   /// runs the first bus scan, which creates and binds every card and queue device.
   public init(machine: APMachine) {
     self.machine = machine
+    role = .host
+    authorityProvider = { .lpar }
+    hasQCI = machine.definition.facilities.qci
+    hasAPFT = machine.definition.facilities.apft
     kvm = KVM(crycbFormat: machine.definition.crycbFormat)
     sysfs.onTruncatedShow = { [unowned self] message in self.printk(message) }
     apBus = APBus(kernel: self)
     vfioAP = VFIOAPDriver(kernel: self)
     apBus.initialScan()
   }
+
+  /// A guest's kernel on `vm`: its AP bus reads the configuration with QCI through the VM's
+  /// APCB and finds exactly the queues the APCB holds; it has zcrypt but no vfio_ap.
+  init(guestOf host: HostKernel, vm: KVMVirtualMachine, qci: Bool, apft: Bool) {
+    machine = host.machine
+    role = .guest(vm: vm.id)
+    hasQCI = qci && host.hasQCI
+    hasAPFT = apft && host.hasAPFT
+    authorityProvider = { [weak vm] in vm.map(\.authority) ?? .guest(vm: -1, apcb: APMatrix()) }
+    kvm = KVM(crycbFormat: 0)
+    now = host.now
+    sysfs.onTruncatedShow = { [unowned self] message in self.printk(message) }
+    apBus = APBus(kernel: self)
+    apBus.initialScan()
+  }
+
+  /// Boots the kernel of a guest running on `vm` (what happens when QEMU starts the guest).
+  @discardableResult
+  public func bootGuestKernel(on vm: KVMVirtualMachine, qci: Bool = true, apft: Bool = true) -> HostKernel {
+    let g = HostKernel(guestOf: self, vm: vm, qci: qci, apft: apft)
+    guestKernels[vm.id] = g
+    return g
+  }
+
+  /// The guest is gone.
+  public func shutDownGuestKernel(vm: Int) { guestKernels[vm] = nil }
+
+  /// The authority this kernel's AP instructions run under.
+  public var authority: APAuthority { authorityProvider() }
 
   /// Boots a kernel on a fresh machine built from `definition`.
   public convenience init(definition: MachineDefinition = .embeddedDefault) {
@@ -76,6 +127,7 @@ public final class HostKernel {
       apBus.scanBus()
     }
     now = end
+    for g in guestKernels.values { g.advance(to: end) }
   }
 
   /// Moves the clock to `time` (no-op if it is in the past).

@@ -55,7 +55,7 @@ public final class APBus {
       dir.addGroup(attributes.driverGroup, owner: handle)
       driverDirectories[d] = dir
     }
-    qci = machine.qci(.lpar)
+    qci = kernel.hasQCI ? machine.qci(kernel.authority) : nil
     updateLimits()
   }
 
@@ -78,7 +78,11 @@ public final class APBus {
 
   /// The configuration the host sees: QCI's masks (or, without QCI, the adapters and domains
   /// found by probing).
-  public var configuration: APMatrix { qci?.matrix ?? machine.lparMatrix }
+  public var configuration: APMatrix {
+    if let qci { return qci.matrix }
+    if case .guest(_, let apcb) = kernel.authority { return apcb }
+    return machine.lparMatrix
+  }
 
   // MARK: - Scanning
 
@@ -91,19 +95,19 @@ public final class APBus {
   /// create and remove card and queue devices to match; re-arm the timer.
   func scanBus() {
     let old = qci
-    let new = machine.qci(.lpar)
+    let new = kernel.hasQCI ? machine.qci(kernel.authority) : nil
     let changed = old != new
     qci = new
     updateLimits()
     if changed, let old, let new {
-      kernel.vfioAP.onConfigChanged(new: new.matrix, old: old.matrix)
+      kernel.vfioAP?.onConfigChanged(new: new.matrix, old: old.matrix)
     }
     if apDomain < 0 || !configuration.aqm.contains(apDomain) { selectDomain() }
     for apid in 0...maxAdapterID { scanAdapter(apid) }
     // Cards beyond the limit (the limit shrank) go too.
     for apid in cards.keys where apid > maxAdapterID { removeCard(apid) }
     if changed, let old, let new {
-      kernel.vfioAP.onScanComplete(new: new.matrix, old: old.matrix)
+      kernel.vfioAP?.onScanComplete(new: new.matrix, old: old.matrix)
     }
     scanCount += 1
     checkBindingsComplete()
@@ -124,13 +128,14 @@ public final class APBus {
     }
     var info: TAPQInfo?
     for dom in config.aqm where dom <= maxDomainID {
-      let (status, i) = machine.tapq(APQN(apid, dom), .lpar)
+      let (status, i) = machine.tapq(APQN(apid, dom), kernel.authority)
       if status.responseCode != .queueNotAvailable, let i {
         info = i
         break
       }
     }
-    guard let info, info.type.isSupported else {
+    // Without APFT the type of a CEX4+ adapter cannot be read: no device.
+    guard let info, info.type.isSupported, kernel.hasAPFT else {
       removeCard(apid)
       return
     }
@@ -154,7 +159,7 @@ public final class APBus {
         if queues[apqn.rawValue] != nil { removeQueue(apqn) }
         continue
       }
-      let (status, info) = machine.tapq(apqn, .lpar)
+      let (status, info) = machine.tapq(apqn, kernel.authority)
       guard status.responseCode != .queueNotAvailable, let info else {
         if queues[apqn.rawValue] != nil { removeQueue(apqn) }
         continue
@@ -248,6 +253,8 @@ public final class APBus {
   /// ones. Only CEX4+ queues have drivers at all.
   func matches(_ driver: APDriver, _ q: APQueue) -> Bool {
     guard driver.bindsQueues, q.card.type.isSupported else { return false }
+    // A guest's kernel has no vfio_ap.
+    if driver == .vfioAP && kernel.vfioAP == nil { return false }
     if let o = q.driverOverride { return o == driver.name }
     return driver.isDefault == isReservedForHost(q.apqn)
   }
@@ -271,7 +278,7 @@ public final class APBus {
       q.online = true
       q.directory.addGroup(attributes.zcryptQueueGroup, owner: q)
     case .vfioAP:
-      kernel.vfioAP.probeQueue(q)
+      kernel.vfioAP?.probeQueue(q)
     case .cex4card:
       break
     }
@@ -285,11 +292,11 @@ public final class APBus {
     case .cex4queue:
       q.directory.removeGroup(attributes.zcryptQueueGroup)
     case .vfioAP:
-      kernel.vfioAP.removeQueue(q)
+      kernel.vfioAP?.removeQueue(q)
     case .cex4card:
       break
     }
-    machine.zapq(q.apqn, .lpar)
+    machine.zapq(q.apqn, kernel.authority)
     q.initialized = false
     q.driver = nil
     q.directory.remove("driver")
@@ -362,8 +369,8 @@ public final class APBus {
     if !reserved.isEmpty {
       let inUse =
         adapters
-        ? kernel.vfioAP.resourceInUse(apm: reserved, aqm: aqmask)
-        : kernel.vfioAP.resourceInUse(apm: apmask, aqm: reserved)
+        ? kernel.vfioAP?.resourceInUse(apm: reserved, aqm: aqmask) ?? false
+        : kernel.vfioAP?.resourceInUse(apm: apmask, aqm: reserved) ?? false
       if inUse { throw .resourceBusy }
     }
     if adapters { apmask = new } else { aqmask = new }

@@ -116,7 +116,7 @@ struct APBusAttributes {
     .readOnly("pendingq_count") { (q: APQueue) in q.initialized ? "0\n" : "-\n" },
     .readWrite(
       "reset", show: { (_: APQueue) in "No Reset Timer set.\n" },
-      store: { (q: APQueue, _) in q.card.bus.machine.rapq(q.apqn, .lpar) }),
+      store: { (q: APQueue, _) in q.card.bus.machine.rapq(q.apqn, q.card.bus.kernel.authority) }),
     .readOnly("interrupt") { (q: APQueue) in
       q.initialized && q.card.bus.machine.definition.facilities.aqic
         ? "Interrupts enabled.\n" : "Interrupts disabled.\n"
