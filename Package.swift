@@ -42,6 +42,7 @@ let package = Package(
     .testTarget(name: "SysfsTests", dependencies: ["Sysfs"]),
     .testTarget(name: "HostKernelTests", dependencies: ["HostKernel"]),
     .testTarget(name: "FUSETests", dependencies: ["FUSE"]),
+    .testTarget(name: "VMMTests", dependencies: ["VMM", "HostKernel"]),
     .testTarget(name: "Interop", dependencies: ["apvirt"], path: "Tests/Interop"),
     .testTarget(name: "apvirtTests", dependencies: ["apvirt", "HostKernel"]),
   ],

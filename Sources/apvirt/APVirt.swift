@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import VMM
 
 /// The `apvirt` command: the IBM Z AP pass-through stack (the Linux AP bus and vfio_ap, KVM's
 /// crypto control block, QEMU's vfio-ap device) emulated in user space.
@@ -19,7 +21,18 @@ struct APVirt: ParsableCommand {
       Start with `apvirt demo`, which walks the kernel documentation's worked example.
       """,
     subcommands: [
-      Demo.self, Up.self, Exec.self, Status.self, Hardware.self, Dmesg.self, Down.self, MachineCommand.self,
+      Demo.self, Up.self, Exec.self, Qemu.self, Status.self, Hardware.self, Dmesg.self, Down.self,
+      MachineCommand.self,
     ]
   )
+
+  /// A multi-call binary: run as `qemu-system-s390x` (a link), it is `apvirt qemu`.
+  static func main() {
+    let name = CommandLine.arguments.first.map { URL(fileURLWithPath: $0).lastPathComponent } ?? ""
+    if name == QEMUCommandLine.programName {
+      Qemu.main(["--"] + CommandLine.arguments.dropFirst())
+    } else {
+      Self.main(Array(CommandLine.arguments.dropFirst()))
+    }
+  }
 }

@@ -16,7 +16,10 @@ struct GuestKernelTests {
     // The guest notices on its next scan.
     k.advance(by: 30_000_000_000)
     #expect(g.apBus.cards.keys.sorted() == [5, 6])
-    #expect(g.apBus.queues.keys.sorted().map { APQN(rawValue: $0) } == [APQN(5, 4), APQN(5, 0x47), APQN(6, 4), APQN(6, 0x47)])
+    #expect(
+      g.apBus.queues.keys.sorted().map { APQN(rawValue: $0) } == [
+        APQN(5, 4), APQN(5, 0x47), APQN(6, 4), APQN(6, 0x47),
+      ])
     #expect(try g.read("/bus/ap/ap_usage_domain_mask") == APMask([4, 0x47]).hexString + "\n")
     #expect(try g.read("/bus/ap/ap_control_domain_mask") == APMask([4]).hexString + "\n")
     #expect(try g.read("/devices/ap/card06/type") == "CEX8P\n")

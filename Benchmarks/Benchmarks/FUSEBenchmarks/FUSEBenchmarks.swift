@@ -104,28 +104,36 @@ let benchmarks: @Sendable () -> Void = {
 
 // MARK: - The measured cycles
 
+// Paths are passed as C strings made once, and the buffers are allocated once, so that a cycle
+// is the three system calls and nothing else (no malloc on the benchmark's side).
+
 /// open(2), write(2) of "5\n", close(2): `echo 5 > path` without the shell.
 @inline(never)
-func writeCycle(_ path: String, flags: Int32) {
+func writeCycle(_ path: [CChar], flags: Int32) {
   let fd = open(path, flags | O_CLOEXEC, 0o644)
-  precondition(fd >= 0, "open \(path): \(Errno(rawValue: errno))")
-  let n = writeBuffer.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-  precondition(n == writeBuffer.count, "write \(path): \(n < 0 ? "\(Errno(rawValue: errno))" : "\(n)")")
-  precondition(close(fd) == 0, "close \(path): \(Errno(rawValue: errno))")
+  precondition(fd >= 0, "open \(name(path)): \(Errno(rawValue: errno))")
+  let n = write(fd, written.utf8Start, written.utf8CodeUnitCount)
+  precondition(n == written.utf8CodeUnitCount, "write \(name(path)): \(n < 0 ? "\(Errno(rawValue: errno))" : "\(n)")")
+  precondition(close(fd) == 0, "close \(name(path)): \(Errno(rawValue: errno))")
 }
 
 /// open(2) O_RDONLY, one read(2) of up to 4096 bytes, close(2). Returns the count read.
 @inline(never)
-func readCycle(_ path: String) -> Int {
+func readCycle(_ path: [CChar]) -> Int {
   let fd = open(path, O_RDONLY | O_CLOEXEC)
-  precondition(fd >= 0, "open \(path): \(Errno(rawValue: errno))")
-  let n = withUnsafeTemporaryAllocation(byteCount: 4096, alignment: 16) { read(fd, $0.baseAddress, $0.count) }
-  precondition(n >= 0, "read \(path): \(Errno(rawValue: errno))")
-  precondition(close(fd) == 0, "close \(path): \(Errno(rawValue: errno))")
+  precondition(fd >= 0, "open \(name(path)): \(Errno(rawValue: errno))")
+  let n = read(fd, readBuffer.baseAddress, readBuffer.count)
+  precondition(n >= 0, "read \(name(path)): \(Errno(rawValue: errno))")
+  precondition(close(fd) == 0, "close \(name(path)): \(Errno(rawValue: errno))")
   return n
 }
 
-let writeBuffer: [UInt8] = Array("5\n".utf8)
+let written: StaticString = "5\n"
+/// For messages.
+func name(_ path: [CChar]) -> String { path.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } }
+
+/// The read cycles' buffer: only the benchmark's one thread uses it.
+nonisolated(unsafe) let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
 
 // MARK: - The FUSE mount
 
@@ -148,8 +156,9 @@ final class FUSEFixture: Sendable {
   let session: FUSESession
   /// Signalled when `serve` returns.
   let served = DispatchSemaphore(value: 0)
-  let assignDomainPath: String
-  let apmaskPath: String
+  /// `<mount>/devices/vfio_ap/matrix/<uuid>/assign_domain` and `<mount>/bus/ap/apmask`.
+  let assignDomainPath: [CChar]
+  let apmaskPath: [CChar]
   let apmask: [UInt8]
 
   private static let current = Mutex<FUSEFixture?>(nil)
@@ -196,8 +205,8 @@ final class FUSEFixture: Sendable {
     }
     self.host = host
     session = FUSESession(fd: mount.fd, fileSystem: BenchSysfsFileSystem(host: host))
-    assignDomainPath = mountPoint + mdev + "/assign_domain"
-    apmaskPath = mountPoint + "/bus/ap/apmask"
+    assignDomainPath = Array((mountPoint + mdev + "/assign_domain").utf8CString)
+    apmaskPath = Array((mountPoint + "/bus/ap/apmask").utf8CString)
 
     let (session, served) = (session, served)
     let thread = Thread {
@@ -252,6 +261,7 @@ private final class BenchSysfsFileSystem: FileSystem {
   let host: EmulatedHost
   /// mtime/ctime of every node: the boot time, as sysfs shows.
   let bootTime = UInt64(Date().timeIntervalSince1970)
+  let owner = (uid: getuid(), gid: getgid())
 
   init(host: EmulatedHost) {
     self.host = host
@@ -265,8 +275,12 @@ private final class BenchSysfsFileSystem: FileSystem {
       case .symlink: .symlink
       case .attribute: .regular
       }
-    return FileAttributes(
+    // Owned by whoever runs the daemon: root on a real host, the user for an unprivileged one.
+    var a = FileAttributes(
       kind: kind, permissions: info.mode, size: UInt64(info.size), inode: info.inode, time: bootTime)
+    a.uid = owner.uid
+    a.gid = owner.gid
+    return a
   }
 
   func entries(of path: String) throws(Errno) -> [FileSystemEntry] {
@@ -313,15 +327,16 @@ private final class BenchSysfsFileSystem: FileSystem {
 
 /// A regular file in /dev/shm (tmpfs) holding `content`.
 final class TmpfsFile: Sendable {
-  let path: String
+  let path: [CChar]
   let size: Int
   private static let created = Mutex<[String]>([])
 
   init(content: String) throws {
-    path = "/dev/shm/apvirt-bench-\(getpid())-\(UUID().uuidString)"
-    size = content.utf8.count
+    let path = "/dev/shm/apvirt-bench-\(getpid())-\(UUID().uuidString)"
     try Data(content.utf8).write(to: URL(fileURLWithPath: path))
     Self.created.withLock { $0.append(path) }
+    self.path = Array(path.utf8CString)
+    size = content.utf8.count
   }
 
   static func removeAll() {

@@ -45,6 +45,7 @@ final class HostDaemon: Sendable {
   private let stopping = Atomic<Bool>(false)
   private let finished = DispatchSemaphore(value: 0)
   let dmesgSync: DmesgSync
+  let guests: GuestRegistry
 
   struct StartError: Error, CustomStringConvertible {
     var description: String
@@ -66,6 +67,7 @@ final class HostDaemon: Sendable {
 
     let kernel = HostKernel(definition: definition)
     host = EmulatedHost(kernel: kernel)
+    guests = GuestRegistry(host: host, logger: logger)
     let (queues, cards) = host.withKernel { ($0.apBus.queues.count, $0.apBus.cards.count) }
     logger.info("booted machine '\(definition.name)': \(cards) cards, \(queues) queues")
 
@@ -111,6 +113,7 @@ final class HostDaemon: Sendable {
   func stop(reason: String) {
     guard !stopping.exchange(true, ordering: .relaxed) else { return }
     logger.info("stopping: \(reason)")
+    guests.quitAll()
     mount.unmount()
     control.stop()
     try? FileManager.default.removeItem(atPath: paths.pidFile)
@@ -138,6 +141,9 @@ final class HostDaemon: Sendable {
 
   func serveControl() {
     control.run { [self] connection in
+      // Guests started on this connection live as long as it does (the QEMU process).
+      var owned: [Guest] = []
+      defer { for g in owned { g.quit(reason: "host-signal") } }
       while let received = connection.receive() {
         guard case .value(let v) = received, let request = v as? [String: Any],
           let name = request["execute"] as? String
@@ -149,6 +155,30 @@ final class HostDaemon: Sendable {
           connection.send(["return": [String: Any]()])
           stop(reason: "quit on the control socket")
           return
+        }
+        let args = request["arguments"] as? [String: Any] ?? [:]
+        if name == "guest-start" {
+          let argv = args["argv"] as? [String] ?? []
+          let version = (args["version"] as? String).flatMap { QEMUVersion($0) } ?? .current
+          do throws(GuestRegistry.StartFailure) {
+            let (g, warnings) = try guests.start(argv: argv, version: version)
+            if args["daemonize"] as? Bool != true { owned.append(g) }
+            connection.send(["return": ["name": g.name, "vm": g.vmID, "warnings": warnings]])
+          } catch {
+            connection.send(["error": ["class": "GenericError", "desc": error.message]])
+          }
+          syncDmesg()
+          continue
+        }
+        if name == "guest-wait" {
+          for g in owned { g.waitUntilQuit() }
+          owned = []
+          connection.send(["return": [String: Any]()])
+          continue
+        }
+        if name == "guest-list" {
+          connection.send(["return": guests.names])
+          continue
         }
         do throws(ControlProtocol.Failure) {
           let result = try ControlProtocol.execute(

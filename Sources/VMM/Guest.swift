@@ -1,0 +1,371 @@
+import APModel
+import Foundation
+import HostKernel
+import Machine
+import Synchronization
+import SystemPackage
+
+/// One QEMU process: a KVM guest with its CPU model, its AP bridge and bus, at most one vfio-ap
+/// device, its monitors, and (running on the emulated machine) the guest's own kernel.
+///
+/// QEMU's big lock is the guest's mutex; the host's lock is taken inside it, never the other way
+/// round (the kernel's signals reach the guest only after the host lock is released).
+public final class Guest: Sendable {
+  public let host: EmulatedHost
+  public let name: String
+  public let cpu: CPUModel
+  public let vmID: Int
+  public let version: QEMUVersion
+  let state: Mutex<State>
+  /// Events go to every negotiated QMP session.
+  let sinks = Mutex<[ObjectIdentifier: @Sendable (QMPValue) -> Void]>([:])
+  let clock: @Sendable () -> (seconds: Int, microseconds: Int)
+  /// Signalled once the guest has quit.
+  let quitSignal = DispatchSemaphore(value: 0)
+
+  struct State {
+    var device: VFIOAPDevice?
+    var anonymousCount = 0
+    var status = "running"
+    var quit = false
+    /// CRWs queued for the guest and not yet drained.
+    var crwPending = false
+    var crwDelivered = 0
+  }
+
+  /// Starts a guest: creates its VM, boots its kernel, realizes the command line's devices.
+  /// Throws the first error QEMU would exit with.
+  public init(
+    host: EmulatedHost, configuration c: GuestConfiguration, version: QEMUVersion = .current,
+    clock: @escaping @Sendable () -> (seconds: Int, microseconds: Int) = Guest.wallClock
+  ) throws(DeviceError) {
+    self.host = host
+    self.version = version
+    self.clock = clock
+    name = c.name
+    let definition = host.withKernel { $0.machine.definition }
+    let (model, _): (CPUModel, [String])
+    do throws(CPUModel.Failure) {
+      (model, _) = try CPUModel.parse(c.cpu, machine: definition)
+    } catch {
+      throw DeviceError(error.message)
+    }
+    cpu = model
+    let vcpus = c.vcpus
+    let guestName = c.name
+    vmID = host.withKernel { k in
+      let vm = k.kvm.createVM(name: guestName, vcpus: vcpus)
+      k.bootGuestKernel(on: vm, qci: model.effectiveQCI, apft: model.effectiveAPFT)
+      return vm.id
+    }
+    state = Mutex(State(status: c.startPaused ? "prelaunch" : "running"))
+    for (spec, text) in zip(c.devices, c.deviceTexts) {
+      do throws(DeviceError) {
+        _ = try deviceAdd(spec)
+      } catch {
+        shutDown()
+        throw DeviceError("-device \(text): \(error.message)")
+      }
+    }
+  }
+
+  public static let wallClock: @Sendable () -> (seconds: Int, microseconds: Int) = {
+    let t = Date().timeIntervalSince1970
+    return (Int(t), Int((t - t.rounded(.down)) * 1_000_000))
+  }
+
+  /// The AP bridge and its bus exist only with the `ap` CPU feature.
+  public var hasAPBus: Bool { cpu.ap }
+
+  public var status: String { state.withLock { $0.status } }
+  public var isQuit: Bool { state.withLock { $0.quit } }
+  public var device: VFIOAPDevice? { state.withLock { $0.device } }
+  public var crwDelivered: Int { state.withLock { $0.crwDelivered } }
+
+  // MARK: - Events
+
+  func emit(_ event: String, _ data: QMPValue?) {
+    let (s, us) = clock()
+    var members: [(String, QMPValue)] = [("event", .string(event))]
+    if let data { members.append(("data", data)) }
+    members.append(("timestamp", .object([("seconds", .int(s)), ("microseconds", .int(us))])))
+    let value = QMPValue.object(members)
+    for sink in sinks.withLock({ Array($0.values) }) { sink(value) }
+  }
+
+  func addSink(_ key: ObjectIdentifier, _ sink: @escaping @Sendable (QMPValue) -> Void) {
+    sinks.withLock { $0[key] = sink }
+  }
+
+  func removeSink(_ key: ObjectIdentifier) { _ = sinks.withLock { $0.removeValue(forKey: key) } }
+
+  // MARK: - Device hot plug
+
+  /// `device_add` (and `-device`): flat properties, `driver` first. Returns the QOM path.
+  @discardableResult
+  public func deviceAdd(_ props: [(String, QMPValue)]) throws(DeviceError) -> String {
+    guard let driverValue = props.first(where: { $0.0 == "driver" })?.1 else {
+      throw DeviceError("Parameter 'driver' is missing")
+    }
+    guard case .string(let driver) = driverValue else {
+      throw DeviceError("Invalid parameter type for 'driver', expected: string")
+    }
+    guard driver == "vfio-ap" else {
+      if driver == "ap-device" { throw DeviceError("Parameter 'driver' expects a non-abstract device type") }
+      throw DeviceError("'\(driver)' is not a valid device model name")
+    }
+    var id: String?
+    var bus: String?
+    var sysfsdev: String?
+    var cfgIRQ = version >= .configChangeIRQ
+    for (k, v) in props where k != "driver" {
+      switch k {
+      case "id", "bus", "sysfsdev":
+        guard case .string(let s) = v else {
+          throw DeviceError("Invalid parameter type for '\(k)', expected: string")
+        }
+        if k == "id" { id = s } else if k == "bus" { bus = s } else { sysfsdev = s }
+      case "x-cfg-chg-irq":
+        guard let s = v.stringValue ?? (v == .bool(true) ? "on" : v == .bool(false) ? "off" : nil) else {
+          throw DeviceError("Invalid parameter type for 'x-cfg-chg-irq', expected: boolean")
+        }
+        cfgIRQ = s == "on" || s == "true"
+      default:
+        throw DeviceError("Property 'vfio-ap.\(k)' not found")
+      }
+    }
+    return try state.withLock { (s) throws(DeviceError) -> String in
+      if let id, s.device?.id == id { throw DeviceError("Duplicate device ID '\(id)'") }
+      guard hasAPBus else { throw DeviceError("No 'ap-bus' bus found for device 'vfio-ap'") }
+      if let bus, bus != "ap-bus" {
+        throw DeviceError("Bus '\(bus)' not found", errorClass: "DeviceNotFound")
+      }
+      if s.device != nil {
+        if bus != nil { throw DeviceError("Bus 'ap-bus' is full") }
+        throw DeviceError(
+          version >= .busFullMessage
+            ? "A 'ap-bus' bus was found but is full" : "No 'ap-bus' bus found for device 'vfio-ap'")
+      }
+      guard let sysfsdev else { throw DeviceError("vfio-ap device requires sysfsdev property") }
+      let path =
+        id.map { "/machine/peripheral/\($0)" } ?? "/machine/peripheral-anon/device[\(s.anonymousCount)]"
+      let device = try realize(id: id, path: path, sysfsdev: sysfsdev, cfgIRQ: cfgIRQ)
+      if id == nil { s.anonymousCount += 1 }
+      s.device = device
+      return path
+    }
+  }
+
+  /// Realize: resolve the mdev, open it (the kernel links the KVM and sets the guest's APCB),
+  /// wire the request IRQ and, from QEMU 10.1 on, the config-change IRQ.
+  func realize(id: String?, path: String, sysfsdev: String, cfgIRQ: Bool) throws(DeviceError) -> VFIOAPDevice
+  {
+    let vmID = self.vmID
+    let result: Result<String, DeviceError> = host.withKernel { k in
+      do throws(DeviceError) {
+        let uuid = try VFIOAPDevice.resolve(sysfsdev, in: k)
+        let m = k.vfioAP.mdev(uuid)!
+        do throws(Errno) {
+          try k.vfioAP.openDevice(m, kvm: k.kvm.vms[vmID])
+        } catch {
+          throw DeviceError("vfio \(uuid): error getting device: \(error)")
+        }
+        try? k.vfioAP.setIRQ(m, index: VFIOAPDriver.requestIRQIndex) { [weak self] in self?.requestIRQ() }
+        if cfgIRQ {
+          try? k.vfioAP.setIRQ(m, index: VFIOAPDriver.configChangeIRQIndex) { [weak self] in
+            self?.configChangeIRQ()
+          }
+        }
+        return .success(uuid)
+      } catch {
+        return .failure(error)
+      }
+    }
+    let uuid = try result.get()
+    return VFIOAPDevice(id: id, qomPath: path, sysfsdev: sysfsdev, uuid: uuid, configChangeIRQ: cfgIRQ)
+  }
+
+  /// `device_del`: by id or QOM path; synchronous; DEVICE_DELETED is emitted before the reply.
+  public func deviceDel(_ idOrPath: String) throws(DeviceError) {
+    let removed = try state.withLock { (s) throws(DeviceError) -> VFIOAPDevice in
+      guard let d = s.device, d.id == idOrPath || d.qomPath == idOrPath else {
+        throw DeviceError("Device '\(idOrPath)' not found", errorClass: "DeviceNotFound")
+      }
+      unrealize(d)
+      s.device = nil
+      return d
+    }
+    emitDeleted(removed)
+  }
+
+  func emitDeleted(_ d: VFIOAPDevice) {
+    var data: [(String, QMPValue)] = []
+    if let id = d.id { data.append(("device", .string(id))) }
+    data.append(("path", .string(d.qomPath)))
+    emit("DEVICE_DELETED", .object(data))
+  }
+
+  /// Unrealize: unregister both IRQs, close the device (the kernel clears the guest's APCB and
+  /// resets the queues; a host `remove` waiting for this goes on).
+  func unrealize(_ d: VFIOAPDevice) {
+    host.withKernel { k in
+      if let m = k.vfioAP.mdev(d.uuid), m.isOpen {
+        try? k.vfioAP.setIRQ(m, index: VFIOAPDriver.requestIRQIndex, trigger: nil)
+        try? k.vfioAP.setIRQ(m, index: VFIOAPDriver.configChangeIRQIndex, trigger: nil)
+      }
+    }
+    host.closeDevice(uuid: d.uuid)
+  }
+
+  /// The kernel asks for the device back (the mdev is being removed): unplug it, and tell the
+  /// monitors with an unsolicited DEVICE_DELETED.
+  func requestIRQ() {
+    let removed: VFIOAPDevice? = state.withLock { s in
+      guard let d = s.device else { return nil }
+      unrealize(d)
+      s.device = nil
+      return d
+    }
+    if let removed { emitDeleted(removed) }
+  }
+
+  /// The guest's AP configuration changed: queue a channel report (one until the guest drains
+  /// it); the guest takes the machine check, reads the event (CHSC SEI, NT0 rs 5 cc 3) and its AP
+  /// bus rescans at once.
+  func configChangeIRQ() {
+    let deliver: Bool = state.withLock { s in
+      if s.crwPending { return false }
+      s.crwPending = true
+      return true
+    }
+    guard deliver else { return }
+    let id = vmID
+    host.withKernel { k in k.guestKernels[id]?.notifyConfigurationChange() }
+    state.withLock { s in
+      s.crwPending = false
+      s.crwDelivered += 1
+    }
+  }
+
+  // MARK: - Run state
+
+  public func stop() {
+    let changed: Bool = state.withLock { s in
+      guard s.status == "running" else { return false }
+      s.status = "paused"
+      return true
+    }
+    if changed { emit("STOP", nil) }
+  }
+
+  public func cont() {
+    let changed: Bool = state.withLock { s in
+      guard s.status != "running" else { return false }
+      s.status = "running"
+      return true
+    }
+    if changed { emit("RESUME", nil) }
+  }
+
+  /// Machine reset: the vfio-ap device is reset (VFIO_DEVICE_RESET); a failure is only logged.
+  /// Returns the log line QEMU would print, if any.
+  public func systemReset() -> String? {
+    guard let d = device else { return nil }
+    let r: Errno? = host.withKernel { k in
+      guard let m = k.vfioAP.mdev(d.uuid) else { return nil }
+      do throws(Errno) {
+        try k.vfioAP.resetDevice(m)
+        return nil
+      } catch {
+        return error
+      }
+    }
+    return r.map { "vfio_ap_reset: failed to reset \(d.uuid) device: \($0)" }
+  }
+
+  /// `quit`: the devices go, the guest's kernel and VM with them.
+  public func quit(reason: String = "host-qmp-quit") {
+    let first: Bool = state.withLock { s in
+      if s.quit { return false }
+      s.quit = true
+      s.status = "shutdown"
+      return true
+    }
+    guard first else { return }
+    shutDown()
+    emit("SHUTDOWN", .object([("guest", .bool(false)), ("reason", .string(reason))]))
+    quitSignal.signal()
+  }
+
+  /// Blocks until the guest has quit.
+  public func waitUntilQuit() {
+    quitSignal.wait()
+    quitSignal.signal()
+  }
+
+  func shutDown() {
+    let d: VFIOAPDevice? = state.withLock { s in
+      let d = s.device
+      s.device = nil
+      return d
+    }
+    if let d { unrealize(d) }
+    let id = vmID
+    host.withKernel { k in
+      k.shutDownGuestKernel(vm: id)
+      if let vm = k.kvm.vms[id] { k.kvm.destroyVM(vm) }
+    }
+  }
+
+  // MARK: - What the guest sees
+
+  /// The guest's APCB now.
+  public var apcb: APMatrix { host.withKernel { k in k.kvm.vms[vmID]?.apcb ?? APMatrix() } }
+
+  /// Reads a file of the guest's own sysfs (`/bus/ap/...`, `/devices/ap/...`).
+  public func guestRead(_ path: String) throws(Errno) -> String {
+    let id = vmID
+    return try host.withKernel { (k) throws(Errno) -> String in
+      guard let g = k.guestKernels[id] else { throw .noSuchDevice }
+      return try g.read(path)
+    }
+  }
+
+  /// The queues the guest's AP bus has found, ascending.
+  public var guestQueues: [APQN] {
+    host.withKernel { k in
+      (k.guestKernels[vmID]?.apBus.queues.keys.sorted() ?? []).map { APQN(rawValue: $0) }
+    }
+  }
+}
+
+/// The QEMU version emulated: it decides the greeting and the behaviours that changed.
+public struct QEMUVersion: Sendable, Comparable, CustomStringConvertible {
+  public var major: Int
+  public var minor: Int
+  public var micro: Int
+  public init(_ major: Int, _ minor: Int, _ micro: Int = 0) {
+    self.major = major
+    self.minor = minor
+    self.micro = micro
+  }
+
+  /// The default: a current QEMU.
+  public static let current = QEMUVersion(10, 2, 0)
+  /// From 10.1 the vfio-ap device wires the config-change IRQ.
+  public static let configChangeIRQ = QEMUVersion(10, 1, 0)
+  /// From 10.2 a full ap-bus without `bus=` says so.
+  public static let busFullMessage = QEMUVersion(10, 2, 0)
+
+  public init?(_ text: String) {
+    let p = text.split(separator: ".").compactMap { Int($0) }
+    guard (2...3).contains(p.count) else { return nil }
+    self.init(p[0], p[1], p.count == 3 ? p[2] : 0)
+  }
+
+  public static func < (a: QEMUVersion, b: QEMUVersion) -> Bool {
+    (a.major, a.minor, a.micro) < (b.major, b.minor, b.micro)
+  }
+
+  public var description: String { "\(major).\(minor).\(micro)" }
+}

@@ -1,0 +1,180 @@
+import Foundation
+import Machine
+
+/// What a QEMU command line asks for, as far as an s390x guest with AP goes.
+public struct GuestConfiguration: Sendable {
+  public var name = "guest"
+  public var machineType = "s390-ccw-virtio"
+  public var cpu = "host"
+  public var vcpus = 1
+  public var memory = "128M"
+  /// `-device` specifications in order, each a list of properties (`driver` among them).
+  public var devices: [[(String, QMPValue)]] = []
+  /// The original text of each `-device`, for error messages.
+  public var deviceTexts: [String] = []
+  /// QMP monitors: Unix socket paths.
+  public var qmpSockets: [String] = []
+  public var nographic = false
+  public var daemonize = false
+  /// `-S`: do not start the CPUs (run state "prelaunch").
+  public var startPaused = false
+
+  public init() {}
+}
+
+/// Parses QEMU's command line (the options an s390x vfio-ap guest and libvirt use) with QEMU's
+/// error texts.
+public enum QEMUCommandLine {
+  public static let programName = "qemu-system-s390x"
+
+  public struct Failure: Error, CustomStringConvertible {
+    /// The text after `qemu-system-s390x: `.
+    public var message: String
+    public var description: String { "\(QEMUCommandLine.programName): \(message)" }
+  }
+
+  static let withArgument: Set<String> = [
+    "name", "machine", "M", "cpu", "smp", "m", "device", "qmp", "chardev", "mon", "display", "serial",
+    "monitor", "kernel", "initrd", "append", "drive", "netdev", "boot", "accel", "object", "global",
+  ]
+  static let flags: Set<String> = [
+    "nographic", "daemonize", "S", "nodefaults", "no-shutdown", "enable-kvm", "no-reboot",
+  ]
+
+  public static func parse(_ args: [String]) throws(Failure) -> GuestConfiguration {
+    var c = GuestConfiguration()
+    var chardevs: [String: String] = [:]
+    var monitors: [String] = []
+    var i = 0
+    while i < args.count {
+      let raw = args[i]
+      guard raw.hasPrefix("-"), raw.count > 1 else {
+        throw Failure(message: "\(raw): drive with bus=0, unit=0 (index=0) exists")
+      }
+      let opt = String(raw.drop { $0 == "-" })
+      if flags.contains(opt) {
+        switch opt {
+        case "nographic": c.nographic = true
+        case "daemonize": c.daemonize = true
+        case "S": c.startPaused = true
+        default: break
+        }
+        i += 1
+        continue
+      }
+      guard withArgument.contains(opt) else { throw Failure(message: "\(raw): invalid option") }
+      guard i + 1 < args.count else { throw Failure(message: "\(raw): requires an argument") }
+      let value = args[i + 1]
+      i += 2
+      switch opt {
+      case "name":
+        let p = options(value, implied: "guest")
+        c.name = p.first { $0.0 == "guest" }?.1 ?? value
+      case "machine", "M":
+        let p = options(value, implied: "type")
+        let type = p.first { $0.0 == "type" }?.1 ?? "s390-ccw-virtio"
+        guard type.hasPrefix("s390-ccw-virtio") || type == "none" else {
+          throw Failure(
+            message: "unsupported machine type: \"\(type)\"\nUse -machine help to list supported machines")
+        }
+        c.machineType = type
+      case "cpu":
+        c.cpu = value
+      case "smp":
+        let p = options(value, implied: "cpus")
+        guard let n = Int(p.first { $0.0 == "cpus" }?.1 ?? ""), n > 0 else {
+          throw Failure(message: "\(raw) \(value): Parameter 'cpus' expects a number")
+        }
+        c.vcpus = n
+      case "m":
+        c.memory = value
+      case "device":
+        let spec: [(String, QMPValue)]
+        if value.hasPrefix("{") {
+          guard let data = value.data(using: .utf8),
+            let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+          else { throw Failure(message: "-device \(value): JSON parse error, expecting value") }
+          spec = obj.keys.sorted { a, b in a == "driver" ? true : (b == "driver" ? false : a < b) }.map {
+            ($0, QMPValue(obj[$0]!))
+          }
+        } else {
+          spec = options(value, implied: "driver").map { ($0.0, .string($0.1)) }
+        }
+        c.devices.append(spec)
+        c.deviceTexts.append(value)
+      case "qmp":
+        c.qmpSockets.append(try socketPath(value, raw))
+      case "chardev":
+        let p = options(value, implied: "backend")
+        let backend = p.first { $0.0 == "backend" }?.1 ?? ""
+        guard backend == "socket", let id = p.first(where: { $0.0 == "id" })?.1,
+          let path = p.first(where: { $0.0 == "path" })?.1
+        else {
+          throw Failure(message: "-chardev \(value): only socket chardevs with id and path are emulated")
+        }
+        chardevs[id] = path
+      case "mon":
+        let p = options(value, implied: "chardev")
+        guard let dev = p.first(where: { $0.0 == "chardev" })?.1 else {
+          throw Failure(message: "-mon \(value): Parameter 'chardev' is missing")
+        }
+        let mode = p.first { $0.0 == "mode" }?.1 ?? "readline"
+        if mode == "control" { monitors.append(dev) }
+      default:
+        break  // accepted and ignored: they do not concern AP
+      }
+    }
+    for m in monitors {
+      guard let path = chardevs[m] else {
+        throw Failure(message: "-mon chardev=\(m): chardev \"\(m)\" not found")
+      }
+      c.qmpSockets.append(path)
+    }
+    return c
+  }
+
+  /// `unix:PATH,server=on,wait=off` (also `server,nowait`).
+  static func socketPath(_ value: String, _ opt: String) throws(Failure) -> String {
+    guard value.hasPrefix("unix:") else {
+      throw Failure(message: "\(opt) \(value): only unix: sockets are emulated")
+    }
+    let rest = String(value.dropFirst(5))
+    return String(rest.split(separator: ",", maxSplits: 1, omittingEmptySubsequences: false)[0])
+  }
+
+  /// QemuOpts: `a=b,c=d` with `,,` for a literal comma; a first item without `=` is the implied
+  /// key (`vfio-ap,sysfsdev=...` has driver=vfio-ap).
+  public static func options(_ text: String, implied: String?) -> [(String, String)] {
+    var items: [String] = []
+    var cur = ""
+    var chars = Array(text)
+    var i = 0
+    while i < chars.count {
+      if chars[i] == "," {
+        if i + 1 < chars.count && chars[i + 1] == "," {
+          cur.append(",")
+          i += 2
+          continue
+        }
+        items.append(cur)
+        cur = ""
+      } else {
+        cur.append(chars[i])
+      }
+      i += 1
+    }
+    items.append(cur)
+    chars = []
+    var out: [(String, String)] = []
+    for (n, item) in items.enumerated() where !item.isEmpty {
+      if let eq = item.firstIndex(of: "=") {
+        out.append((String(item[..<eq]), String(item[item.index(after: eq)...])))
+      } else if n == 0, let implied {
+        out.append((implied, item))
+      } else {
+        out.append((item, "on"))
+      }
+    }
+    return out
+  }
+}

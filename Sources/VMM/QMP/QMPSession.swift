@@ -1,0 +1,320 @@
+import Foundation
+import Synchronization
+
+/// One QMP connection to a guest: greeting, capabilities negotiation, then commands handled
+/// strictly in order, replies with the request's `id` copied, events once negotiated. QEMU's
+/// texts and error classes throughout.
+public final class QMPSession: Sendable {
+  let guest: Guest
+  let send: @Sendable (String) -> Void
+  let negotiated = Atomic<Bool>(false)
+  /// A `quit` was answered; the guest quits once the reply is out.
+  let quitRequested = Atomic<Bool>(false)
+
+  /// `send` writes one line (the session adds no line end; the transport writes CRLF).
+  public init(guest: Guest, send: @escaping @Sendable (String) -> Void) {
+    self.guest = guest
+    self.send = send
+  }
+
+  public static let commands = [
+    "qmp_capabilities", "query-version", "query-commands", "query-status", "device_add", "device_del",
+    "qom-list", "qom-get", "human-monitor-command", "stop", "cont", "system_reset", "quit",
+  ]
+
+  public var greeting: QMPValue {
+    .object([
+      (
+        "QMP",
+        .object([
+          ("version", versionValue),
+          ("capabilities", .array([.string("oob")])),
+        ])
+      )
+    ])
+  }
+
+  var versionValue: QMPValue {
+    .object([
+      (
+        "qemu",
+        .object([
+          ("micro", .int(guest.version.micro)), ("minor", .int(guest.version.minor)),
+          ("major", .int(guest.version.major)),
+        ])
+      ),
+      ("package", .string("")),
+    ])
+  }
+
+  /// Serves a transport connection until it closes or the guest quits.
+  public func serve(_ connection: JSONStreamServer.Connection) {
+    connection.sendLine(greeting.json)
+    let key = ObjectIdentifier(self)
+    defer { guest.removeSink(key) }
+    while let received = connection.receive() {
+      let replies = handle(received) { [connection] event in connection.sendLine(event.json) }
+      for r in replies { connection.sendLine(r.json) }
+      finishPending()
+      if guest.isQuit { return }
+    }
+  }
+
+  /// What must follow the reply just sent: a `quit` takes effect (and SHUTDOWN is emitted).
+  public func finishPending() {
+    if quitRequested.exchange(false, ordering: .relaxed) { guest.quit() }
+  }
+
+  /// Handles one received text; returns the replies to send (after any events it emitted).
+  public func handle(_ received: JSONStreamServer.Received, eventSink: @escaping @Sendable (QMPValue) -> Void)
+    -> [QMPValue]
+  {
+    switch received {
+    case .invalid(let message):
+      return [Self.error("GenericError", message, id: nil)]
+    case .value(let v):
+      return [handleRequest(v, eventSink: eventSink)]
+    }
+  }
+
+  static func error(_ cls: String, _ desc: String, id: QMPValue?) -> QMPValue {
+    var m: [(String, QMPValue)] = [("error", .object([("class", .string(cls)), ("desc", .string(desc))]))]
+    if let id { m.append(("id", id)) }
+    return .object(m)
+  }
+
+  static func success(_ value: QMPValue, id: QMPValue?) -> QMPValue {
+    var m: [(String, QMPValue)] = [("return", value)]
+    if let id { m.append(("id", id)) }
+    return .object(m)
+  }
+
+  func handleRequest(_ v: Any, eventSink: @escaping @Sendable (QMPValue) -> Void) -> QMPValue {
+    guard let obj = v as? [String: Any] else {
+      return Self.error("GenericError", "QMP input must be a JSON object", id: nil)
+    }
+    let id = obj["id"].map { QMPValue($0) }
+    for key in obj.keys.sorted() {
+      switch key {
+      case "execute", "exec-oob":
+        guard obj[key] is String else {
+          return Self.error("GenericError", "QMP input member '\(key)' must be a string", id: id)
+        }
+      case "arguments":
+        guard obj[key] is [String: Any] else {
+          return Self.error("GenericError", "QMP input member 'arguments' must be an object", id: id)
+        }
+      case "id", "control":
+        break
+      default:
+        return Self.error("GenericError", "QMP input member '\(key)' is unexpected", id: id)
+      }
+    }
+    guard let name = (obj["execute"] ?? obj["exec-oob"]) as? String else {
+      return Self.error("GenericError", "QMP input lacks member 'execute'", id: id)
+    }
+    let args = QMPValue(obj["arguments"] as? [String: Any] ?? [:])
+    if !negotiated.load(ordering: .relaxed) {
+      guard name == "qmp_capabilities" else {
+        return Self.error(
+          "CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'", id: id)
+      }
+      if case .object(let m) = args {
+        for (k, v) in m {
+          guard k == "enable" else {
+            return Self.error("GenericError", "Parameter '\(k)' is unexpected", id: id)
+          }
+          guard case .array(let caps) = v else {
+            return Self.error("GenericError", "Invalid parameter type for 'enable', expected: array", id: id)
+          }
+          for c in caps where c.stringValue != "oob" {
+            return Self.error("GenericError", "Capability \(c.stringValue ?? c.json) not available", id: id)
+          }
+        }
+      }
+      negotiated.store(true, ordering: .relaxed)
+      guest.addSink(ObjectIdentifier(self), eventSink)
+      return Self.success(.emptyObject, id: id)
+    }
+    do throws(DeviceError) {
+      return Self.success(try dispatch(name, args), id: id)
+    } catch {
+      return Self.error(error.errorClass, error.message, id: id)
+    }
+  }
+
+  /// Checks a command's arguments: every one known, required ones present, strings where strings
+  /// are expected.
+  static func arguments(_ args: QMPValue, required: [String], optional: [String] = []) throws(DeviceError)
+    -> [String: QMPValue]
+  {
+    var out: [String: QMPValue] = [:]
+    if case .object(let m) = args {
+      for (k, v) in m {
+        guard required.contains(k) || optional.contains(k) else {
+          throw DeviceError("Parameter '\(k)' is unexpected")
+        }
+        out[k] = v
+      }
+    }
+    for r in required where out[r] == nil { throw DeviceError("Parameter '\(r)' is missing") }
+    return out
+  }
+
+  static func string(_ a: [String: QMPValue], _ k: String) throws(DeviceError) -> String? {
+    guard let v = a[k] else { return nil }
+    guard case .string(let s) = v else {
+      throw DeviceError("Invalid parameter type for '\(k)', expected: string")
+    }
+    return s
+  }
+
+  func dispatch(_ name: String, _ args: QMPValue) throws(DeviceError) -> QMPValue {
+    switch name {
+    case "qmp_capabilities":
+      throw DeviceError(
+        "Capabilities negotiation is already complete, command ignored", errorClass: "CommandNotFound")
+    case "query-version":
+      _ = try Self.arguments(args, required: [])
+      return versionValue
+    case "query-commands":
+      _ = try Self.arguments(args, required: [])
+      return .array(Self.commands.map { .object([("name", .string($0))]) })
+    case "query-status":
+      _ = try Self.arguments(args, required: [])
+      let status = guest.status
+      return .object([("running", .bool(status == "running")), ("status", .string(status))])
+    case "stop":
+      _ = try Self.arguments(args, required: [])
+      guest.stop()
+      return .emptyObject
+    case "cont":
+      _ = try Self.arguments(args, required: [])
+      guest.cont()
+      return .emptyObject
+    case "system_reset":
+      _ = try Self.arguments(args, required: [])
+      _ = guest.systemReset()
+      return .emptyObject
+    case "quit":
+      _ = try Self.arguments(args, required: [])
+      // The reply goes first; the SHUTDOWN event follows it (`finishPending`).
+      quitRequested.store(true, ordering: .relaxed)
+      return .emptyObject
+    case "device_add":
+      guard case .object(let props) = args else { throw DeviceError("Parameter 'driver' is missing") }
+      let ordered = props.sorted { a, b in a.0 == "driver" ? true : (b.0 == "driver" ? false : a.0 < b.0) }
+      try guest.deviceAdd(ordered)
+      return .emptyObject
+    case "device_del":
+      let a = try Self.arguments(args, required: ["id"])
+      try guest.deviceDel(try Self.string(a, "id")!)
+      return .emptyObject
+    case "qom-list":
+      let a = try Self.arguments(args, required: ["path"])
+      return try qomList(try Self.string(a, "path")!)
+    case "qom-get":
+      let a = try Self.arguments(args, required: ["path", "property"])
+      return try qomGet(try Self.string(a, "path")!, try Self.string(a, "property")!)
+    case "human-monitor-command":
+      let a = try Self.arguments(args, required: ["command-line"], optional: ["cpu-index"])
+      return .string(HMP.run(try Self.string(a, "command-line")!, guest: guest))
+    default:
+      throw DeviceError("The command \(name) has not been found", errorClass: "CommandNotFound")
+    }
+  }
+
+  // MARK: - QOM
+
+  func qomList(_ path: String) throws(DeviceError) -> QMPValue {
+    func entries(_ e: [(String, String)]) -> QMPValue {
+      .array(e.map { .object([("name", .string($0.0)), ("type", .string($0.1))]) })
+    }
+    let d = guest.device
+    switch path {
+    case "/":
+      return entries([("type", "string"), ("machine", "child<s390-ccw-virtio-machine>")])
+    case "/machine":
+      var e = [
+        ("type", "string"), ("peripheral", "child<container>"), ("peripheral-anon", "child<container>"),
+      ]
+      if guest.hasAPBus { e.append(("ap-bridge", "child<ap-bridge>")) }
+      return entries(e)
+    case "/machine/peripheral":
+      return entries(d.flatMap { $0.id }.map { [($0, "child<vfio-ap>")] } ?? [])
+    case "/machine/peripheral-anon":
+      return entries(
+        d.flatMap { $0.id == nil ? $0.qomPath.split(separator: "/").last.map(String.init) : nil }.map {
+          [($0, "child<vfio-ap>")]
+        } ?? [])
+    case "/machine/ap-bridge" where guest.hasAPBus:
+      return entries([("type", "string"), ("ap-bus", "child<ap-bus>")])
+    default:
+      if let d, path == d.qomPath {
+        return entries([
+          ("type", "string"), ("parent_bus", "link<bus>"), ("realized", "bool"), ("hotpluggable", "bool"),
+          ("hotplugged", "bool"), ("sysfsdev", "str"),
+        ])
+      }
+      throw DeviceError("Device '\(path)' not found", errorClass: "DeviceNotFound")
+    }
+  }
+
+  func qomGet(_ path: String, _ property: String) throws(DeviceError) -> QMPValue {
+    guard let d = guest.device, path == d.qomPath || path == d.id else {
+      if path == "/machine/ap-bridge" && guest.hasAPBus && property == "type" { return .string("ap-bridge") }
+      throw DeviceError("Device '\(path)' not found", errorClass: "DeviceNotFound")
+    }
+    switch property {
+    case "sysfsdev": return .string(d.sysfsdev)
+    case "type": return .string("vfio-ap")
+    case "realized", "hotpluggable": return .bool(true)
+    case "parent_bus": return .string("/machine/ap-bridge/ap-bus")
+    default: throw DeviceError("Property '\(property)' not found")
+    }
+  }
+}
+
+/// The human monitor commands apvirt's guests understand: `device_add`, `device_del`,
+/// `info qtree`. Output lines end in CRLF; errors read `Error: <desc>`.
+public enum HMP {
+  public static func run(_ line: String, guest: Guest) -> String {
+    let trimmed = line.trimmingCharacters(in: .whitespaces)
+    let (cmd, rest) = trimmed.split(separator: " ", maxSplits: 1).map(String.init).splitFirst()
+    do throws(DeviceError) {
+      switch cmd {
+      case "device_add":
+        let props = QEMUCommandLine.options(rest, implied: "driver").map { ($0.0, QMPValue.string($0.1)) }
+        try guest.deviceAdd(props)
+        return ""
+      case "device_del":
+        try guest.deviceDel(rest.trimmingCharacters(in: .whitespaces))
+        return ""
+      case "info":
+        guard rest.hasPrefix("qtree") else { return "info: unknown command: '\(rest)'\r\n" }
+        return qtree(guest)
+      default:
+        return "unknown command: '\(cmd)'\r\n"
+      }
+    } catch {
+      return "Error: \(error.message)\r\n"
+    }
+  }
+
+  static func qtree(_ guest: Guest) -> String {
+    var lines = ["bus: main-system-bus", "  type System"]
+    if guest.hasAPBus {
+      lines += ["  dev: ap-bridge, id \"\"", "    bus: ap-bus", "      type ap-bus"]
+      if let d = guest.device {
+        lines += ["      dev: vfio-ap, id \"\(d.id ?? "")\"", "        sysfsdev = \"\(d.sysfsdev)\""]
+      }
+    }
+    return lines.map { $0 + "\r\n" }.joined()
+  }
+}
+
+extension Array where Element == String {
+  fileprivate func splitFirst() -> (String, String) {
+    (first ?? "", count > 1 ? self[1] : "")
+  }
+}

@@ -1,0 +1,225 @@
+import Foundation
+import HostKernel
+import SystemPackage
+import Testing
+
+@testable import VMM
+
+@Suite("QMP: the protocol byte for byte", .serialized)
+struct QMPTests {
+  @Test func greetingAndNegotiation() throws {
+    let host = try makeHost()
+    let g = try guest(host, ["-cpu", "host"], version: QEMUVersion(9, 2, 0))
+    let q = try RawQMP(guest: g)
+    #expect(
+      q.line()
+        == "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 9}, \"package\": \"\"}, \"capabilities\": [\"oob\"]}}\r\n"
+    )
+    #expect(
+      q.exchange(#"{"execute": "query-status", "id": 7}"#)
+        == "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Expecting capabilities negotiation with 'qmp_capabilities'\"}, \"id\": 7}\r\n"
+    )
+    #expect(
+      q.exchange(#"{"execute": "qmp_capabilities", "arguments": {"enable": ["x"]}}"#)
+        == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Capability x not available\"}}\r\n")
+    #expect(
+      q.exchange(#"{"execute": "qmp_capabilities", "id": "a"}"#) == "{\"return\": {}, \"id\": \"a\"}\r\n")
+    #expect(
+      q.exchange(#"{"execute": "qmp_capabilities"}"#)
+        == "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Capabilities negotiation is already complete, command ignored\"}}\r\n"
+    )
+    #expect(
+      q.exchange(#"{"execute": "query-status", "id": {"x": [1, 2]}}"#)
+        == "{\"return\": {\"running\": true, \"status\": \"running\"}, \"id\": {\"x\": [1, 2]}}\r\n")
+    #expect(
+      q.exchange(#"{"execute": "query-version"}"#)
+        == "{\"return\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 9}, \"package\": \"\"}}\r\n")
+  }
+
+  @Test func malformedInputGetsErrorsAndTheConnectionSurvives() throws {
+    let host = try makeHost()
+    let q = try RawQMP(guest: try guest(host, ["-cpu", "host"]))
+    _ = q.line()
+    _ = q.exchange(#"{"execute": "qmp_capabilities"}"#)
+    func err(_ desc: String, _ id: String? = nil, _ cls: String = "GenericError") -> String {
+      "{\"error\": {\"class\": \"\(cls)\", \"desc\": \"\(desc)\"}\(id.map { ", \"id\": \($0)" } ?? "")}\r\n"
+    }
+    #expect(q.exchange("[1, 2]\n") == err("QMP input must be a JSON object"))
+    #expect(
+      q.exchange(#"{"execute": 5, "id": 1}"#) == err("QMP input member 'execute' must be a string", "1"))
+    #expect(
+      q.exchange(#"{"execute": "query-status", "arguments": [], "id": 2}"#)
+        == err("QMP input member 'arguments' must be an object", "2"))
+    #expect(
+      q.exchange(#"{"execute": "query-status", "bogus": 1, "id": 3}"#)
+        == err("QMP input member 'bogus' is unexpected", "3"))
+    #expect(q.exchange(#"{"id": 4}"#) == err("QMP input lacks member 'execute'", "4"))
+    #expect(
+      q.exchange(#"{"execute": "nope", "id": 5}"#)
+        == err("The command nope has not been found", "5", "CommandNotFound"))
+    #expect(q.exchange("{\"execute\": }\n") == err("JSON parse error, expecting value"))
+    // Objects may span lines or share one.
+    q.send("{\"execute\":\n \"query-status\",\n \"id\": 6}{\"execute\": \"query-status\", \"id\": 7}")
+    #expect(q.line() == "{\"return\": {\"running\": true, \"status\": \"running\"}, \"id\": 6}\r\n")
+    #expect(q.line() == "{\"return\": {\"running\": true, \"status\": \"running\"}, \"id\": 7}\r\n")
+    #expect(
+      q.exchange(#"{"execute": "device_del", "arguments": {"id": 5}, "id": 8}"#)
+        == err("Invalid parameter type for 'id', expected: string", "8"))
+    #expect(
+      q.exchange(#"{"execute": "device_del", "arguments": {}, "id": 9}"#)
+        == err("Parameter 'id' is missing", "9"))
+  }
+
+  @Test func hotPlugAndUnplugWithEvents() throws {
+    let host = try makeHost()
+    let g = try guest(host, ["-name", "g1", "-cpu", "host"])
+    let q = try RawQMP(guest: g)
+    _ = q.line()
+    _ = q.exchange(#"{"execute": "qmp_capabilities"}"#)
+    let add =
+      #"{"execute": "device_add", "arguments": {"driver": "vfio-ap", "id": "hostdev0", "sysfsdev": "/sys/bus/mdev/devices/\#(uuid1)"}, "id": 1}"#
+    #expect(q.exchange(add) == "{\"return\": {}, \"id\": 1}\r\n")
+    #expect(g.apcb.apqns.map(\.description) == ["05.0004", "06.0004"])
+    // Only one vfio-ap device: the bus is full.
+    let second =
+      #"{"execute": "device_add", "arguments": {"driver": "vfio-ap", "sysfsdev": "/sys/bus/mdev/devices/\#(uuid2)"}, "id": 2}"#
+    #expect(
+      q.exchange(second)
+        == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"A 'ap-bus' bus was found but is full\"}, \"id\": 2}\r\n"
+    )
+    let withBus =
+      #"{"execute": "device_add", "arguments": {"driver": "vfio-ap", "bus": "ap-bus", "sysfsdev": "/sys/bus/mdev/devices/\#(uuid2)"}}"#
+    #expect(
+      q.exchange(withBus)
+        == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Bus 'ap-bus' is full\"}}\r\n")
+    #expect(
+      q.exchange(
+        #"{"execute": "device_add", "arguments": {"driver": "vfio-ap", "id": "hostdev0", "sysfsdev": "x"}}"#)
+        == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Duplicate device ID 'hostdev0'\"}}\r\n")
+    #expect(
+      q.exchange(
+        #"{"execute": "qom-get", "arguments": {"path": "/machine/peripheral/hostdev0", "property": "sysfsdev"}}"#
+      ) == "{\"return\": \"/sys/bus/mdev/devices/\(uuid1)\"}\r\n")
+    // device_del: the event comes before the reply.
+    q.send(#"{"execute": "device_del", "arguments": {"id": "hostdev0"}, "id": 3}"#)
+    #expect(
+      q.line()
+        == "{\"event\": \"DEVICE_DELETED\", \"data\": {\"device\": \"hostdev0\", \"path\": \"/machine/peripheral/hostdev0\"}, \"timestamp\": {\"seconds\": 1700000000, \"microseconds\": 123456}}\r\n"
+    )
+    #expect(q.line() == "{\"return\": {}, \"id\": 3}\r\n")
+    #expect(g.apcb.isEmpty)
+    #expect(
+      q.exchange(#"{"execute": "device_del", "arguments": {"id": "hostdev0"}}"#)
+        == "{\"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"Device 'hostdev0' not found\"}}\r\n")
+    // An anonymous device gets a peripheral-anon path.
+    #expect(q.exchange(second) == "{\"return\": {}, \"id\": 2}\r\n")
+    q.send(#"{"execute": "device_del", "arguments": {"id": "/machine/peripheral-anon/device[0]"}}"#)
+    #expect(
+      q.line().hasPrefix(
+        "{\"event\": \"DEVICE_DELETED\", \"data\": {\"path\": \"/machine/peripheral-anon/device[0]\"}"))
+    #expect(q.line() == "{\"return\": {}}\r\n")
+  }
+
+  @Test func deviceAddErrors() throws {
+    let host = try makeHost()
+    let g = try guest(host, ["-cpu", "host"], version: QEMUVersion(9, 2, 0))
+    func add(_ props: [(String, QMPValue)]) -> String? {
+      do {
+        try g.deviceAdd(props)
+        return nil
+      } catch {
+        return (error as? DeviceError)?.message
+      }
+    }
+    #expect(add([("id", .string("x"))]) == "Parameter 'driver' is missing")
+    #expect(add([("driver", .string("virtio-net"))]) == "'virtio-net' is not a valid device model name")
+    #expect(
+      add([("driver", .string("vfio-ap")), ("foo", .string("1"))]) == "Property 'vfio-ap.foo' not found")
+    #expect(
+      add([("driver", .string("vfio-ap")), ("sysfsdev", .int(1))])
+        == "Invalid parameter type for 'sysfsdev', expected: string")
+    #expect(
+      add([("driver", .string("vfio-ap")), ("sysfsdev", .string("/sys/bus/mdev/devices/nothere"))])
+        == "vfio /sys/bus/mdev/devices/nothere: no such host device: No such file or directory")
+    // Every sysfsdev form names the same mdev.
+    for form in [
+      "/sys/devices/vfio_ap/matrix/\(uuid1)",
+      "/sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/devices/\(uuid1)",
+      "/sys/bus/mdev/devices/\(uuid1)", "/sys/bus/mdev/drivers/vfio_mdev/\(uuid1)",
+    ] {
+      #expect(add([("driver", .string("vfio-ap")), ("sysfsdev", .string(form))]) == nil)
+      #expect(g.device?.uuid == uuid1)
+      try g.deviceDel(g.device!.qomPath)
+    }
+    // QEMU 9.2 says the older message for a full bus.
+    #expect(
+      add([("driver", .string("vfio-ap")), ("sysfsdev", .string("/sys/bus/mdev/devices/\(uuid1)"))]) == nil)
+    #expect(
+      add([("driver", .string("vfio-ap")), ("sysfsdev", .string("/sys/bus/mdev/devices/\(uuid2)"))])
+        == "No 'ap-bus' bus found for device 'vfio-ap'")
+    // Another guest cannot open an mdev in use.
+    let g2 = try guest(host, ["-cpu", "host"])
+    #expect(throws: DeviceError.self) {
+      try g2.deviceAdd([
+        ("driver", .string("vfio-ap")), ("sysfsdev", .string("/sys/bus/mdev/devices/\(uuid1)")),
+      ])
+    }
+  }
+
+  @Test func apOffHasNoAPBus() throws {
+    let host = try makeHost()
+    let g = try guest(host, ["-cpu", "host,ap=off"])
+    #expect(!g.hasAPBus)
+    let q = try RawQMP(guest: g)
+    _ = q.line()
+    _ = q.exchange(#"{"execute": "qmp_capabilities"}"#)
+    #expect(
+      q.exchange(
+        #"{"execute": "device_add", "arguments": {"driver": "vfio-ap", "sysfsdev": "/sys/bus/mdev/devices/\#(uuid1)"}}"#
+      )
+        == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"No 'ap-bus' bus found for device 'vfio-ap'\"}}\r\n"
+    )
+    // The same on the command line.
+    #expect(
+      throws: DeviceError(
+        "-device vfio-ap,sysfsdev=/sys/bus/mdev/devices/\(uuid1): No 'ap-bus' bus found for device 'vfio-ap'")
+    ) {
+      _ = try guest(host, ["-cpu", "z15", "-device", "vfio-ap,sysfsdev=/sys/bus/mdev/devices/\(uuid1)"])
+    }
+  }
+
+  @Test func runStateEventsAndQuit() throws {
+    let host = try makeHost()
+    let g = try guest(
+      host, ["-cpu", "host", "-device", "vfio-ap,id=d0,sysfsdev=/sys/bus/mdev/devices/\(uuid1)"])
+    let q = try RawQMP(guest: g)
+    _ = q.line()
+    _ = q.exchange(#"{"execute": "qmp_capabilities"}"#)
+    q.send(#"{"execute": "stop"}"#)
+    #expect(
+      q.line()
+        == "{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1700000000, \"microseconds\": 123456}}\r\n")
+    #expect(q.line() == "{\"return\": {}}\r\n")
+    #expect(
+      q.exchange(#"{"execute": "query-status"}"#)
+        == "{\"return\": {\"running\": false, \"status\": \"paused\"}}\r\n")
+    q.send(#"{"execute": "cont"}"#)
+    #expect(q.line().hasPrefix("{\"event\": \"RESUME\""))
+    #expect(q.line() == "{\"return\": {}}\r\n")
+    #expect(
+      q.exchange(#"{"execute": "human-monitor-command", "arguments": {"command-line": "device_del nope"}}"#)
+        == "{\"return\": \"Error: Device 'nope' not found\\r\\n\"}\r\n")
+    #expect(
+      q.exchange(#"{"execute": "human-monitor-command", "arguments": {"command-line": "info qtree"}}"#)
+        .contains("dev: vfio-ap, id \\\"d0\\\"\\r\\n"))
+    q.send(#"{"execute": "quit"}"#)
+    #expect(q.line() == "{\"return\": {}}\r\n")
+    #expect(
+      q.line()
+        == "{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": false, \"reason\": \"host-qmp-quit\"}, \"timestamp\": {\"seconds\": 1700000000, \"microseconds\": 123456}}\r\n"
+    )
+    #expect(q.line() == "<eof>")
+    // The device was closed: the kernel cleared the APCB and the VM is gone.
+    #expect(host.withKernel { $0.vfioAP.mdev(uuid1)?.isOpen == false && $0.kvm.vms.isEmpty })
+  }
+}
