@@ -28,6 +28,11 @@ struct APVirt: ParsableCommand {
 
   /// A multi-call binary: run as `qemu-system-s390x` (a link), it is `apvirt qemu`.
   static func main() {
+    // A parent may have left signals blocked (a blocked mask survives exec): a QEMU or a daemon
+    // that ignores SIGTERM is not what anyone wants.
+    var none = sigset_t()
+    sigemptyset(&none)
+    pthread_sigmask(SIG_SETMASK, &none, nil)
     let name = CommandLine.arguments.first.map { URL(fileURLWithPath: $0).lastPathComponent } ?? ""
     if name == QEMUCommandLine.programName {
       Qemu.main(["--"] + CommandLine.arguments.dropFirst())

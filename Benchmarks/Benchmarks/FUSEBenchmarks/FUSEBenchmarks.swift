@@ -113,7 +113,8 @@ func writeCycle(_ path: [CChar], flags: Int32) {
   let fd = open(path, flags | O_CLOEXEC, 0o644)
   precondition(fd >= 0, "open \(name(path)): \(Errno(rawValue: errno))")
   let n = write(fd, written.utf8Start, written.utf8CodeUnitCount)
-  precondition(n == written.utf8CodeUnitCount, "write \(name(path)): \(n < 0 ? "\(Errno(rawValue: errno))" : "\(n)")")
+  precondition(
+    n == written.utf8CodeUnitCount, "write \(name(path)): \(n < 0 ? "\(Errno(rawValue: errno))" : "\(n)")")
   precondition(close(fd) == 0, "close \(name(path)): \(Errno(rawValue: errno))")
 }
 
@@ -128,7 +129,9 @@ func readCycle(_ path: [CChar]) -> Int {
   return n
 }
 
+/// What the write cycles write.
 let written: StaticString = "5\n"
+
 /// For messages.
 func name(_ path: [CChar]) -> String { path.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } }
 
@@ -146,7 +149,8 @@ nonisolated(unsafe) let readBuffer = UnsafeMutableRawBufferPointer.allocate(byte
 /// (which ends the serving threads) and waits for the threads, so nothing outlives the process.
 final class FUSEFixture: Sendable {
   static let uuid = "0b5e7c1a-fa57-4e5e-8b1d-5e7f5bad0005"
-  static let requestsMetric = BenchmarkMetric.custom("FUSE requests", polarity: .prefersSmaller, useScalingFactor: true)
+  static let requestsMetric = BenchmarkMetric.custom(
+    "FUSE requests", polarity: .prefersSmaller, useScalingFactor: true)
   /// apmask after `-5`: every adapter but 5 (bit 5 of the leftmost byte is 0x04).
   static let expectedApmask = "0xfbffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\n"
 
@@ -165,8 +169,18 @@ final class FUSEFixture: Sendable {
 
   static func start() throws -> FUSEFixture {
     let fixture = try FUSEFixture()
+    do {
+      try fixture.check()
+    } catch {
+      fixture.stop()
+      throw error
+    }
     current.withLock { $0 = fixture }
     return fixture
+  }
+
+  struct SetupError: Error, CustomStringConvertible {
+    var description: String
   }
 
   static func stopCurrent() {
@@ -214,12 +228,24 @@ final class FUSEFixture: Sendable {
       served.signal()
     }
     thread.start()
+  }
 
-    // Through the mount, once: the store succeeds and the files read as in the kernel.
-    writeCycle(assignDomainPath, flags: O_WRONLY)
-    precondition(readCycle(apmaskPath) == apmask.count)
-    let after = String(decoding: try host.read(mdev + "/matrix"), as: UTF8.self)
-    precondition(after == "05.0005\n", "mdev matrix after the store: \(after)")
+  /// Through the mount, once: the store succeeds and apmask reads as in the kernel. Throws (and
+  /// `start` unmounts) rather than trapping, which would leave a stale mount behind.
+  func check() throws {
+    let mdev = "/devices/vfio_ap/matrix/\(Self.uuid)"
+    let fd = open(assignDomainPath, O_WRONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw SetupError(description: "open assign_domain: \(Errno(rawValue: errno))") }
+    let n = write(fd, written.utf8Start, written.utf8CodeUnitCount)
+    let e = Errno(rawValue: errno)
+    close(fd)
+    guard n == written.utf8CodeUnitCount else { throw SetupError(description: "write assign_domain: \(e)") }
+    let matrix = String(decoding: try host.read(mdev + "/matrix"), as: UTF8.self)
+    guard matrix == "05.0005\n" else {
+      throw SetupError(description: "mdev matrix after the store: \(matrix)")
+    }
+    let text = try String(contentsOfFile: name(apmaskPath), encoding: .utf8)
+    guard text == Self.expectedApmask else { throw SetupError(description: "apmask through FUSE: \(text)") }
   }
 
   /// The requests served so far, all opcodes.
@@ -340,6 +366,11 @@ final class TmpfsFile: Sendable {
   }
 
   static func removeAll() {
-    for path in created.withLock({ p in defer { p = [] }; return p }) { unlink(path) }
+    let paths = created.withLock { p in
+      let all = p
+      p.removeAll()
+      return all
+    }
+    for path in paths { unlink(path) }
   }
 }

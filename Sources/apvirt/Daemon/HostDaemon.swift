@@ -171,9 +171,13 @@ final class HostDaemon: Sendable {
           continue
         }
         if name == "guest-wait" {
-          for g in owned { g.waitUntilQuit() }
-          owned = []
-          connection.send(["return": [String: Any]()])
+          // Answered when the guests quit; meanwhile the loop goes on reading, so that the
+          // client's end (QEMU killed) quits them.
+          let waited = owned
+          Thread.detachNewThread {
+            for g in waited { g.waitUntilQuit() }
+            connection.send(["return": [String: Any]()])
+          }
           continue
         }
         if name == "guest-list" {
