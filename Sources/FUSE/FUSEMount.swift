@@ -138,11 +138,11 @@ public struct FUSEMount: Sendable {
     }
   }
 
-  /// Whether `path` is a FUSE mount whose server is gone (`stat` answers ENOTCONN), as a
-  /// killed daemon leaves it.
+  /// Whether `path` is a FUSE mount whose server is gone (ENOTCONN), as a killed daemon leaves
+  /// it. `statvfs` always asks the server (`stat` may be answered from the attribute cache).
   public static func isStale(_ path: String) -> Bool {
-    var st = stat()
-    return stat(path, &st) != 0 && errno == ENOTCONN
+    var st = statvfs()
+    return statvfs(path, &st) != 0 && errno == ENOTCONN
   }
 
   /// Clears a stale mount at `path`; true if there was one.

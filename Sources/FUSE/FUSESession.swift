@@ -179,9 +179,22 @@ public final class FUSESession: Sendable {
           throw .invalidArgument
         }
         guard let p = state.withLock({ $0.handles[wr.fh]?.path }) else { throw .badFileDescriptor }
-        let n = try fileSystem.write(p, data)
+        let n: Int
+        do throws(Errno) {
+          n = try fileSystem.write(p, data)
+        } catch {
+          sendInvalidations()
+          throw error
+        }
+        // A store can remove nodes (an mdev's `remove`): the kernel must forget them before the
+        // writer can look again. The writer holds no directory lock, so this cannot deadlock.
+        sendInvalidations()
         return reply(FUSEWire.writeOut(size: UInt32(n)))
-      case .flush, .fsync, .fsyncdir:
+      case .flush:
+        // A store is complete when its WRITE is answered: nothing to flush. ENOSYS makes the
+        // kernel stop sending FLUSH on every close.
+        throw .noFunction
+      case .fsync, .fsyncdir:
         return reply([])
       case .release, .releasedir:
         var b = body
@@ -213,6 +226,34 @@ public final class FUSESession: Sendable {
     } catch {
       return fail(error)
     }
+  }
+
+  /// Tells the kernel to drop its cached entries for the paths the file system removed
+  /// (FUSE_NOTIFY_INVAL_ENTRY). Only entries the kernel looked up can be cached; others are
+  /// skipped.
+  public func sendInvalidations() {
+    let paths = fileSystem.takeInvalidations()
+    guard !paths.isEmpty else { return }
+    var messages: [[UInt8]] = []
+    state.withLock { s in
+      for p in paths {
+        guard let slash = p.lastIndex(of: "/") else { continue }
+        let parent = slash == p.startIndex ? "/" : String(p[..<slash])
+        let name = Array(p[p.index(after: slash)...].utf8)
+        guard s.nodes.id(of: p) != nil, let parentID = s.nodes.id(of: parent) else { continue }
+        var w = WireWriter(capacity: 48 + name.count)
+        w.write(UInt32(16 + 16 + name.count + 1))
+        w.write(Int32(3))  // FUSE_NOTIFY_INVAL_ENTRY
+        w.write(UInt64(0))
+        w.write(parentID)
+        w.write(UInt32(name.count))
+        w.write(UInt32(0))
+        w.write(bytes: name)
+        w.write(UInt8(0))
+        messages.append(w.bytes)
+      }
+    }
+    for m in messages { _ = m.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } }
   }
 
   func path(_ nodeid: UInt64) throws(Errno) -> String {

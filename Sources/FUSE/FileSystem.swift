@@ -80,4 +80,11 @@ public protocol FileSystem: Sendable {
   func write(_ path: String, _ data: [UInt8]) throws(Errno) -> Int
   /// A change of size (`O_TRUNC`, `truncate`).
   func truncate(_ path: String, to size: UInt64) throws(Errno)
+  /// The paths that stopped existing since the last call, so that the kernel forgets entries
+  /// it cached. Only needed by a file system served with entry caching.
+  func takeInvalidations() -> [String]
+}
+
+extension FileSystem {
+  public func takeInvalidations() -> [String] { [] }
 }

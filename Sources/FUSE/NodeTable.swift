@@ -13,6 +13,8 @@ struct NodeTable {
 
   func path(of id: UInt64) -> String? { nodes[id]?.path }
 
+  func id(of path: String) -> UInt64? { ids[path] }
+
   /// The id for `path`, counting one more lookup.
   mutating func lookUp(_ path: String) -> UInt64 {
     if let id = ids[path] {

@@ -20,9 +20,13 @@ public final class SysfsDirectory {
   public private(set) weak var parent: SysfsDirectory?
   var children: [String: Child] = [:]
   var groups: [(group: SysfsAttributeGroup, owner: OwnerReference)] = []
-  init(name: String, parent: SysfsDirectory?) {
+  /// Where removals are recorded, shared by the whole tree.
+  let journal: SysfsJournal
+
+  init(name: String, parent: SysfsDirectory?, journal: SysfsJournal) {
     self.name = name
     self.parent = parent
+    self.journal = journal
   }
 
   /// A number unique among the directories alive, used as the inode number.
@@ -43,7 +47,7 @@ public final class SysfsDirectory {
   @discardableResult
   public func directory(_ name: String) -> SysfsDirectory {
     if case .directory(let d)? = children[name] { return d }
-    let d = SysfsDirectory(name: name, parent: self)
+    let d = SysfsDirectory(name: name, parent: self, journal: journal)
     children[name] = .directory(d)
     return d
   }
@@ -56,6 +60,7 @@ public final class SysfsDirectory {
 
   /// Adds a symlink whose target is relative to this directory (`../../devices/ap/card05`).
   public func symlink(_ name: String, to target: String) {
+    if children[name] != nil { journal.removed(childPath(name)) }
     children[name] = .symlink(target)
   }
 
@@ -68,7 +73,13 @@ public final class SysfsDirectory {
     var common = 0
     while common < from.count && common < to.count && from[common] == to[common] { common += 1 }
     let up = String(repeating: "../", count: from.count - common)
+    if children[name] != nil { journal.removed(childPath(name)) }
     children[name] = .symlink(up + to[common...].joined(separator: "/"))
+  }
+
+  func childPath(_ name: String) -> String {
+    let p = path
+    return p == "/" ? "/" + name : p + "/" + name
   }
 
   /// Adds one attribute bound to `owner`.
@@ -83,14 +94,18 @@ public final class SysfsDirectory {
 
   /// Unbinds a group.
   public func removeGroup(_ group: SysfsAttributeGroup) {
+    guard hasGroup(group) else { return }
     groups.removeAll { $0.group === group }
+    for a in group.attributes { journal.removed(childPath(a.name)) }
   }
 
   public func hasGroup(_ group: SysfsAttributeGroup) -> Bool { groups.contains { $0.group === group } }
 
   /// Removes a child of any kind.
   public func remove(_ name: String) {
-    if case .directory(let d)? = children[name] { d.parent = nil }
+    guard let c = children[name] else { return }
+    journal.removed(childPath(name))
+    if case .directory(let d) = c { d.parent = nil }
     children[name] = nil
   }
 
@@ -112,5 +127,20 @@ public final class SysfsDirectory {
     var names = Set(children.keys)
     for g in groups where g.owner.object != nil { for a in g.group.attributes { names.insert(a.name) } }
     return names.filter { child($0) != nil }.sorted()
+  }
+}
+
+/// The paths removed from a tree since they were last taken: what a cache of the tree (the
+/// kernel's dentry cache, for a tree served through FUSE) must forget.
+public final class SysfsJournal {
+  var paths: [String] = []
+  /// Whether removals are recorded at all (off until someone takes them, so that a tree nobody
+  /// serves does not grow a list).
+  var recording = false
+
+  init() {}
+
+  func removed(_ path: String) {
+    if recording { paths.append(path) }
   }
 }

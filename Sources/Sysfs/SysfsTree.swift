@@ -30,14 +30,25 @@ public struct SysfsDirectoryEntry: Hashable, Sendable {
 /// It knows nothing of AP: the host kernel registers its nodes here the way kobjects do. It has
 /// no lock of its own; its owner serialises access.
 public final class SysfsTree {
-  public let root = SysfsDirectory(name: "", parent: nil)
+  let journal = SysfsJournal()
+  public let root: SysfsDirectory
   /// sysfs hands a store at most one page.
   public static let pageSize = 4096
   /// Called with a message when a `show` produced more than a page and was cut, as kernfs logs
   /// `fill_read_buffer: ... returned bad count`.
   public var onTruncatedShow: ((String) -> Void)?
 
-  public init() {}
+  public init() {
+    root = SysfsDirectory(name: "", parent: nil, journal: journal)
+  }
+
+  /// The paths removed since the last call (directories, attributes, links, replaced links).
+  /// Recording starts with the first call.
+  public func takeRemovedPaths() -> [String] {
+    journal.recording = true
+    defer { journal.paths = [] }
+    return journal.paths
+  }
 
   enum Resolved {
     case directory(SysfsDirectory)

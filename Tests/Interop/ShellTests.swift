@@ -146,3 +146,30 @@ struct ShellTests {
         """)
   }
 }
+
+@Suite("Interop: the kernel's caches never show what is gone", .serialized)
+struct CacheCoherenceTests {
+  @Test func removedNodesVanishAtOnce() throws {
+    let d = try Daemon()
+    let u = "90c6c135-ad44-41d0-b1b7-bae47de48627"
+    let t = "/sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough"
+    let r = try d.bash(
+      """
+      for i in $(seq 1 20); do
+        echo \(u) > \(t)/create
+        test -e /sys/bus/mdev/devices/\(u)/matrix || echo "missing after create $i"
+        cat /sys/devices/vfio_ap/matrix/\(u)/matrix > /dev/null || echo "unreadable $i"
+        echo 1 > /sys/devices/vfio_ap/matrix/\(u)/remove
+        test -e /sys/devices/vfio_ap/matrix/\(u) && echo "still there after remove $i"
+        test -e /sys/bus/mdev/devices/\(u) && echo "link still there after remove $i"
+      done
+      # A driver's attributes go with the driver.
+      test -e /sys/bus/ap/devices/05.0004/online || echo "no online"
+      echo -5 > /sys/bus/ap/apmask
+      test -e /sys/bus/ap/devices/05.0004/online && echo "online still there"
+      test -e /sys/bus/ap/devices/05.0004/status || echo "no status"
+      readlink /sys/bus/ap/devices/05.0004/driver
+      """)
+    #expect(r.stdout == "../../../../bus/ap/drivers/vfio_ap\n", "\(r.stdout)\(r.stderr)")
+  }
+}

@@ -218,7 +218,11 @@ final class FUSEFixture: Sendable {
       throw error
     }
     self.host = host
-    session = FUSESession(fd: mount.fd, fileSystem: BenchSysfsFileSystem(host: host))
+    // The daemon's cache policy (HostDaemon): entries and attributes for a second, removals
+    // invalidated at once.
+    session = FUSESession(
+      fd: mount.fd, fileSystem: BenchSysfsFileSystem(host: host),
+      cache: .init(entry: Timeout(seconds: 1), attributes: Timeout(seconds: 1)))
     assignDomainPath = Array((mountPoint + mdev + "/assign_domain").utf8CString)
     apmaskPath = Array((mountPoint + "/bus/ap/apmask").utf8CString)
 
@@ -344,6 +348,10 @@ private final class BenchSysfsFileSystem: FileSystem {
   }
 
   /// `O_TRUNC` on a sysfs attribute changes nothing, as on a real host.
+  func takeInvalidations() -> [String] {
+    host.withKernel { $0.sysfs.takeRemovedPaths() }
+  }
+
   func truncate(_ path: String, to size: UInt64) throws(Errno) {
     _ = try attributes(of: path)
   }

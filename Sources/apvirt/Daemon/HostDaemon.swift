@@ -91,7 +91,12 @@ final class HostDaemon: Sendable {
     let syncLog = DmesgSync(host: host, path: paths.dmesg)
     dmesgSync = syncLog
     let fs = SysfsFileSystem(host: host, afterWrite: { syncLog.sync() })
-    session = FUSESession(fd: mount.fd, fileSystem: fs)
+    // The kernel may cache entries and attributes for a second: what a store removes is
+    // invalidated at once (FUSE_NOTIFY_INVAL_ENTRY), what it adds is never cached as missing, and
+    // file contents are never cached (direct I/O), so readers see every change.
+    session = FUSESession(
+      fd: mount.fd, fileSystem: fs,
+      cache: .init(entry: Timeout(seconds: 1), attributes: Timeout(seconds: 1)))
     writePidFile()
     syncDmesg()
 
@@ -129,6 +134,7 @@ final class HostDaemon: Sendable {
         UInt64(elapsed.components.seconds) * 1_000_000_000
         + UInt64(elapsed.components.attoseconds / 1_000_000_000)
       host.withKernel { $0.advance(to: ns) }
+      session.sendInvalidations()
       syncDmesg()
     }
   }
@@ -188,6 +194,7 @@ final class HostDaemon: Sendable {
           let result = try ControlProtocol.execute(
             name, request["arguments"] as? [String: Any] ?? [:], host: host)
           connection.send(["return": result])
+          session.sendInvalidations()
           logger.info("control: \(name) done")
         } catch {
           connection.send(["error": ["class": error.errorClass, "desc": error.desc]])

@@ -74,6 +74,10 @@ final class SysfsFileSystem: FileSystem {
     return try host.write(path, data)
   }
 
+  func takeInvalidations() -> [String] {
+    host.withKernel { $0.sysfs.takeRemovedPaths() }
+  }
+
   /// `O_TRUNC` on a sysfs attribute changes nothing, as on a real host.
   func truncate(_ path: String, to size: UInt64) throws(Errno) {
     _ = try attributes(of: path)
