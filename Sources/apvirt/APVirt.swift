@@ -22,7 +22,7 @@ struct APVirt: ParsableCommand {
       """,
     subcommands: [
       Demo.self, Up.self, Exec.self, Qemu.self, Status.self, Hardware.self, Dmesg.self, Down.self,
-      MachineCommand.self,
+      GuestAP.self, AttachDevice.self, DetachDevice.self, MachineCommand.self,
     ]
   )
 

@@ -25,6 +25,9 @@ struct Exec: ParsableCommand {
   @Option(name: .long, help: "The daemon's state directory.")
   var state: String = RuntimePaths.defaultState
 
+  @Option(name: .long, help: "Run with this guest's view (its own /sys/bus/ap and /sys/devices/ap) instead.")
+  var guest: String?
+
   @Argument(parsing: .captureForPassthrough, help: "The command and its arguments.")
   var command: [String] = []
 
@@ -56,8 +59,14 @@ struct Exec: ParsableCommand {
     }
     try check(Self.unshareMountNamespace(), "unshare(CLONE_NEWNS)")
     try check(Glibc.mount("none", "/", nil, UInt(MS_REC | MS_PRIVATE), nil), "making / private")
-    try check(
-      Glibc.mount(paths.mount, "/sys", nil, UInt(MS_BIND | MS_REC), nil), "binding \(paths.mount) over /sys")
+    var tree = paths.mount
+    if let guest {
+      tree = paths.guests + "/" + guest
+      guard FileManager.default.fileExists(atPath: tree + "/bus/ap") else {
+        throw ValidationError("no guest named '\(guest)' is running on the host at \(paths.mount)")
+      }
+    }
+    try check(Glibc.mount(tree, "/sys", nil, UInt(MS_BIND | MS_REC), nil), "binding \(tree) over /sys")
     if !FileManager.default.fileExists(atPath: "/etc/mdevctl.d") {
       try FileManager.default.createDirectory(atPath: "/etc/mdevctl.d", withIntermediateDirectories: true)
     }

@@ -40,6 +40,8 @@ final class HostDaemon: Sendable {
   let logger: Logger
   let mount: FUSEMount
   let session: FUSESession
+  let guestsMount: FUSEMount
+  let guestsSession: FUSESession
   let control: JSONStreamServer
   let started = ContinuousClock.now
   private let stopping = Atomic<Bool>(false)
@@ -97,6 +99,18 @@ final class HostDaemon: Sendable {
     session = FUSESession(
       fd: mount.fd, fileSystem: fs,
       cache: .init(entry: Timeout(seconds: 1), attributes: Timeout(seconds: 1)))
+    // The guests' own views, beside the host's.
+    _ = FUSEMount.clearStale(paths.guests)
+    try fm.createDirectory(atPath: paths.guests, withIntermediateDirectories: true)
+    do {
+      guestsMount = try FUSEMount.mount(at: paths.guests)
+    } catch {
+      mount.unmount()
+      control.stop()
+      throw StartError(description: "\(error)")
+    }
+    guestsSession = FUSESession(
+      fd: guestsMount.fd, fileSystem: GuestsFileSystem(host: host, registry: guests))
     writePidFile()
     syncDmesg()
 
@@ -106,6 +120,8 @@ final class HostDaemon: Sendable {
       // The connection ended: unmounted from outside, or by us.
       self.stop(reason: "the FUSE connection ended")
     }
+    let guestsSession = self.guestsSession
+    Thread.detachNewThread { guestsSession.serve(threads: 2) }
     Thread.detachNewThread { [self] in self.serveControl() }
     Thread.detachNewThread { [self] in self.runTimers() }
     logger.info("sysfs mounted at \(paths.mount); control socket \(paths.controlSocket); ready")
@@ -119,6 +135,7 @@ final class HostDaemon: Sendable {
     guard !stopping.exchange(true, ordering: .relaxed) else { return }
     logger.info("stopping: \(reason)")
     guests.quitAll()
+    guestsMount.unmount()
     mount.unmount()
     control.stop()
     try? FileManager.default.removeItem(atPath: paths.pidFile)
@@ -188,6 +205,16 @@ final class HostDaemon: Sendable {
         }
         if name == "guest-list" {
           connection.send(["return": guests.names])
+          continue
+        }
+        if name.hasPrefix("guest-") {
+          do throws(ControlProtocol.Failure) {
+            connection.send(["return": try GuestControl.execute(name, args, registry: guests)])
+          } catch {
+            connection.send(["error": ["class": error.errorClass, "desc": error.desc]])
+          }
+          session.sendInvalidations()
+          syncDmesg()
           continue
         }
         do throws(ControlProtocol.Failure) {

@@ -25,6 +25,8 @@ struct RuntimePaths {
   }
 
   var controlSocket: String { runtime + "/control.sock" }
+  /// The guests' sysfs trees, one directory per running guest.
+  var guests: String { runtime + "/guests" }
   var dmesg: String { runtime + "/dmesg" }
   var pidFile: String { runtime + "/apvirt.pid" }
   var mdevctlDirectory: String { state + "/etc/mdevctl.d" }
