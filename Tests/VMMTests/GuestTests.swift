@@ -139,3 +139,24 @@ struct GuestTests {
     #expect(c.devices.first?.map(\.0) == ["driver", "id", "sysfsdev"])
   }
 }
+
+@Suite("VMM: CRWs coalesce until the guest drains them")
+struct CRWTests {
+  @Test func oneCRWPerChangeAndNoneWhileOneIsPending() throws {
+    let host = try makeHost()
+    let g = try guest(host, ["-cpu", "host", "-device", "vfio-ap,sysfsdev=/sys/bus/mdev/devices/\(uuid1)"])
+    // A configuration change with ten domains in one ap_config write: up to three APCB updates,
+    // each signalled, each one CRW delivered and drained before the next.
+    let before = g.crwDelivered
+    try host.write("/devices/vfio_ap/matrix/\(uuid1)/assign_domain", Array("0x10".utf8))
+    #expect(g.crwDelivered == before + 1)
+    // While a CRW is pending (the guest has not drained it), further signals add none.
+    g.state.withLock { $0.crwPending = true }
+    g.configChangeIRQ()
+    g.configChangeIRQ()
+    #expect(g.crwDelivered == before + 1)
+    g.state.withLock { $0.crwPending = false }
+    g.configChangeIRQ()
+    #expect(g.crwDelivered == before + 2)
+  }
+}

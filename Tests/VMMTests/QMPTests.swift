@@ -223,3 +223,47 @@ struct QMPTests {
     #expect(host.withKernel { $0.vfioAP.mdev(uuid1)?.isOpen == false && $0.kvm.vms.isEmpty })
   }
 }
+
+@Suite("QMP: the human monitor, prelaunch, oversized input", .serialized)
+struct QMPMoreTests {
+  @Test func hmpDeviceAddAndDel() throws {
+    let host = try makeHost()
+    let g = try guest(host, ["-cpu", "host"])
+    let q = try RawQMP(guest: g)
+    _ = q.line()
+    _ = q.exchange(#"{"execute": "qmp_capabilities"}"#)
+    let add =
+      #"{"execute": "human-monitor-command", "arguments": {"command-line": "device_add vfio-ap,id=h1,sysfsdev=/sys/bus/mdev/devices/\#(uuid1)"}}"#
+    #expect(q.exchange(add) == "{\"return\": \"\"}\r\n")
+    #expect(g.device?.id == "h1")
+    let again =
+      #"{"execute": "human-monitor-command", "arguments": {"command-line": "device_add vfio-ap,sysfsdev=/sys/bus/mdev/devices/\#(uuid2)"}}"#
+    #expect(q.exchange(again) == "{\"return\": \"Error: A 'ap-bus' bus was found but is full\\r\\n\"}\r\n")
+    q.send(#"{"execute": "human-monitor-command", "arguments": {"command-line": "device_del h1"}}"#)
+    #expect(q.line().hasPrefix("{\"event\": \"DEVICE_DELETED\", \"data\": {\"device\": \"h1\""))
+    #expect(q.line() == "{\"return\": \"\"}\r\n")
+  }
+
+  @Test func startPausedIsPrelaunchUntilCont() throws {
+    let host = try makeHost()
+    let g = try guest(host, ["-cpu", "host", "-S"])
+    #expect(g.status == "prelaunch")
+    g.cont()
+    #expect(g.status == "running")
+  }
+
+  @Test func oversizedInputIsRefusedAndTheConnectionSurvives() throws {
+    let host = try makeHost()
+    let q = try RawQMP(guest: try guest(host, ["-cpu", "host"]))
+    _ = q.line()
+    _ = q.exchange(#"{"execute": "qmp_capabilities"}"#)
+    q.send(
+      "{\"execute\": \"query-status\", \"arguments\": {\"x\": \"" + String(repeating: "a", count: 1_100_000)
+        + "\"}}")
+    #expect(
+      q.line() == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON message too large\"}}\r\n")
+    #expect(
+      q.exchange(#"{"execute": "query-status", "id": 1}"#)
+        == "{\"return\": {\"running\": true, \"status\": \"running\"}, \"id\": 1}\r\n")
+  }
+}

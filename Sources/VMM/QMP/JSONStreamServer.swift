@@ -143,11 +143,12 @@ struct JSONSplitter {
   var depth = 0
   var inString = false
   var escaped = false
-  var start: Int?
+  /// After an oversized text has been reported: its rest is skipped up to its end.
+  var discarding = false
 
   mutating func feed(_ bytes: ArraySlice<UInt8>, maxSize: Int) {
     for b in bytes {
-      pending.append(b)
+      if !discarding { pending.append(b) }
       if inString {
         if escaped {
           escaped = false
@@ -157,30 +158,35 @@ struct JSONSplitter {
           inString = false
           if depth == 0 { emit() }
         }
-        continue
+      } else {
+        switch b {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+          depth += 1
+        case UInt8(ascii: "}"), UInt8(ascii: "]"):
+          depth -= 1
+          if depth <= 0 { emit() }
+        case UInt8(ascii: "\""):
+          inString = true
+        case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), UInt8(ascii: "\n"):
+          if depth == 0 && pending.count == 1 { pending.removeAll() }
+          if depth == 0 && !pending.isEmpty && (b == UInt8(ascii: "\n")) { emit() }
+        default:
+          break
+        }
       }
-      switch b {
-      case UInt8(ascii: "{"), UInt8(ascii: "["):
-        depth += 1
-      case UInt8(ascii: "}"), UInt8(ascii: "]"):
-        depth -= 1
-        if depth <= 0 { emit() }
-      case UInt8(ascii: "\""):
-        inString = true
-      case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), UInt8(ascii: "\n"):
-        if depth == 0 && pending.count == 1 { pending.removeAll() }
-        if depth == 0 && !pending.isEmpty && (b == UInt8(ascii: "\n")) { emit() }
-      default:
-        break
-      }
-      if pending.count > maxSize {
+      if !discarding && pending.count > maxSize {
         ready.append(.invalid("JSON message too large"))
-        reset()
+        pending.removeAll()
+        discarding = depth > 0 || inString
       }
     }
   }
 
   mutating func emit() {
+    if discarding {
+      reset()
+      return
+    }
     let text = pending
     reset()
     let trimmed = text.drop { $0 == 32 || $0 == 10 || $0 == 13 || $0 == 9 }
@@ -197,6 +203,7 @@ struct JSONSplitter {
     depth = 0
     inString = false
     escaped = false
+    discarding = false
   }
 
   mutating func next() -> JSONStreamServer.Received? {
