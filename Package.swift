@@ -12,6 +12,7 @@ let package = Package(
     .library(name: "HostKernel", targets: ["HostKernel"]),
     .library(name: "FUSE", targets: ["FUSE"]),
     .library(name: "VMM", targets: ["VMM"]),
+    .library(name: "SysfsFUSE", targets: ["SysfsFUSE"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -29,10 +30,11 @@ let package = Package(
     .target(name: "HostKernel", dependencies: ["APModel", "Machine", "Sysfs"]),
     .target(name: "FUSE", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
     .target(name: "VMM", dependencies: ["APModel", "Machine", "HostKernel"]),
+    .target(name: "SysfsFUSE", dependencies: ["HostKernel", "Sysfs", "FUSE"]),
     .executableTarget(
       name: "apvirt",
       dependencies: [
-        "APModel", "Machine", "Sysfs", "HostKernel", "FUSE", "VMM",
+        "APModel", "Machine", "Sysfs", "HostKernel", "FUSE", "VMM", "SysfsFUSE",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ]

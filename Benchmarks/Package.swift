@@ -34,6 +34,7 @@ let package = Package(
         .product(name: "Machine", package: "apvirt"),
         .product(name: "HostKernel", package: "apvirt"),
         .product(name: "FUSE", package: "apvirt"),
+        .product(name: "SysfsFUSE", package: "apvirt"),
       ],
       path: "Benchmarks/FUSEBenchmarks",
       plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

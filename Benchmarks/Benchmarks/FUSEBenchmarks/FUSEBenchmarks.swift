@@ -5,6 +5,7 @@ import Foundation
 import HostKernel
 import Machine
 import Synchronization
+import SysfsFUSE
 import SystemPackage
 
 #if canImport(Glibc)
@@ -221,7 +222,7 @@ final class FUSEFixture: Sendable {
     // The daemon's cache policy (HostDaemon): entries and attributes for a second, removals
     // invalidated at once.
     session = FUSESession(
-      fd: mount.fd, fileSystem: BenchSysfsFileSystem(host: host),
+      fd: mount.fd, fileSystem: SysfsFileSystem(host: host),
       cache: .init(entry: Timeout(seconds: 1), attributes: Timeout(seconds: 1)))
     assignDomainPath = Array((mountPoint + mdev + "/assign_domain").utf8CString)
     apmaskPath = Array((mountPoint + "/bus/ap/apmask").utf8CString)
@@ -276,84 +277,6 @@ final class FUSEFixture: Sendable {
       FileHandle.standardError.write(Data("FUSEBenchmarks: the FUSE session did not end\n".utf8))
     }
     rmdir(mountPoint)
-  }
-}
-
-// MARK: - The sysfs file system
-
-/// The emulated host's sysfs tree as a FUSE ``FileSystem``.
-///
-/// This mirrors the daemon's adapter, `SysfsFileSystem` in
-/// `Sources/apvirt/Daemon/SysfsFileSystem.swift`, which lives in the executable target and cannot
-/// be imported; keep the two in step. The only difference: no `afterWrite` hook (the daemon
-/// copies the kernel log to its dmesg file after every store).
-private final class BenchSysfsFileSystem: FileSystem {
-  let host: EmulatedHost
-  /// mtime/ctime of every node: the boot time, as sysfs shows.
-  let bootTime = UInt64(Date().timeIntervalSince1970)
-  let owner = (uid: getuid(), gid: getgid())
-
-  init(host: EmulatedHost) {
-    self.host = host
-  }
-
-  func attributes(of path: String) throws(Errno) -> FileAttributes {
-    let info = try host.withKernel { (k) throws(Errno) in try k.sysfs.info(path, followLast: false) }
-    let kind: FileKind =
-      switch info.kind {
-      case .directory: .directory
-      case .symlink: .symlink
-      case .attribute: .regular
-      }
-    // Owned by whoever runs the daemon: root on a real host, the user for an unprivileged one.
-    var a = FileAttributes(
-      kind: kind, permissions: info.mode, size: UInt64(info.size), inode: info.inode, time: bootTime)
-    a.uid = owner.uid
-    a.gid = owner.gid
-    return a
-  }
-
-  func entries(of path: String) throws(Errno) -> [FileSystemEntry] {
-    try host.withKernel { (k) throws(Errno) in
-      let dir = try k.sysfs.directory(at: path)
-      let base = path == "/" ? "" : path
-      return try k.sysfs.list(path).map { (e) throws(Errno) in
-        let kind: FileKind =
-          switch e.kind {
-          case .directory: .directory
-          case .symlink: .symlink
-          case .attribute: .regular
-          }
-        let inode = try k.sysfs.info(base + "/" + e.name, followLast: false).inode
-        _ = dir
-        return FileSystemEntry(name: e.name, kind: kind, inode: inode)
-      }
-    }
-  }
-
-  func readLink(_ path: String) throws(Errno) -> String {
-    try host.withKernel { (k) throws(Errno) in try k.sysfs.readlink(path) }
-  }
-
-  func open(_ path: String, read: Bool, write: Bool) throws(Errno) {
-    try host.withKernel { (k) throws(Errno) in try k.sysfs.checkOpen(path, read: read, write: write) }
-  }
-
-  func read(_ path: String) throws(Errno) -> [UInt8] {
-    try host.read(path)
-  }
-
-  func write(_ path: String, _ data: [UInt8]) throws(Errno) -> Int {
-    try host.write(path, data)
-  }
-
-  /// `O_TRUNC` on a sysfs attribute changes nothing, as on a real host.
-  func takeInvalidations() -> [String] {
-    host.withKernel { $0.sysfs.takeRemovedPaths() }
-  }
-
-  func truncate(_ path: String, to size: UInt64) throws(Errno) {
-    _ = try attributes(of: path)
   }
 }
 

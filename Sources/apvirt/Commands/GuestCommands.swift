@@ -55,6 +55,16 @@ struct HostdevXML {
     return rest[...end]
   }
 
+  /// Reads the element from a file, with the command line's error.
+  static func load(_ file: String) throws -> HostdevXML {
+    let xml = try String(contentsOfFile: file, encoding: .utf8)
+    do {
+      return try parse(xml)
+    } catch {
+      throw ValidationError("\(error)")
+    }
+  }
+
   /// Reads the element with libvirt's checks and texts.
   static func parse(_ text: String) throws(Failure) -> HostdevXML {
     guard let hostdev = tag("hostdev", in: text) else { throw Failure(description: "no <hostdev> element") }
@@ -84,13 +94,7 @@ struct AttachDevice: ParsableCommand {
   @Argument(help: "A file holding the <hostdev> element.") var file: String
 
   func run() throws {
-    let xml = try String(contentsOfFile: file, encoding: .utf8)
-    let h: HostdevXML
-    do {
-      h = try HostdevXML.parse(xml)
-    } catch {
-      throw ValidationError("\(error)")
-    }
+    let h = try HostdevXML.load(file)
     if h.hasBootOrder {
       throw ValidationError(
         "unsupported configuration: booting from assigned devices is not supported by mediated devices of model vfio-ap"
@@ -118,13 +122,7 @@ struct DetachDevice: ParsableCommand {
   @Argument(help: "A file holding the <hostdev> element.") var file: String
 
   func run() throws {
-    let xml = try String(contentsOfFile: file, encoding: .utf8)
-    let h: HostdevXML
-    do {
-      h = try HostdevXML.parse(xml)
-    } catch {
-      throw ValidationError("\(error)")
-    }
+    let h = try HostdevXML.load(file)
     let client = options.client
     guard let d = try client.execute("guest-device", ["name": name]) as? [String: Any],
       d["uuid"] as? String == h.uuid

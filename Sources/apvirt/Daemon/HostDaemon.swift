@@ -4,6 +4,7 @@ import HostKernel
 import Logging
 import Machine
 import Synchronization
+import SysfsFUSE
 import VMM
 
 #if canImport(Glibc)

@@ -9,8 +9,9 @@ import SystemPackage
 #endif
 
 /// The emulated host's sysfs tree served as a FUSE ``FileSystem``: the adapter between the
-/// generic FUSE server and the generic sysfs tree, which know nothing of each other.
-final class SysfsFileSystem: FileSystem {
+/// generic FUSE server and the generic sysfs tree, which know nothing of each other. The daemon
+/// and the FUSE benchmarks serve the same adapter.
+public final class SysfsFileSystem: FileSystem {
   let host: EmulatedHost
   /// Called after every write (a store can log, change the tree, raise signals).
   let afterWrite: @Sendable () -> Void
@@ -18,12 +19,12 @@ final class SysfsFileSystem: FileSystem {
   let bootTime = UInt64(Date().timeIntervalSince1970)
   let owner = (uid: getuid(), gid: getgid())
 
-  init(host: EmulatedHost, afterWrite: @escaping @Sendable () -> Void = {}) {
+  public init(host: EmulatedHost, afterWrite: @escaping @Sendable () -> Void = {}) {
     self.host = host
     self.afterWrite = afterWrite
   }
 
-  func attributes(of path: String) throws(Errno) -> FileAttributes {
+  public func attributes(of path: String) throws(Errno) -> FileAttributes {
     let info = try host.withKernel { (k) throws(Errno) in try k.sysfs.info(path, followLast: false) }
     let kind: FileKind =
       switch info.kind {
@@ -39,7 +40,7 @@ final class SysfsFileSystem: FileSystem {
     return a
   }
 
-  func entries(of path: String) throws(Errno) -> [FileSystemEntry] {
+  public func entries(of path: String) throws(Errno) -> [FileSystemEntry] {
     try host.withKernel { (k) throws(Errno) in
       let dir = try k.sysfs.directory(at: path)
       let base = path == "/" ? "" : path
@@ -57,29 +58,29 @@ final class SysfsFileSystem: FileSystem {
     }
   }
 
-  func readLink(_ path: String) throws(Errno) -> String {
+  public func readLink(_ path: String) throws(Errno) -> String {
     try host.withKernel { (k) throws(Errno) in try k.sysfs.readlink(path) }
   }
 
-  func open(_ path: String, read: Bool, write: Bool) throws(Errno) {
+  public func open(_ path: String, read: Bool, write: Bool) throws(Errno) {
     try host.withKernel { (k) throws(Errno) in try k.sysfs.checkOpen(path, read: read, write: write) }
   }
 
-  func read(_ path: String) throws(Errno) -> [UInt8] {
+  public func read(_ path: String) throws(Errno) -> [UInt8] {
     try host.read(path)
   }
 
-  func write(_ path: String, _ data: [UInt8]) throws(Errno) -> Int {
+  public func write(_ path: String, _ data: [UInt8]) throws(Errno) -> Int {
     defer { afterWrite() }
     return try host.write(path, data)
   }
 
-  func takeInvalidations() -> [String] {
+  public func takeInvalidations() -> [String] {
     host.withKernel { $0.sysfs.takeRemovedPaths() }
   }
 
   /// `O_TRUNC` on a sysfs attribute changes nothing, as on a real host.
-  func truncate(_ path: String, to size: UInt64) throws(Errno) {
+  public func truncate(_ path: String, to size: UInt64) throws(Errno) {
     _ = try attributes(of: path)
   }
 }
