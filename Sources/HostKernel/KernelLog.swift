@@ -17,7 +17,8 @@ public struct KernelLog: Sendable {
 
   public mutating func append(_ text: String, at time: UInt64) {
     lines.append(Line(time: time, text: text))
-    if lines.count > capacity { lines.removeFirst(lines.count - capacity) }
+    // Drop the oldest tenth at once, so that a full log does not shift every line per message.
+    if lines.count > capacity { lines.removeFirst(lines.count - capacity * 9 / 10) }
   }
 
   /// The messages only, oldest first.

@@ -42,7 +42,6 @@ public final class SysfsFileSystem: FileSystem {
 
   public func entries(of path: String) throws(Errno) -> [FileSystemEntry] {
     try host.withKernel { (k) throws(Errno) in
-      let dir = try k.sysfs.directory(at: path)
       let base = path == "/" ? "" : path
       return try k.sysfs.list(path).map { (e) throws(Errno) in
         let kind: FileKind =
@@ -52,7 +51,6 @@ public final class SysfsFileSystem: FileSystem {
           case .attribute: .regular
           }
         let inode = try k.sysfs.info(base + "/" + e.name, followLast: false).inode
-        _ = dir
         return FileSystemEntry(name: e.name, kind: kind, inode: inode)
       }
     }
