@@ -267,3 +267,33 @@ struct QMPMoreTests {
         == "{\"return\": {\"running\": true, \"status\": \"running\"}, \"id\": 1}\r\n")
   }
 }
+
+@Suite("QMP: clients in turn, machine reset", .serialized)
+struct QMPClientsTests {
+  @Test func clientsConnectInTurnAndEachNegotiates() throws {
+    let host = try makeHost()
+    let g = try guest(host, ["-cpu", "host"])
+    let path = "/tmp/apvirt-qmp-turns-\(UUID().uuidString.prefix(8)).sock"
+    let server = try JSONStreamServer(path: path)
+    defer { server.stop() }
+    Thread.detachNewThread { server.run { c in QMPSession(guest: g).serve(c) } }
+    for _ in 0..<3 {
+      var c = try JSONStreamClient(path: path)
+      #expect((c.receive() as? [String: Any])?["QMP"] != nil)
+      c.send(["execute": "query-status"])
+      let refused = c.receive() as? [String: Any]
+      #expect((refused?["error"] as? [String: Any])?["class"] as? String == "CommandNotFound")
+      c.send(["execute": "qmp_capabilities"])
+      #expect((c.receive() as? [String: Any])?["return"] != nil)
+      c.close()
+    }
+  }
+
+  @Test func machineResetLogsAFailedDeviceReset() throws {
+    let host = try makeHost()
+    let g = try guest(host, ["-cpu", "host", "-device", "vfio-ap,sysfsdev=/sys/bus/mdev/devices/\(uuid1)"])
+    #expect(g.systemReset() == nil)
+    try host.write("/devices/ap/card06/config", Array("0".utf8))
+    #expect(g.systemReset() == "vfio_ap_reset: failed to reset \(uuid1) device: Input/output error")
+  }
+}

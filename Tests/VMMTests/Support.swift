@@ -44,7 +44,7 @@ final class RawQMP {
     let path = "/tmp/apvirt-qmp-\(UUID().uuidString.prefix(8)).sock"
     server = try JSONStreamServer(path: path)
     let s = server
-    Thread.detachNewThread { s.run { c in QMPSession(guest: guest, send: { _ in }).serve(c) } }
+    Thread.detachNewThread { s.run { c in QMPSession(guest: guest).serve(c) } }
     var client = try JSONStreamClient(path: path)
     fd = client.fd
     _ = client

@@ -6,15 +6,12 @@ import Synchronization
 /// texts and error classes throughout.
 public final class QMPSession: Sendable {
   let guest: Guest
-  let send: @Sendable (String) -> Void
   let negotiated = Atomic<Bool>(false)
   /// A `quit` was answered; the guest quits once the reply is out.
   let quitRequested = Atomic<Bool>(false)
 
-  /// `send` writes one line (the session adds no line end; the transport writes CRLF).
-  public init(guest: Guest, send: @escaping @Sendable (String) -> Void) {
+  public init(guest: Guest) {
     self.guest = guest
-    self.send = send
   }
 
   public static let commands = [

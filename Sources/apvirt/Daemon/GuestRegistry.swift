@@ -86,9 +86,3 @@ final class GuestRegistry: Sendable {
     for g in guests.withLock({ $0.values.map(\.guest) }) { g.quit(reason: "host-signal") }
   }
 }
-
-extension QMPSession {
-  convenience init(guest: Guest) {
-    self.init(guest: guest, send: { _ in })
-  }
-}
