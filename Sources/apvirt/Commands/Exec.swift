@@ -10,9 +10,11 @@ struct Exec: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Run a command that sees the emulated host as its /sys and /etc/mdevctl.d.",
     discussion: """
-      CMD runs in a private mount namespace where the daemon's sysfs mount is bound over /sys and
-      STATE/etc/mdevctl.d over /etc/mdevctl.d, so unmodified tools (mdevctl, lszcrypt, shell
-      scripts, Ansible modules) behave as on the LPAR. Only the emulated tree is under /sys there.
+      CMD runs in a private mount namespace whose /sys is the host's, with the emulated tree's
+      nodes (/sys/bus/ap, /sys/devices/ap, /sys/devices/vfio_ap, /sys/bus/mdev,
+      /sys/class/mdev_bus, ...) bound in their places, and STATE/etc/mdevctl.d over
+      /etc/mdevctl.d, so that unmodified tools (mdevctl, lszcrypt, shell scripts, Ansible modules)
+      behave as on the LPAR.
       The exit status is CMD's. Needs root (a mount namespace).
 
         apvirt exec -- mdevctl types
@@ -43,6 +45,46 @@ struct Exec: ParsableCommand {
     return unsafeBitCast(sym, to: Unshare.self)(cloneNewNS)
   }
 
+  /// Builds the namespace's /sys: the host's real sysfs, with the emulated tree's nodes bound in
+  /// place of (or beside) the real ones at the second level (`bus/ap`, `bus/mdev`, `devices/ap`,
+  /// `devices/vfio_ap`, `class/mdev_bus`, ...), so that tools find the emulated AP world and
+  /// everything else where it always is. A tmpfs holds the composition; the real sysfs is
+  /// reached through a bind at `scratch`.
+  static func composeSys(emulated: String, scratch: String, check: (Int32, String) throws -> Void) throws {
+    let fm = FileManager.default
+    try fm.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+    try check(Glibc.mount("/sys", scratch, nil, UInt(MS_BIND | MS_REC), nil), "binding the real /sys")
+    try check(Glibc.mount("tmpfs", "/sys", "tmpfs", 0, "mode=755"), "mounting a tmpfs over /sys")
+    func isDirectory(_ p: String) -> Bool {
+      var d: ObjCBool = false
+      return fm.fileExists(atPath: p, isDirectory: &d) && d.boolValue
+    }
+    func bind(_ source: String, _ target: String) throws {
+      if isDirectory(source) {
+        try fm.createDirectory(atPath: target, withIntermediateDirectories: true)
+      } else if !fm.fileExists(atPath: target) {
+        fm.createFile(atPath: target, contents: nil)
+      }
+      try check(
+        Glibc.mount(source, target, nil, UInt(MS_BIND | MS_REC), nil), "binding \(source) at \(target)")
+    }
+    let emulatedTop = Set((try? fm.contentsOfDirectory(atPath: emulated)) ?? [])
+    for top in ((try? fm.contentsOfDirectory(atPath: scratch)) ?? []) where !emulatedTop.contains(top) {
+      try bind(scratch + "/" + top, "/sys/" + top)
+    }
+    for top in emulatedTop {
+      try fm.createDirectory(atPath: "/sys/" + top, withIntermediateDirectories: true)
+      let emulatedChildren = Set((try? fm.contentsOfDirectory(atPath: emulated + "/" + top)) ?? [])
+      for child in ((try? fm.contentsOfDirectory(atPath: scratch + "/" + top)) ?? [])
+      where !emulatedChildren.contains(child) {
+        try bind(scratch + "/" + top + "/" + child, "/sys/" + top + "/" + child)
+      }
+      for child in emulatedChildren {
+        try bind(emulated + "/" + top + "/" + child, "/sys/" + top + "/" + child)
+      }
+    }
+  }
+
   func run() throws {
     var argv = command
     if argv.first == "--" { argv.removeFirst() }
@@ -66,7 +108,7 @@ struct Exec: ParsableCommand {
         throw ValidationError("no guest named '\(guest)' is running on the host at \(paths.mount)")
       }
     }
-    try check(Glibc.mount(tree, "/sys", nil, UInt(MS_BIND | MS_REC), nil), "binding \(tree) over /sys")
+    try Self.composeSys(emulated: tree, scratch: paths.runtime + "/realsys", check: check)
     if !FileManager.default.fileExists(atPath: "/etc/mdevctl.d") {
       try FileManager.default.createDirectory(atPath: "/etc/mdevctl.d", withIntermediateDirectories: true)
     }
