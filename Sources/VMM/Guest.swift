@@ -53,18 +53,22 @@ public final class Guest: Sendable {
     cpu = model
     let vcpus = c.vcpus
     let guestName = c.name
-    vmID = host.withKernel { k in
-      let vm = k.kvm.createVM(name: guestName, vcpus: vcpus)
-      k.bootGuestKernel(on: vm, qci: model.effectiveQCI, apft: model.effectiveAPFT)
-      return vm.id
-    }
+    vmID = host.withKernel { k in k.kvm.createVM(name: guestName, vcpus: vcpus).id }
     state = Mutex(State(status: c.startPaused ? "prelaunch" : "running"))
+    // Cold plug: the command line's devices are realized before the guest runs, so the guest's
+    // kernel finds them in its first AP bus scan at boot.
     for (spec, text) in zip(c.devices, c.deviceTexts) {
       do throws(DeviceError) {
         _ = try deviceAdd(spec)
       } catch {
         shutDown()
         throw DeviceError("-device \(text): \(error.message)")
+      }
+    }
+    let id = vmID
+    host.withKernel { k in
+      if let vm = k.kvm.vms[id] {
+        k.bootGuestKernel(on: vm, qci: model.effectiveQCI, apft: model.effectiveAPFT)
       }
     }
   }
