@@ -33,6 +33,9 @@ struct APVirt: ParsableCommand {
     var none = sigset_t()
     sigemptyset(&none)
     pthread_sigmask(SIG_SETMASK, &none, nil)
+    // A peer that hung up (a QMP client gone before its SHUTDOWN event) is an EPIPE for the one
+    // write, not the end of the daemon.
+    signal(SIGPIPE, SIG_IGN)
     let name = CommandLine.arguments.first.map { URL(fileURLWithPath: $0).lastPathComponent } ?? ""
     if name == QEMUCommandLine.programName {
       Qemu.main(["--"] + CommandLine.arguments.dropFirst())

@@ -98,9 +98,23 @@ final class Daemon {
     guard let p = process else { return }
     _ = try? run(apvirtBinary, ["down", "--mount", mount])
     for _ in 0..<100 where p.isRunning { usleep(50_000) }
-    if p.isRunning { p.terminate() }
+    if p.isRunning {
+      Issue.record("apvirt down did not stop the daemon within 5 s")
+      p.terminate()
+      for _ in 0..<100 where p.isRunning { usleep(50_000) }
+      if p.isRunning { Glibc.kill(p.processIdentifier, SIGKILL) }
+    }
     p.waitUntilExit()
     process = nil
+    // The daemon must have stopped on its own, cleanly, and taken its mounts with it.
+    if p.terminationReason == .uncaughtSignal {
+      Issue.record("apvirt up died of signal \(p.terminationStatus):\n\(log)")
+    }
+    let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+    for m in [mount, root + "/guests"] where mounts.contains(" \(m) ") {
+      Issue.record("\(m) is still mounted after apvirt down")
+      _ = umount2(m, Int32(MNT_DETACH))
+    }
   }
 
   /// Kills the daemon without letting it clean up.
@@ -131,6 +145,14 @@ final class Daemon {
     stop()
     try? FileManager.default.removeItem(atPath: root)
   }
+}
+
+/// Waits at most `seconds` for a process to exit; true if it did.
+func waitForExit(_ p: Process, seconds: Double = 10) -> Bool {
+  for _ in 0..<Int(seconds * 20) where p.isRunning { usleep(50_000) }
+  if p.isRunning { return false }
+  p.waitUntilExit()
+  return true
 }
 
 struct DaemonError: Error, CustomStringConvertible {

@@ -75,12 +75,12 @@ struct QMPInteropTests {
     let removal = try d.bash("echo 1 > /sys/bus/mdev/devices/\(u1)/remove; ls /sys/bus/mdev/devices")
     #expect(removal.status == 0, "\(removal.stderr)")
     #expect(removal.stdout == "\(u2)\n")
-    waiter.waitUntilExit()
+    #expect(waitForExit(waiter, seconds: 30))
     let rest = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     #expect(waiter.terminationStatus == 0, "\(rest)")
     #expect(rest.contains("ok unsolicited DEVICE_DELETED"), "\(rest)")
     // quit ended the guest, and with it `apvirt qemu`.
-    qemu.waitUntilExit()
+    #expect(waitForExit(qemu))
     #expect(qemu.terminationStatus == 0)
   }
 
@@ -94,7 +94,7 @@ struct QMPInteropTests {
     let r = try python(["ap-off", sock, "/sys/bus/mdev/devices/\(u1)"])
     #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
     qemu.terminate()
-    qemu.waitUntilExit()
+    #expect(waitForExit(qemu))
   }
 
   @Test func commandLineErrorsAreQEMUs() throws {

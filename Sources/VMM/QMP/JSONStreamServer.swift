@@ -71,8 +71,9 @@ public final class JSONStreamServer: Sendable {
     }
   }
 
+  /// Stops accepting (once; the descriptor is not closed twice) and removes the socket file.
   public func stop() {
-    stopped.store(true, ordering: .relaxed)
+    guard !stopped.exchange(true, ordering: .relaxed) else { return }
     shutdown(listener, Int32(SHUT_RDWR))
     close(listener)
     unlink(path)
@@ -102,7 +103,10 @@ public final class JSONStreamServer: Sendable {
       writeLock.withLock { _ in
         var off = 0
         while off < bytes.count {
-          let n = bytes[off...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+          // MSG_NOSIGNAL: a peer that hung up is an EPIPE here, never a SIGPIPE.
+          let n = bytes[off...].withUnsafeBytes {
+            Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+          }
           if n <= 0 { return }
           off += n
         }

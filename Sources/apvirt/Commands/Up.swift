@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import Machine
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -53,6 +54,17 @@ struct Up: ParsableCommand {
     } catch {
       throw ValidationError("\(error)")
     }
+    // SIGINT and SIGTERM stop the daemon cleanly. The handlers are in place before anything is
+    // mounted, so a signal that comes during start-up is not lost: it stops the daemon as soon as
+    // it is up.
+    let stopper = Stopper()
+    for sig in [SIGINT, SIGTERM] {
+      signal(sig, SIG_IGN)
+      let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+      source.setEventHandler { stopper.request("signal \(sig)") }
+      source.resume()
+      signalSources.append(source)
+    }
     let daemon: HostDaemon
     do {
       daemon = try HostDaemon(
@@ -62,15 +74,29 @@ struct Up: ParsableCommand {
       logger.error("\(error)")
       throw ExitCode.failure
     }
-    // SIGINT and SIGTERM stop the daemon cleanly.
-    for sig in [SIGINT, SIGTERM] {
-      signal(sig, SIG_IGN)
-      let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-      source.setEventHandler { daemon.stop(reason: "signal \(sig)") }
-      source.resume()
-      signalSources.append(source)
-    }
+    stopper.attach(daemon)
     daemon.wait()
+  }
+}
+
+/// Delivers a stop request to the daemon, or keeps it until the daemon exists.
+final class Stopper: Sendable {
+  let state = Mutex<(daemon: HostDaemon?, pending: String?)>((nil, nil))
+
+  func request(_ reason: String) {
+    let d: HostDaemon? = state.withLock { s in
+      if s.daemon == nil { s.pending = reason }
+      return s.daemon
+    }
+    d?.stop(reason: reason)
+  }
+
+  func attach(_ daemon: HostDaemon) {
+    let pending: String? = state.withLock { s in
+      s.daemon = daemon
+      return s.pending
+    }
+    if let pending { daemon.stop(reason: pending) }
   }
 }
 
