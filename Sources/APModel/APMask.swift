@@ -147,8 +147,8 @@ public struct APMask: Hashable, Sendable, Sequence, CustomStringConvertible {
     }
   }
 
-  /// The low 64 bits of the architecture order packed into `bytes` big-endian bytes, as
-  /// `kvm_arch_crypto_set_masks` copies them into an APCB0 (8 bytes of APM, 2 of AQM and ADM).
+  /// Only bits 0 through `n - 1`: what survives in an APCB0, which holds 64 adapters and 16
+  /// domains (`kvm_arch_crypto_set_masks` copies 8 bytes of APM and 2 of AQM and ADM).
   public func truncated(toBits n: Int) -> APMask {
     intersection(.all(through: n - 1))
   }

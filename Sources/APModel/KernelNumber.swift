@@ -77,7 +77,7 @@ public enum KernelNumber {
   public static func simpleStrtoul(_ s: [UInt8], at i: Int) -> (value: UInt64, end: Int) {
     let (base, start) = fixupRadix(s, at: i)
     let (value, end, _) = parseDigits(s, at: start, base: base)
-    // A lone "0" before a non-octal char still counts as one digit read from `i`.
+    // A leading "0" is read as an octal digit, so `end == start` only when nothing was read.
     return (value, end == start ? i : end)
   }
 
@@ -125,9 +125,7 @@ public enum KernelNumber {
       (base, start) = fixupRadix(s, at: i)
     }
     let (value, end, _) = parseDigits(s, at: start, base: base)
-    if end == start && !(base == 8 && start < s.count && s[start] == UInt8(ascii: "0")) {
-      return nil
-    }
+    if end == start { return nil }
     let v = Int32(truncatingIfNeeded: value)
     return negative ? 0 &- v : v
   }

@@ -9,7 +9,7 @@ public struct MachineDefinition: Hashable, Sendable {
     public var apid: APID
     public var type: AdapterType
     public var mode: AdapterMode
-    /// Queue depth reported by TAPQ (`depth` shows it minus one... see `HostKernel`).
+    /// Queue depth reported by TAPQ (the card's `depth` attribute shows it).
     public var queueDepth: Int
     /// Whether the adapter starts configured (SCLP); a deconfigured one answers TAPQ with rc 03.
     public var configured: Bool

@@ -34,6 +34,9 @@ public final class VFIOAPDriver {
   let matrixDirectory: SysfsDirectory
   let typeDirectory: SysfsDirectory
   let typeDevices: SysfsDirectory
+  /// `/bus/mdev/devices` and `/bus/mdev/drivers/vfio_mdev`: every mdev is linked from both.
+  let mdevBusDevices: SysfsDirectory
+  let mdevDriverDevices: SysfsDirectory
 
   init(kernel: HostKernel) {
     self.kernel = kernel
@@ -47,6 +50,8 @@ public final class VFIOAPDriver {
     matrixDirectory = matrix
     typeDirectory = matrix.directory("mdev_supported_types").directory("vfio_ap-passthrough")
     typeDevices = typeDirectory.directory("devices")
+    mdevBusDevices = tree.makeDirectories("/bus/mdev/devices")
+    mdevDriverDevices = tree.makeDirectories("/bus/mdev/drivers/vfio_mdev")
     matrix.addGroup(MdevAttributes.matrixGroup, owner: self)
     matrix.symlink("driver", toAbsolute: "/bus/matrix/drivers/vfio_ap")
     matrix.symlink("subsystem", toAbsolute: "/bus/matrix")
@@ -54,8 +59,6 @@ public final class VFIOAPDriver {
     tree.makeDirectories("/bus/matrix/devices").symlink("matrix", toAbsolute: matrix.path)
     typeDirectory.addGroup(MdevAttributes.typeGroup, owner: self)
     tree.makeDirectories("/class/mdev_bus").symlink("matrix", toAbsolute: matrix.path)
-    tree.makeDirectories("/bus/mdev/devices")
-    tree.makeDirectories("/bus/mdev/drivers/vfio_mdev")
   }
 
   /// `apm_max`, `aqm_max`, `adm_max`.
@@ -97,10 +100,8 @@ public final class VFIOAPDriver {
     dir.symlink("driver", toAbsolute: "/bus/mdev/drivers/vfio_mdev")
     dir.symlink("subsystem", toAbsolute: "/bus/mdev")
     typeDevices.symlink(uuid, toAbsolute: dir.path)
-    kernel.sysfs.root.existingDirectory("bus")?.existingDirectory("mdev")?.existingDirectory("devices")?
-      .symlink(uuid, toAbsolute: dir.path)
-    kernel.sysfs.root.existingDirectory("bus")?.existingDirectory("mdev")?.existingDirectory("drivers")?
-      .existingDirectory("vfio_mdev")?.symlink(uuid, toAbsolute: dir.path)
+    mdevBusDevices.symlink(uuid, toAbsolute: dir.path)
+    mdevDriverDevices.symlink(uuid, toAbsolute: dir.path)
     kernel.uevent(.add, dir.path, ["MDEV_TYPE=vfio_ap-passthrough"])
     return m
   }
@@ -148,10 +149,8 @@ public final class VFIOAPDriver {
     mdevs[m.uuid] = nil
     matrixDirectory.remove(m.uuid)
     typeDevices.remove(m.uuid)
-    if let bus = kernel.sysfs.root.existingDirectory("bus")?.existingDirectory("mdev") {
-      bus.existingDirectory("devices")?.remove(m.uuid)
-      bus.existingDirectory("drivers")?.existingDirectory("vfio_mdev")?.remove(m.uuid)
-    }
+    mdevBusDevices.remove(m.uuid)
+    mdevDriverDevices.remove(m.uuid)
     kernel.uevent(.remove, m.directory.path)
   }
 

@@ -25,8 +25,12 @@ final class DmesgSync: Sendable {
 
   func sync() {
     written.withLock { count in
-      let (n, text) = host.withKernel { k in (k.log.lines.count, k.log.dmesgText) }
-      guard n != count else { return }
+      // Every store comes through here: format the log only when it grew.
+      guard
+        let (n, text) = host.withKernel({ [count] k in
+          k.log.lines.count == count ? nil : (k.log.lines.count, k.log.dmesgText)
+        })
+      else { return }
       count = n
       try? text.write(toFile: path, atomically: true, encoding: .utf8)
     }
