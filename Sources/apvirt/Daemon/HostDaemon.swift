@@ -11,32 +11,6 @@ import VMM
   import Glibc
 #endif
 
-/// The host kernel's log as a file beside the mount (`/run/apvirt/dmesg`), rewritten when the
-/// log grows.
-final class DmesgSync: Sendable {
-  let host: EmulatedHost
-  let path: String
-  private let written = Mutex(-1)
-
-  init(host: EmulatedHost, path: String) {
-    self.host = host
-    self.path = path
-  }
-
-  func sync() {
-    written.withLock { count in
-      // Every store comes through here: format the log only when it grew.
-      guard
-        let (n, text) = host.withKernel({ [count] k in
-          k.log.lines.count == count ? nil : (k.log.lines.count, k.log.dmesgText)
-        })
-      else { return }
-      count = n
-      try? text.write(toFile: path, atomically: true, encoding: .utf8)
-    }
-  }
-}
-
 /// A running emulated host: the kernel behind its lock, its sysfs mounted through FUSE, the
 /// periodic AP bus scan in real time, the control socket, and the kernel log as a file.
 final class HostDaemon: Sendable {
