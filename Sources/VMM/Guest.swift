@@ -28,6 +28,8 @@ public final class Guest: Sendable {
     var anonymousCount = 0
     var status = "running"
     var quit = false
+    /// Why it quit: the SHUTDOWN event's reason.
+    var quitReason: String?
     /// CRWs queued for the guest and not yet drained.
     var crwPending = false
     var crwDelivered = 0
@@ -83,6 +85,8 @@ public final class Guest: Sendable {
 
   public var status: String { state.withLock { $0.status } }
   public var isQuit: Bool { state.withLock { $0.quit } }
+  /// The SHUTDOWN reason once the guest has quit (`host-qmp-quit`, `host-signal`).
+  public var quitReason: String? { state.withLock { $0.quitReason } }
   public var device: VFIOAPDevice? { state.withLock { $0.device } }
   public var crwDelivered: Int { state.withLock { $0.crwDelivered } }
 
@@ -292,6 +296,7 @@ public final class Guest: Sendable {
     let first: Bool = state.withLock { s in
       if s.quit { return false }
       s.quit = true
+      s.quitReason = reason
       s.status = "shutdown"
       return true
     }

@@ -35,10 +35,14 @@ public struct CPUModel: Sendable, Equatable {
     let host = hostFeatures(machine)
     if name == "host" || name == "max" { m = host.renamed(name) }
     var requested: Set<String> = []
-    for p in parts.dropFirst() {
-      let kv = p.split(separator: "=", maxSplits: 1).map(String.init)
-      let key = kv[0]
-      let value = kv.count == 2 ? kv[1] : "on"
+    // QEMU cuts the features with strtok (cpu_common_parse_features): empty items are skipped,
+    // and every other item must be key=value.
+    for p in parts.dropFirst() where !p.isEmpty {
+      guard let eq = p.firstIndex(of: "=") else {
+        throw Failure(message: "Expected key=value format, found \(p).")
+      }
+      let key = String(p[..<eq])
+      let value = String(p[p.index(after: eq)...])
       guard featureNames.contains(key) else {
         throw Failure(
           message:
@@ -50,7 +54,8 @@ public struct CPUModel: Sendable, Equatable {
       case "on", "true", "yes": on = true
       case "off", "false", "no": on = false
       default:
-        throw Failure(message: "Parameter '\(key)' expects 'on' or 'off'")
+        throw Failure(
+          message: "can't apply global \(name)-s390x-cpu.\(key)=\(value): Parameter '\(key)' expects 'on' or 'off'")
       }
       m.set(key, on)
       if on { requested.insert(key) }

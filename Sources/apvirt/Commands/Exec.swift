@@ -103,6 +103,10 @@ struct Exec: ParsableCommand {
     try check(Glibc.mount("none", "/", nil, UInt(MS_REC | MS_PRIVATE), nil), "making / private")
     var tree = paths.mount
     if let guest {
+      // A guest's name is one path component of the guests' mount, never a way out of it.
+      if let problem = GuestRegistry.nameProblem(guest) {
+        throw ValidationError("--guest \(guest): \(problem)")
+      }
       tree = paths.guests + "/" + guest
       guard FileManager.default.fileExists(atPath: tree + "/bus/ap") else {
         throw ValidationError("no guest named '\(guest)' is running on the host at \(paths.mount)")

@@ -21,10 +21,9 @@ struct GuestAP: ParsableCommand {
   @Option(help: "The request (hex), for nqap.") var payload = ""
 
   func run() throws {
-    let r = try options.client.execute(
-      "guest-ap", ["name": name, "instruction": instruction, "apqn": apqn, "payload": payload])
-    guard let d = r as? [String: Any] else { return }
-    print(d.keys.sorted().map { "\($0)=\(d[$0]!)" }.joined(separator: " "))
+    let d = try options.client.call(
+      ControlCommands.GuestAP(name: name, instruction: instruction, apqn: apqn, payload: payload))
+    print(d.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
   }
 }
 
@@ -101,13 +100,13 @@ struct AttachDevice: ParsableCommand {
       )
     }
     let client = options.client
-    if !(try client.execute("guest-device", ["name": name]) is NSNull) {
+    if try client.call(ControlCommands.GuestDevice(name: name)) != nil {
       throw ValidationError("unsupported configuration: Only one hostdev of model vfio-ap is supported")
     }
     let sysfsdev = "/sys/bus/mdev/devices/\(h.uuid)"
-    _ = try client.execute(
-      "guest-device-add",
-      ["name": name, "props": ["driver": "vfio-ap", "id": h.alias ?? "hostdev0", "sysfsdev": sysfsdev]])
+    _ = try client.call(
+      ControlCommands.GuestDeviceAdd(
+        name: name, props: ["driver": "vfio-ap", "id": h.alias ?? "hostdev0", "sysfsdev": sysfsdev]))
     print("Device attached successfully")
   }
 }
@@ -124,13 +123,10 @@ struct DetachDevice: ParsableCommand {
   func run() throws {
     let h = try HostdevXML.load(file)
     let client = options.client
-    guard let d = try client.execute("guest-device", ["name": name]) as? [String: Any],
-      d["uuid"] as? String == h.uuid
-    else {
+    guard let d = try client.call(ControlCommands.GuestDevice(name: name)), d.uuid == h.uuid else {
       throw ValidationError("operation failed: matching host device not found")
     }
-    _ = try client.execute(
-      "guest-device-del", ["name": name, "id": (d["id"] as? String) ?? (d["path"] as? String ?? "")])
+    _ = try client.call(ControlCommands.GuestDeviceDel(name: name, id: d.id ?? d.path))
     print("Device detached successfully")
   }
 }

@@ -21,7 +21,8 @@ struct Hardware: ParsableCommand {
     @Argument(help: "The adapter.") var apid: String
     @Argument(help: "on or off.") var state: OnOff
     func run() throws {
-      _ = try options.client.execute("hw-adapter-config", ["apid": apid, "configured": state == .on])
+      _ = try options.client.call(
+        ControlCommands.AdapterConfig(apid: ControlClient.number(apid, "an adapter"), configured: state == .on))
     }
   }
 
@@ -32,7 +33,9 @@ struct Hardware: ParsableCommand {
     @Argument(help: "The adapter.") var apid: String
     @Argument(help: "on or off.") var state: OnOff
     func run() throws {
-      _ = try options.client.execute("hw-adapter-checkstop", ["apid": apid, "checkstopped": state == .on])
+      _ = try options.client.call(
+        ControlCommands.AdapterCheckstop(
+          apid: ControlClient.number(apid, "an adapter"), checkstopped: state == .on))
     }
   }
 
@@ -44,7 +47,8 @@ struct Hardware: ParsableCommand {
     @Option(help: "CEX4 ... CEX8.") var type = "CEX8"
     @Option(help: "cca, accel or ep11.") var mode = "cca"
     func run() throws {
-      _ = try options.client.execute("hw-adapter-add", ["apid": apid, "type": type, "mode": mode])
+      _ = try options.client.call(
+        ControlCommands.AdapterAdd(apid: ControlClient.number(apid, "an adapter"), type: type, mode: mode))
     }
   }
 
@@ -53,14 +57,16 @@ struct Hardware: ParsableCommand {
       commandName: "remove-adapter", abstract: "Remove an adapter from the LPAR.")
     @OptionGroup var options: DaemonOptions
     @Argument(help: "The adapter.") var apid: String
-    func run() throws { _ = try options.client.execute("hw-adapter-remove", ["apid": apid]) }
+    func run() throws {
+      _ = try options.client.call(ControlCommands.AdapterRemove(apid: ControlClient.number(apid, "an adapter")))
+    }
   }
 
   struct DomainOptions: ParsableArguments {
     @Argument(help: "The domain.") var domain: String
     @Flag(name: .long, help: "Only as a usage domain.") var usageOnly = false
     @Flag(name: .long, help: "Only as a control domain.") var controlOnly = false
-    var arguments: [String: Any] { ["domain": domain, "usage": !controlOnly, "control": !usageOnly] }
+    var number: Int { get throws { try ControlClient.number(domain, "a domain") } }
   }
 
   struct AddDomain: ParsableCommand {
@@ -68,7 +74,11 @@ struct Hardware: ParsableCommand {
       commandName: "add-domain", abstract: "Add a domain to the LPAR (usage and control unless told).")
     @OptionGroup var options: DaemonOptions
     @OptionGroup var domain: DomainOptions
-    func run() throws { _ = try options.client.execute("hw-domain-add", domain.arguments) }
+    func run() throws {
+      _ = try options.client.call(
+        ControlCommands.DomainAdd(
+          domain: domain.number, usage: !domain.controlOnly, control: !domain.usageOnly))
+    }
   }
 
   struct RemoveDomain: ParsableCommand {
@@ -77,7 +87,11 @@ struct Hardware: ParsableCommand {
     )
     @OptionGroup var options: DaemonOptions
     @OptionGroup var domain: DomainOptions
-    func run() throws { _ = try options.client.execute("hw-domain-remove", domain.arguments) }
+    func run() throws {
+      _ = try options.client.call(
+        ControlCommands.DomainRemove(
+          domain: domain.number, usage: !domain.controlOnly, control: !domain.usageOnly))
+    }
   }
 }
 

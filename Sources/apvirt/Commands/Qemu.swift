@@ -44,27 +44,43 @@ struct Qemu: ParsableCommand {
       FileHandle.standardError.write(Data("\(error)\n".utf8))
       throw ExitCode(1)
     }
+    let control = ControlClient(paths: paths)
+    func fail(_ message: String) -> ExitCode {
+      FileHandle.standardError.write(Data("\(prog): \(message)\n".utf8))
+      return ExitCode(1)
+    }
     var client: JSONStreamClient
     do {
-      client = try JSONStreamClient(path: paths.controlSocket)
+      client = try control.connect(timeout: 30)
     } catch {
-      FileHandle.standardError.write(
-        Data("\(prog): no apvirt host at \(paths.mount): start one with `apvirt up`\n".utf8))
+      throw fail("\(error)")
+    }
+    client.sendLine(
+      ControlWire.encode(
+        ControlCommands.GuestStart(argv: argv, version: version, daemonize: config.daemonize)))
+    let started: ControlCommands.GuestStart.Reply
+    do {
+      started = try ControlClient.reply(ControlCommands.GuestStart.self, &client, paths)
+    } catch {
+      // QEMU's own message (it carries the program name already).
+      FileHandle.standardError.write(Data("\(error)\n".utf8))
       throw ExitCode(1)
     }
-    client.send([
-      "execute": "guest-start",
-      "arguments": ["argv": argv, "version": version, "daemonize": config.daemonize],
-    ])
-    guard let reply = client.receive() as? [String: Any] else { throw ExitCode(1) }
-    if let e = reply["error"] as? [String: Any] {
-      FileHandle.standardError.write(Data("\(e["desc"] as? String ?? "error")\n".utf8))
-      throw ExitCode(1)
-    }
-    let r = reply["return"] as? [String: Any] ?? [:]
-    for w in r["warnings"] as? [String] ?? [] { FileHandle.standardError.write(Data("\(prog): \(w)\n".utf8)) }
+    for w in started.warnings { FileHandle.standardError.write(Data("\(prog): \(w)\n".utf8)) }
     if config.daemonize { return }
-    client.send(["execute": "guest-wait"])
-    _ = client.receive()
+    // The guest lives as long as this process and this connection: wait for it without a
+    // time-out. A daemon that stops or dies under the guest is not a clean shutdown: say so and
+    // exit non-zero, so that whoever started QEMU (libvirt, a script) sees the guest crashed.
+    client.clearTimeout()
+    client.sendLine(ControlWire.encode(ControlCommands.GuestWait()))
+    let ended: ControlCommands.GuestWait.Reply
+    do {
+      ended = try ControlClient.reply(ControlCommands.GuestWait.self, &client, paths)
+    } catch {
+      throw fail("terminating: lost the apvirt host at \(paths.mount) (it stopped or died); guest '\(started.name)' is gone")
+    }
+    if ended.reason == "host-stopped" {
+      throw fail("terminating: the apvirt host at \(paths.mount) stopped; guest '\(started.name)' is gone")
+    }
   }
 }

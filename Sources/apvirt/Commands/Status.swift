@@ -1,3 +1,4 @@
+import APModel
 import ArgumentParser
 import Foundation
 
@@ -11,33 +12,28 @@ struct Status: ParsableCommand {
   @Flag(name: .long, help: "Print JSON.") var json = false
 
   func run() throws {
-    let s = try options.client.execute("status")
+    let st = try options.client.call(ControlCommands.Status())
     if json {
-      let data = try JSONSerialization.data(withJSONObject: s, options: [.prettyPrinted, .sortedKeys])
-      print(String(decoding: data, as: UTF8.self))
+      let e = JSONEncoder()
+      e.outputFormatting = [.prettyPrinted, .sortedKeys]
+      print(String(decoding: try e.encode(st), as: UTF8.self))
       return
     }
-    guard let st = s as? [String: Any] else { return }
-    print(
-      "machine \(st["machine"] ?? "?"): \(st["queues"] ?? 0) queues (\(st["bound"] ?? 0) bound), \(st["scans"] ?? 0) scans"
-    )
-    print("apmask \(st["apmask"] ?? "")")
-    print("aqmask \(st["aqmask"] ?? "")")
-    for a in st["adapters"] as? [[String: Any]] ?? [] {
-      let apid = a["apid"] as? Int ?? 0
+    print("machine \(st.machine): \(st.queues) queues (\(st.bound) bound), \(st.scans) scans")
+    print("apmask \(st.apmask)")
+    print("aqmask \(st.aqmask)")
+    for a in st.adapters {
       var flags: [String] = []
-      if a["configured"] as? Bool == false { flags.append("deconfigured") }
-      if a["checkstopped"] as? Bool == true { flags.append("checkstopped") }
-      print("adapter \(String(format: "%02x", apid)) \(a["type"] ?? "") \(flags.joined(separator: " "))")
+      if !a.configured { flags.append("deconfigured") }
+      if a.checkstopped { flags.append("checkstopped") }
+      print("adapter \(hex2(a.apid)) \(a.type) \(flags.joined(separator: " "))")
     }
-    for m in st["mdevs"] as? [[String: Any]] ?? [] {
-      let vm = (m["vm"] as? String).map { " guest \($0)" } ?? ""
-      print("mdev \(m["uuid"] ?? "")\(vm): \((m["matrix"] as? [String] ?? []).joined(separator: " "))")
+    for m in st.mdevs {
+      let vm = m.vm.map { " guest \($0)" } ?? ""
+      print("mdev \(m.uuid)\(vm): \(m.matrix.joined(separator: " "))")
     }
-    for v in st["vms"] as? [[String: Any]] ?? [] {
-      print(
-        "vm \(v["name"] ?? "") apcb: \((v["apcb"] as? [String] ?? []).joined(separator: " ")) (\(v["apcb_updates"] ?? 0) updates)"
-      )
+    for v in st.vms {
+      print("vm \(v.name) apcb: \(v.apcb.joined(separator: " ")) (\(v.apcbUpdates) updates)")
     }
   }
 }
@@ -48,7 +44,7 @@ struct Dmesg: ParsableCommand {
   @OptionGroup var options: DaemonOptions
 
   func run() throws {
-    print(try options.client.execute("dmesg") as? String ?? "", terminator: "")
+    print(try options.client.call(ControlCommands.Dmesg()), terminator: "")
   }
 }
 
@@ -58,6 +54,6 @@ struct Down: ParsableCommand {
   @OptionGroup var options: DaemonOptions
 
   func run() throws {
-    _ = try options.client.execute("quit")
+    _ = try options.client.call(ControlCommands.Quit())
   }
 }

@@ -44,10 +44,29 @@ struct Up: ParsableCommand {
   @Option(name: .long, help: "FUSE request threads.")
   var threads: Int = 4
 
+  @Option(
+    name: .long,
+    help: ArgumentHelp(
+      "A group whose members may use the control socket (mode 0660).",
+      discussion: "Without it only the daemon's user can (mode 0600, runtime directory 0700)."))
+  var group: String?
+
+  func validate() throws {
+    guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1 to 64") }
+  }
+
   func run() throws {
     LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
     var logger = Logger(label: "apvirt")
     logger.logLevel = .info
+    // What the daemon creates is its own unless a mode says otherwise: a umask of 000 in the
+    // starting shell must not make the control socket or the kernel log world-writable.
+    umask(0o077)
+    var gid: gid_t?
+    if let group {
+      guard let g = getgrnam(group) else { throw ValidationError("--group \(group): no such group") }
+      gid = g.pointee.gr_gid
+    }
     let definition: MachineDefinition
     do {
       definition = try machine.map { try MachineDefinitionLoader.load(path: $0) } ?? .embeddedDefault
@@ -69,7 +88,7 @@ struct Up: ParsableCommand {
     do {
       daemon = try HostDaemon(
         definition: definition, paths: RuntimePaths(mount: mount, state: state), threads: threads,
-        logger: logger)
+        group: gid, logger: logger)
     } catch {
       logger.error("\(error)")
       throw ExitCode.failure

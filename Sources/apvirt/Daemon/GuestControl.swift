@@ -6,53 +6,59 @@ import VMM
 /// Control-socket commands aimed at one running guest: what its CPUs do with AP instructions,
 /// and the device hot plug libvirt's attach-device and detach-device drive.
 enum GuestControl {
-  static func execute(_ name: String, _ args: [String: Any], registry: GuestRegistry) throws(ControlProtocol
-    .Failure) -> Any
-  {
-    guard let guestName = args["name"] as? String else { throw .init(desc: "Parameter 'name' is missing") }
-    guard let g = registry.guest(named: guestName) else {
-      throw .init(desc: "no guest named '\(guestName)' is running", errorClass: "DeviceNotFound")
+  static func guest(_ name: String, _ registry: GuestRegistry) throws(ControlFailure) -> Guest {
+    guard let g = registry.guest(named: name) else {
+      throw ControlFailure("no guest named '\(name)' is running", errorClass: "DeviceNotFound")
     }
-    switch name {
-    case "guest-ap":
-      return try apInstruction(g, args)
-    case "guest-device":
-      guard let d = g.device else { return NSNull() }
-      return ["id": d.id ?? NSNull(), "sysfsdev": d.sysfsdev, "uuid": d.uuid, "path": d.qomPath]
-        as [String: Any]
-    case "guest-device-add":
-      guard let props = args["props"] as? [String: Any] else {
-        throw .init(desc: "Parameter 'props' is missing")
-      }
-      let ordered = props.keys.sorted { a, b in a == "driver" ? true : (b == "driver" ? false : a < b) }.map {
-        ($0, QMPValue(props[$0]!))
-      }
-      do throws(DeviceError) {
-        return ["path": try g.deviceAdd(ordered)]
-      } catch {
-        throw .init(desc: error.message, errorClass: error.errorClass)
-      }
-    case "guest-device-del":
-      guard let id = args["id"] as? String else { throw .init(desc: "Parameter 'id' is missing") }
-      do throws(DeviceError) {
-        try g.deviceDel(id)
-        return [String: Any]()
-      } catch {
-        throw .init(desc: error.message, errorClass: error.errorClass)
-      }
-    default:
-      throw .init(desc: "The command \(name) has not been found", errorClass: "CommandNotFound")
+    return g
+  }
+
+  static func device(_ c: ControlCommands.GuestDevice, _ registry: GuestRegistry) throws(ControlFailure)
+    -> ControlCommands.GuestDevice.Device?
+  {
+    guard let d = try guest(c.name, registry).device else { return nil }
+    return .init(id: d.id, sysfsdev: d.sysfsdev, uuid: d.uuid, path: d.qomPath)
+  }
+
+  static func deviceAdd(_ c: ControlCommands.GuestDeviceAdd, _ registry: GuestRegistry) throws(ControlFailure)
+    -> ControlCommands.GuestDeviceAdd.Reply
+  {
+    let g = try guest(c.name, registry)
+    // `driver` first, as QEMU's device_add reads it.
+    let ordered = c.props.sorted { a, b in a.key == "driver" ? true : (b.key == "driver" ? false : a.key < b.key) }
+      .map { ($0.key, QMPValue.string($0.value)) }
+    do throws(DeviceError) {
+      return .init(path: try g.deviceAdd(ordered))
+    } catch {
+      throw ControlFailure(error.message, errorClass: error.errorClass)
+    }
+  }
+
+  static func deviceDel(_ c: ControlCommands.GuestDeviceDel, _ registry: GuestRegistry) throws(ControlFailure) {
+    let g = try guest(c.name, registry)
+    do throws(DeviceError) {
+      try g.deviceDel(c.id)
+    } catch {
+      throw ControlFailure(error.message, errorClass: error.errorClass)
     }
   }
 
   /// One AP instruction from the guest's CPU, interpreted against its APCB.
-  static func apInstruction(_ g: Guest, _ args: [String: Any]) throws(ControlProtocol.Failure) -> Any {
-    guard let text = args["apqn"] as? String, let apqn = APQN(text) else {
-      throw .init(desc: "Parameter 'apqn' must be an APQN such as 05.0004")
+  static func apInstruction(_ c: ControlCommands.GuestAP, _ registry: GuestRegistry) throws(ControlFailure)
+    -> [String: String]
+  {
+    let g = try guest(c.name, registry)
+    guard let apqn = APQN(c.apqn) else {
+      throw ControlFailure("Parameter 'apqn' must be an APQN such as 05.0004")
     }
-    let instruction = args["instruction"] as? String ?? "tapq"
-    let payload = hexBytes(args["payload"] as? String ?? "")
-    let psmid = UInt64(args["psmid"] as? Int ?? 1)
+    let instruction = c.instruction ?? "tapq"
+    guard ["tapq", "nqap", "dqap", "zapq"].contains(instruction) else {
+      throw ControlFailure("Parameter 'instruction' must be tapq, nqap, dqap or zapq")
+    }
+    guard let payload = hexBytes(c.payload ?? "") else {
+      throw ControlFailure("Parameter 'payload' must be hex digits, two per byte")
+    }
+    let psmid = c.psmid ?? 1
     let vm = g.vmID
     let result: [String: String]? = g.host.withKernel { k in
       guard let authority = k.kvm.vms[vm]?.authority else { return nil }
@@ -78,19 +84,31 @@ enum GuestControl {
         return r
       }
     }
-    guard let result else { throw .init(desc: "the guest has no VM") }
+    guard let result else { throw ControlFailure("the guest has no VM") }
     return result
   }
 
-  static func hexBytes(_ s: String) -> [UInt8] {
+  /// Hex text as bytes; nil when it is not whole bytes of hex digits.
+  static func hexBytes(_ s: String) -> [UInt8]? {
+    let digits = Array(s.utf8)
+    guard digits.count % 2 == 0 else { return nil }
     var out: [UInt8] = []
-    var i = s.startIndex
-    while i < s.endIndex, let j = s.index(i, offsetBy: 2, limitedBy: s.endIndex),
-      let b = UInt8(s[i..<j], radix: 16)
-    {
-      out.append(b)
-      i = j
+    out.reserveCapacity(digits.count / 2)
+    var i = 0
+    while i < digits.count {
+      guard let hi = hexValue(digits[i]), let lo = hexValue(digits[i + 1]) else { return nil }
+      out.append(hi << 4 | lo)
+      i += 2
     }
     return out
+  }
+
+  static func hexValue(_ c: UInt8) -> UInt8? {
+    switch c {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+    default: nil
+    }
   }
 }

@@ -24,19 +24,40 @@ final class HostDaemon: Sendable {
   let control: JSONStreamServer
   let started = ContinuousClock.now
   private let stopping = Atomic<Bool>(false)
+  private let stopReason = Mutex<String?>(nil)
+
+  /// Whether the daemon is stopping (or stopped), and why.
+  var isStopping: Bool { stopping.load(ordering: .relaxed) }
   private let finished = DispatchSemaphore(value: 0)
   let dmesgSync: DmesgSync
   let guests: GuestRegistry
+  /// Held for the daemon's life: no second daemon on the same directories.
+  let runtimeLock: DirectoryLock
+  let stateLock: DirectoryLock
 
   struct StartError: Error, CustomStringConvertible {
     var description: String
   }
 
   /// Boots the host and brings up its interfaces. Returns when the mount is ready.
-  init(definition: MachineDefinition, paths: RuntimePaths, threads: Int, logger: Logger) throws {
+  ///
+  /// Nothing is touched before the runtime and state directories are this daemon's: each is
+  /// resolved (so that `//`, `.` and symbolic links name one directory), checked (this user's,
+  /// writable by nobody else) and locked; a second daemon on either is refused with a message.
+  init(definition: MachineDefinition, paths: RuntimePaths, threads: Int, group: gid_t? = nil, logger: Logger)
+    throws
+  {
     self.paths = paths
     self.logger = logger
     let fm = FileManager.default
+    do throws(RuntimeError) {
+      let runtime = try paths.prepareRuntime(group: group)
+      runtimeLock = try DirectoryLock(directory: runtime, role: "runtime")
+      let state = try paths.prepareStateDirectory()
+      stateLock = try DirectoryLock(directory: state, role: "state")
+    } catch {
+      throw StartError(description: error.description)
+    }
     if FUSEMount.clearStale(paths.mount) {
       logger.notice("cleared a stale mount at \(paths.mount) left by a daemon that did not stop cleanly")
     }
@@ -58,7 +79,8 @@ final class HostDaemon: Sendable {
     }
 
     do {
-      control = try JSONStreamServer(path: paths.controlSocket)
+      control = try JSONStreamServer(path: paths.controlSocket, mode: group == nil ? 0o600 : 0o660)
+      if let group { _ = chown(paths.controlSocket, geteuid(), group) }
     } catch {
       throw StartError(description: "\(error)")
     }
@@ -112,6 +134,7 @@ final class HostDaemon: Sendable {
   /// Stops once: unmounts, closes the control socket, removes the runtime files.
   func stop(reason: String) {
     guard !stopping.exchange(true, ordering: .relaxed) else { return }
+    stopReason.withLock { $0 = reason }
     logger.info("stopping: \(reason)")
     guests.quitAll()
     guestsMount.unmount()
@@ -138,75 +161,10 @@ final class HostDaemon: Sendable {
   func syncDmesg() { dmesgSync.sync() }
 
   func writePidFile() {
-    try? "\(getpid())\n".write(toFile: paths.pidFile, atomically: true, encoding: .utf8)
+    RuntimePaths.writeFile(paths.pidFile, "\(getpid())\n", mode: 0o644)
   }
 
   func serveControl() {
-    control.run { [self] connection in
-      // Guests started on this connection live as long as it does (the QEMU process).
-      var owned: [Guest] = []
-      defer { for g in owned { g.quit(reason: "host-signal") } }
-      while let received = connection.receive() {
-        guard case .value(let v) = received, let request = v as? [String: Any],
-          let name = request["execute"] as? String
-        else {
-          connection.send(["error": ["class": "GenericError", "desc": "QMP input must be a JSON object"]])
-          continue
-        }
-        if name == "quit" {
-          connection.send(["return": [String: Any]()])
-          stop(reason: "quit on the control socket")
-          return
-        }
-        let args = request["arguments"] as? [String: Any] ?? [:]
-        if name == "guest-start" {
-          let argv = args["argv"] as? [String] ?? []
-          let version = (args["version"] as? String).flatMap { QEMUVersion($0) } ?? .current
-          do throws(GuestRegistry.StartFailure) {
-            let (g, warnings) = try guests.start(argv: argv, version: version)
-            if args["daemonize"] as? Bool != true { owned.append(g) }
-            connection.send(["return": ["name": g.name, "vm": g.vmID, "warnings": warnings]])
-          } catch {
-            connection.send(["error": ["class": "GenericError", "desc": error.message]])
-          }
-          syncDmesg()
-          continue
-        }
-        if name == "guest-wait" {
-          // Answered when the guests quit; meanwhile the loop goes on reading, so that the
-          // client's end (QEMU killed) quits them.
-          let waited = owned
-          Thread.detachNewThread {
-            for g in waited { g.waitUntilQuit() }
-            connection.send(["return": [String: Any]()])
-          }
-          continue
-        }
-        if name == "guest-list" {
-          connection.send(["return": guests.names])
-          continue
-        }
-        if name.hasPrefix("guest-") {
-          do throws(ControlProtocol.Failure) {
-            connection.send(["return": try GuestControl.execute(name, args, registry: guests)])
-          } catch {
-            connection.send(["error": ["class": error.errorClass, "desc": error.desc]])
-          }
-          session.sendInvalidations()
-          syncDmesg()
-          continue
-        }
-        do throws(ControlProtocol.Failure) {
-          let result = try ControlProtocol.execute(
-            name, request["arguments"] as? [String: Any] ?? [:], host: host)
-          connection.send(["return": result])
-          session.sendInvalidations()
-          logger.info("control: \(name) done")
-        } catch {
-          connection.send(["error": ["class": error.errorClass, "desc": error.desc]])
-        }
-        syncDmesg()
-      }
-    }
+    control.run { [self] connection in ControlSession(daemon: self, connection: connection).serve() }
   }
 }

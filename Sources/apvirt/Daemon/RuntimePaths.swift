@@ -43,3 +43,127 @@ struct RuntimePaths {
     }
   }
 }
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// What a daemon refuses to start on, with the reason.
+struct RuntimeError: Error, CustomStringConvertible {
+  var description: String
+}
+
+extension RuntimePaths {
+  /// Creates the runtime directory (mode 0700, or 0710 when `group` may reach the control
+  /// socket) or takes an existing one that this user owns and that nobody else can write, and
+  /// sets its mode. Returns its resolved path: the one that a lock and every comparison use, so
+  /// that `//run/apvirt`, `/run/./apvirt` and a symbolic link name the same directory.
+  func prepareRuntime(group: gid_t? = nil) throws(RuntimeError) -> String {
+    let mode: mode_t = group == nil ? 0o700 : 0o710
+    try Self.makeDirectory(runtime, mode: mode)
+    let resolved = try Self.ownedDirectory(runtime)
+    if let group, chown(resolved, geteuid(), group) != 0 {
+      throw RuntimeError(description: "cannot give \(resolved) to group \(group): \(String(cString: strerror(errno)))")
+    }
+    guard chmod(resolved, mode) == 0 else {
+      throw RuntimeError(description: "cannot set the mode of \(resolved): \(String(cString: strerror(errno)))")
+    }
+    return resolved
+  }
+
+  /// Creates the state directory (0755, as /etc/mdevctl.d is) or checks an existing one: it
+  /// must be this user's (or root's) and writable by nobody else, since what is in it starts
+  /// mdevs at boot. Returns its resolved path.
+  func prepareStateDirectory() throws(RuntimeError) -> String {
+    try Self.makeDirectory(state, mode: 0o755)
+    guard let resolved = Self.resolve(state) else {
+      throw RuntimeError(description: "cannot resolve \(state): \(String(cString: strerror(errno)))")
+    }
+    var st = stat()
+    guard stat(resolved, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+      throw RuntimeError(description: "\(state) is not a directory")
+    }
+    guard st.st_uid == geteuid() || st.st_uid == 0 else {
+      throw RuntimeError(description: "\(state) belongs to uid \(st.st_uid), not to this user: refusing to use it")
+    }
+    guard st.st_mode & 0o022 == 0 else {
+      throw RuntimeError(
+        description: "\(state) can be written by others (mode \(String(st.st_mode & 0o7777, radix: 8))): refusing to use it")
+    }
+    return resolved
+  }
+
+  static func makeDirectory(_ path: String, mode: mode_t) throws(RuntimeError) {
+    do {
+      try FileManager.default.createDirectory(
+        atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: Int(mode)])
+    } catch {
+      throw RuntimeError(description: "cannot create \(path): \(error.localizedDescription)")
+    }
+  }
+
+  /// The resolved path of a directory that this user owns.
+  static func ownedDirectory(_ path: String) throws(RuntimeError) -> String {
+    guard let resolved = resolve(path) else {
+      throw RuntimeError(description: "cannot resolve \(path): \(String(cString: strerror(errno)))")
+    }
+    var st = stat()
+    guard lstat(resolved, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+      throw RuntimeError(description: "\(path) is not a directory")
+    }
+    guard st.st_uid == geteuid() else {
+      throw RuntimeError(
+        description: "\(path) belongs to uid \(st.st_uid), not to this user (uid \(geteuid())): refusing to use it")
+    }
+    return resolved
+  }
+
+  static func resolve(_ path: String) -> String? {
+    guard let p = realpath(path, nil) else { return nil }
+    defer { free(p) }
+    return String(cString: p)
+  }
+
+  /// Writes a small file the daemon owns, with `mode` whatever the umask, replacing only a
+  /// regular file (never following a link).
+  static func writeFile(_ path: String, _ text: String, mode: mode_t) {
+    var st = stat()
+    if lstat(path, &st) == 0 && st.st_mode & S_IFMT != S_IFREG { return }
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode)
+    guard fd >= 0 else { return }
+    defer { close(fd) }
+    _ = fchmod(fd, mode)
+    let bytes = Array(text.utf8)
+    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+  }
+}
+
+/// An exclusive lock on a directory, held for the daemon's life (`flock` on `DIR/apvirt.lock`,
+/// which the kernel releases when the process ends, however it ends). A second daemon on the
+/// same runtime or state directory, under whatever name, is refused before it touches anything.
+final class DirectoryLock: Sendable {
+  let fd: Int32
+  let path: String
+
+  init(directory: String, role: String) throws(RuntimeError) {
+    path = directory + "/apvirt.lock"
+    let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+    guard fd >= 0 else {
+      throw RuntimeError(description: "cannot open \(path): \(String(cString: strerror(errno)))")
+    }
+    guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+      var buf = [UInt8](repeating: 0, count: 32)
+      let n = read(fd, &buf, buf.count)
+      close(fd)
+      let pid = n > 0 ? String(decoding: buf[..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
+      throw RuntimeError(
+        description: "another apvirt up (pid \(pid)) is using \(directory) as its \(role) directory; stop it first (apvirt down)")
+    }
+    _ = ftruncate(fd, 0)
+    let text = Array("\(getpid())\n".utf8)
+    _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+    self.fd = fd
+  }
+
+  deinit { close(fd) }
+}

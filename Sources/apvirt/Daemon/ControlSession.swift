@@ -1,0 +1,199 @@
+import Foundation
+import HostKernel
+import Synchronization
+import VMM
+
+/// One connection to the control socket: reads requests in order, runs them, answers each.
+///
+/// Guests started on the connection (`guest-start`, by `apvirt qemu`) live as long as it does,
+/// as a guest lives as long as its QEMU process: when the client goes, they quit.
+final class ControlSession {
+  let daemon: HostDaemon
+  let connection: JSONStreamServer.Connection
+  var owned: [Guest] = []
+
+  init(daemon: HostDaemon, connection: JSONStreamServer.Connection) {
+    self.daemon = daemon
+    self.connection = connection
+  }
+
+  func serve() {
+    defer { for g in owned { g.quit(reason: "host-signal") } }
+    while let received = connection.receive() {
+      let text: Data
+      switch received {
+      case .invalid(let message):
+        send(ControlWire.Reply<NoReply>.failure(ControlFailure(message)))
+        continue
+      case .value(let v):
+        guard let obj = v as? [String: Any] else {
+          send(ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input must be a JSON object")))
+          continue
+        }
+        guard let execute = obj["execute"] else {
+          send(ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input lacks member 'execute'")))
+          continue
+        }
+        guard execute is String else {
+          send(ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input member 'execute' must be a string")))
+          continue
+        }
+        if let a = obj["arguments"], !(a is [String: Any]) {
+          send(ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input member 'arguments' must be an object")))
+          continue
+        }
+        guard let data = try? JSONSerialization.data(withJSONObject: obj) else {
+          send(ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input must be a JSON object")))
+          continue
+        }
+        text = data
+      }
+      if handle(text) == .stop { return }
+      daemon.session.sendInvalidations()
+      daemon.syncDmesg()
+    }
+  }
+
+  enum Outcome { case next, stop }
+
+  /// Runs one request (already known to be an object with a string `execute`).
+  func handle(_ data: Data) -> Outcome {
+    let head: ControlWire.Head
+    do {
+      head = try JSONDecoder().decode(ControlWire.Head.self, from: data)
+    } catch {
+      send(ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input member 'arguments' must be an object")))
+      return .next
+    }
+    let host = daemon.host
+    let guests = daemon.guests
+    typealias C = ControlCommands
+    switch head.execute {
+    case C.Status.name: run(C.Status.self, data, head) { _ in ControlProtocol.status(host) }
+    case C.Dmesg.name: run(C.Dmesg.self, data, head) { _ in ControlProtocol.dmesg(host) }
+    case C.Quit.name:
+      let ok = run(C.Quit.self, data, head) { _ in NoReply() }
+      if ok {
+        daemon.stop(reason: "quit on the control socket")
+        return .stop
+      }
+    case C.AdapterConfig.name:
+      run(C.AdapterConfig.self, data, head) { c throws(ControlFailure) in
+        try ControlProtocol.adapterConfig(c, host)
+        return NoReply()
+      }
+    case C.AdapterCheckstop.name:
+      run(C.AdapterCheckstop.self, data, head) { c throws(ControlFailure) in
+        try ControlProtocol.adapterCheckstop(c, host)
+        return NoReply()
+      }
+    case C.AdapterAdd.name:
+      run(C.AdapterAdd.self, data, head) { c throws(ControlFailure) in
+        try ControlProtocol.adapterAdd(c, host)
+        return NoReply()
+      }
+    case C.AdapterRemove.name:
+      run(C.AdapterRemove.self, data, head) { c throws(ControlFailure) in
+        try ControlProtocol.adapterRemove(c, host)
+        return NoReply()
+      }
+    case C.DomainAdd.name:
+      run(C.DomainAdd.self, data, head) { c throws(ControlFailure) in
+        try ControlProtocol.domain(add: true, c.domain, usage: c.usage ?? true, control: c.control ?? true, host)
+        return NoReply()
+      }
+    case C.DomainRemove.name:
+      run(C.DomainRemove.self, data, head) { c throws(ControlFailure) in
+        try ControlProtocol.domain(add: false, c.domain, usage: c.usage ?? true, control: c.control ?? true, host)
+        return NoReply()
+      }
+    case C.GuestStart.name:
+      run(C.GuestStart.self, data, head) { c throws(ControlFailure) in try self.start(c) }
+    case C.GuestWait.name:
+      guard let _ = decode(C.GuestWait.self, data, head) else { return .next }
+      // Answered when the guests quit; meanwhile the loop goes on reading, so that the client's
+      // end (QEMU killed) quits them.
+      let waited = owned
+      let connection = self.connection
+      let daemon = self.daemon
+      Thread.detachNewThread {
+        for g in waited { g.waitUntilQuit() }
+        let reason =
+          daemon.isStopping ? "host-stopped" : (waited.compactMap(\.quitReason).first ?? "host-qmp-quit")
+        Self.send(connection, ControlWire.Reply.success(C.GuestWait.Reply(reason: reason)))
+      }
+    case C.GuestList.name: run(C.GuestList.self, data, head) { _ in guests.names }
+    case C.GuestAP.name:
+      run(C.GuestAP.self, data, head) { c throws(ControlFailure) in try GuestControl.apInstruction(c, guests) }
+    case C.GuestDevice.name:
+      run(C.GuestDevice.self, data, head) { c throws(ControlFailure) in try GuestControl.device(c, guests) }
+    case C.GuestDeviceAdd.name:
+      run(C.GuestDeviceAdd.self, data, head) { c throws(ControlFailure) in try GuestControl.deviceAdd(c, guests) }
+    case C.GuestDeviceDel.name:
+      run(C.GuestDeviceDel.self, data, head) { c throws(ControlFailure) in
+        try GuestControl.deviceDel(c, guests)
+        return NoReply()
+      }
+    default:
+      send(
+        ControlWire.Reply<NoReply>.failure(
+          ControlFailure("The command \(head.execute) has not been found", errorClass: "CommandNotFound")))
+    }
+    return .next
+  }
+
+  func start(_ c: ControlCommands.GuestStart) throws(ControlFailure) -> ControlCommands.GuestStart.Reply {
+    let version: QEMUVersion
+    if let text = c.version {
+      guard let v = QEMUVersion(text) else {
+        throw ControlFailure("Parameter 'version' is not a QEMU version (MAJOR.MINOR[.MICRO]): '\(text)'")
+      }
+      version = v
+    } else {
+      version = .current
+    }
+    do throws(GuestRegistry.StartFailure) {
+      let (g, warnings) = try daemon.guests.start(argv: c.argv, version: version)
+      if c.daemonize != true { owned.append(g) }
+      return .init(name: g.name, vm: g.vmID, warnings: warnings)
+    } catch {
+      throw ControlFailure(error.message)
+    }
+  }
+
+  /// Decodes, runs and answers one command; true if it succeeded.
+  @discardableResult
+  func run<Command: ControlCommand>(
+    _: Command.Type, _ data: Data, _ head: ControlWire.Head,
+    _ body: (Command) throws(ControlFailure) -> Command.Reply
+  ) -> Bool {
+    guard let command = decode(Command.self, data, head) else { return false }
+    do throws(ControlFailure) {
+      send(ControlWire.Reply.success(try body(command)))
+      if !Command.name.hasPrefix("guest-") && Command.name != "status" && Command.name != "dmesg" {
+        daemon.logger.info("control: \(Command.name) done")
+      }
+      return true
+    } catch {
+      send(ControlWire.Reply<Command.Reply>.failure(error))
+      return false
+    }
+  }
+
+  func decode<Command: ControlCommand>(_: Command.Type, _ data: Data, _ head: ControlWire.Head) -> Command? {
+    do throws(ControlFailure) {
+      return try ControlWire.decode(Command.self, data, head: head)
+    } catch {
+      send(ControlWire.Reply<Command.Reply>.failure(error))
+      return nil
+    }
+  }
+
+  func send<R: Codable>(_ reply: ControlWire.Reply<R>) { Self.send(connection, reply) }
+
+  static func send<R: Codable>(_ connection: JSONStreamServer.Connection, _ reply: ControlWire.Reply<R>) {
+    // Replies are plain structs of strings, numbers and arrays: encoding them does not fail.
+    guard let data = try? ControlWire.encoder().encode(reply) else { return }
+    connection.sendLine(String(decoding: data, as: UTF8.self))
+  }
+}
