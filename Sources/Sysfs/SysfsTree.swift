@@ -46,9 +46,14 @@ public final class SysfsTree {
   /// Recording starts with the first call.
   public func takeRemovedPaths() -> [String] {
     journal.recording = true
-    defer { journal.paths = [] }
-    return journal.paths
+    return journal.take()
   }
+
+  /// The journal's bound and what it dropped (see ``SysfsJournal``).
+  public var removalJournal: SysfsJournal { journal }
+
+  /// How many removed paths wait to be taken: what a caller that never takes them would let grow.
+  public var pendingRemovalCount: Int { journal.paths.count }
 
   enum Resolved {
     case directory(SysfsDirectory)
