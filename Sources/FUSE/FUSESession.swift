@@ -231,26 +231,35 @@ public final class FUSESession: Sendable {
   /// Tells the kernel to drop its cached entries for the paths the file system removed
   /// (FUSE_NOTIFY_INVAL_ENTRY). Only entries the kernel looked up can be cached; others are
   /// skipped.
+  ///
+  /// The entries the kernel holds below a removed directory are invalidated too, deepest first.
+  /// Invalidating the directory alone unhashes only its own dentry: a child still in use (the
+  /// `remove` file that a writer holds open while its store removes the mdev) stays hashed, so
+  /// when it is closed it goes to the dentry cache's LRU instead of being freed, and keeps its
+  /// parent with it. The kernel would then never FORGET either node (not before memory pressure),
+  /// and the node table would grow by two nodes for every mdev removed.
   public func sendInvalidations() {
     let paths = fileSystem.takeInvalidations()
     guard !paths.isEmpty else { return }
     var messages: [[UInt8]] = []
     state.withLock { s in
-      for p in paths {
-        guard let slash = p.lastIndex(of: "/") else { continue }
-        let parent = slash == p.startIndex ? "/" : String(p[..<slash])
-        let name = Array(p[p.index(after: slash)...].utf8)
-        guard s.nodes.id(of: p) != nil, let parentID = s.nodes.id(of: parent) else { continue }
-        var w = WireWriter(capacity: 48 + name.count)
-        w.write(UInt32(16 + 16 + name.count + 1))
-        w.write(Int32(3))  // FUSE_NOTIFY_INVAL_ENTRY
-        w.write(UInt64(0))
-        w.write(parentID)
-        w.write(UInt32(name.count))
-        w.write(UInt32(0))
-        w.write(bytes: name)
-        w.write(UInt8(0))
-        messages.append(w.bytes)
+      for removed in paths where s.nodes.id(of: removed) != nil {
+        for p in s.nodes.descendants(of: removed) + [removed] {
+          guard let slash = p.lastIndex(of: "/") else { continue }
+          let parent = NodeTable.parent(of: p)
+          let name = Array(p[p.index(after: slash)...].utf8)
+          guard s.nodes.id(of: p) != nil, let parentID = s.nodes.id(of: parent) else { continue }
+          var w = WireWriter(capacity: 48 + name.count)
+          w.write(UInt32(16 + 16 + name.count + 1))
+          w.write(Int32(3))  // FUSE_NOTIFY_INVAL_ENTRY
+          w.write(UInt64(0))
+          w.write(parentID)
+          w.write(UInt32(name.count))
+          w.write(UInt32(0))
+          w.write(bytes: name)
+          w.write(UInt8(0))
+          messages.append(w.bytes)
+        }
       }
     }
     for m in messages { _ = m.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } }

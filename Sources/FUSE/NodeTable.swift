@@ -10,6 +10,9 @@ struct NodeTable {
   private var nodes: [UInt64: Node] = [rootID: Node(path: "/", lookups: 1)]
   private var ids: [String: UInt64] = ["/": rootID]
   private var nextID: UInt64 = 2
+  /// The paths in the table by their parent's path, so that the nodes below a removed directory
+  /// can be found without walking the whole table.
+  private var children: [String: Set<String>] = [:]
 
   func path(of id: UInt64) -> String? { nodes[id]?.path }
 
@@ -25,6 +28,7 @@ struct NodeTable {
     nextID += 1
     nodes[id] = Node(path: path, lookups: 1)
     ids[path] = id
+    children[Self.parent(of: path), default: []].insert(path)
     return id
   }
 
@@ -35,12 +39,34 @@ struct NodeTable {
     if node.lookups == 0 {
       nodes[id] = nil
       ids[node.path] = nil
+      let parent = Self.parent(of: node.path)
+      children[parent]?.remove(node.path)
+      if children[parent]?.isEmpty == true { children[parent] = nil }
     } else {
       nodes[id] = node
     }
   }
 
   var count: Int { nodes.count }
+
+  /// The paths in the table below `path`, deepest first.
+  func descendants(of path: String) -> [String] {
+    var out: [String] = []
+    func walk(_ p: String) {
+      for c in children[p] ?? [] {
+        walk(c)
+        out.append(c)
+      }
+    }
+    walk(path)
+    return out
+  }
+
+  /// `/a/b` for `/a/b/c`, `/` for `/a`.
+  static func parent(of path: String) -> String {
+    guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
+    return String(path[..<slash])
+  }
 
   static func join(_ parent: String, _ name: String) -> String {
     parent == "/" ? "/" + name : parent + "/" + name

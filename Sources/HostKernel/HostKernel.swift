@@ -15,7 +15,8 @@ public final class HostKernel {
   public let sysfs = SysfsTree()
   public let kvm: KVM
   public private(set) var log = KernelLog()
-  public private(set) var uevents: [UEvent] = []
+  /// The newest uevents sent, numbered by `SEQNUM` (see ``UEventRing``).
+  public private(set) var uevents = UEventRing()
   /// Nanoseconds since boot.
   public private(set) var now: UInt64 = 0
   public private(set) var apBus: APBus!
@@ -43,6 +44,16 @@ public final class HostKernel {
   private var pendingSignals: [@Sendable () -> Void] = []
   /// Whether uevents are recorded (off in benchmarks of huge configurations).
   public var recordsUEvents = true
+  /// The log ring's size in bytes (the `log_buf_len=` boot parameter).
+  public var logBufferLength: Int {
+    get { log.capacity }
+    set { log.capacity = newValue }
+  }
+  /// How many uevents the record keeps.
+  public var ueventCapacity: Int {
+    get { uevents.capacity }
+    set { uevents.capacity = newValue }
+  }
 
   /// Boots the kernel on `machine`: registers the AP bus and its drivers, loads vfio_ap, and
   /// runs the first bus scan, which creates and binds every card and queue device.
@@ -104,7 +115,8 @@ public final class HostKernel {
   }
 
   func uevent(_ action: UEvent.Action, _ devpath: String, _ env: [String] = []) {
-    if recordsUEvents { uevents.append(UEvent(action, devpath, env)) }
+    // Numbered even when not recorded, as `uevent_seqnum` counts every event.
+    if recordsUEvents { uevents.send(UEvent(action, devpath, env)) } else { uevents.sendUnrecorded() }
   }
 
   /// Queues a signal to a VMM (an eventfd write).

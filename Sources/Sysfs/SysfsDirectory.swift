@@ -132,8 +132,19 @@ public final class SysfsDirectory {
 
 /// The paths removed from a tree since they were last taken: what a cache of the tree (the
 /// kernel's dentry cache, for a tree served through FUSE) must forget.
+///
+/// Bounded, so that a consumer that stops taking (or takes rarely while the tree churns) cannot
+/// make it grow: a path removed again before it was taken is kept once (an apmask flip removes
+/// the same `driver` links every time), and past ``capacity`` distinct paths the oldest half is
+/// dropped and counted in ``dropped``. A dropped invalidation costs little: a FUSE client caches
+/// an entry only for its entry timeout (a second in the daemon), then looks again.
 public final class SysfsJournal {
-  var paths: [String] = []
+  private(set) var paths: [String] = []
+  private var pending: Set<String> = []
+  /// The most distinct paths kept.
+  public var capacity = 16384
+  /// Paths dropped because the journal was full.
+  public private(set) var dropped = 0
   /// Whether removals are recorded at all (off until someone takes them, so that a tree nobody
   /// serves does not grow a list).
   var recording = false
@@ -141,6 +152,21 @@ public final class SysfsJournal {
   init() {}
 
   func removed(_ path: String) {
-    if recording { paths.append(path) }
+    guard recording, pending.insert(path).inserted else { return }
+    paths.append(path)
+    if paths.count > capacity {
+      let n = paths.count - capacity / 2
+      for p in paths[..<n] { pending.remove(p) }
+      paths.removeFirst(n)
+      dropped += n
+    }
+  }
+
+  func take() -> [String] {
+    defer {
+      paths = []
+      pending = []
+    }
+    return paths
   }
 }

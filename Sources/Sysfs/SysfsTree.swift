@@ -46,9 +46,14 @@ public final class SysfsTree {
   /// Recording starts with the first call.
   public func takeRemovedPaths() -> [String] {
     journal.recording = true
-    defer { journal.paths = [] }
-    return journal.paths
+    return journal.take()
   }
+
+  /// The journal's bound and what it dropped (see ``SysfsJournal``).
+  public var removalJournal: SysfsJournal { journal }
+
+  /// How many removed paths wait to be taken: what a caller that never takes them would let grow.
+  public var pendingRemovalCount: Int { journal.paths.count }
 
   enum Resolved {
     case directory(SysfsDirectory)
@@ -192,16 +197,22 @@ public final class SysfsTree {
     String(decoding: try read(path), as: UTF8.self)
   }
 
-  /// Writes an attribute, as one `write(2)` on a freshly opened file: more than a page is
-  /// `E2BIG`, an empty write stores nothing and succeeds. Returns the count written.
+  /// Writes an attribute, as one `write(2)` would: returns the count stored, which may be short.
+  ///
+  /// kernfs (`kernfs_fop_write_iter`) refuses a write with `E2BIG` only for files that declare an
+  /// `atomic_write_len`; sysfs attribute files declare none, so a longer write is cut to one
+  /// page: `store` gets the first 4096 bytes (kernfs NUL-terminates its copy, which a store that
+  /// reads a C string sees as the end) and the write returns 4096, leaving the writer to send
+  /// the rest as a new store. `sysfs_kf_write` ignores the file offset, so a write at any offset
+  /// stores the same bytes, and stores nothing for an empty write, which returns 0.
   @discardableResult
   public func write(_ path: String, _ bytes: [UInt8]) throws(Errno) -> Int {
     guard case .attribute(let a, let owner, _) = try resolve(path) else { throw .isDirectory }
     guard let store = a.store, a.isWritable else { throw .permissionDenied }
-    if bytes.count > Self.pageSize { throw .argListTooLong }
     if bytes.isEmpty { return 0 }
-    try store(owner, bytes)
-    return bytes.count
+    let page = bytes.count > Self.pageSize ? Array(bytes.prefix(Self.pageSize)) : bytes
+    try store(owner, page)
+    return page.count
   }
 
   @discardableResult

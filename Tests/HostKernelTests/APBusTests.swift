@@ -109,9 +109,9 @@ struct APBusTests {
     // Every unbind ends with a ZAPQ.
     #expect(k.machine.queueState(APQN(5, 4)).zeroizeCount == 1)
     // An unchanged mask does nothing at all.
-    let events = k.uevents.count
+    let events = k.uevents.lastSeqnum
     #expect(echo(k, "-5", "/bus/ap/apmask") == nil)
-    #expect(k.uevents.count == events)
+    #expect(k.uevents.lastSeqnum == events)
     // Back to the host.
     #expect(echo(k, "+5", "/bus/ap/apmask") == nil)
     #expect(k.apBus.queue(APQN(5, 4))?.driver == .cex4queue)
@@ -165,9 +165,9 @@ struct APBusTests {
     let k = bootWithFreedAdapters()
     makeMdev(k, uuid1, adapters: [5], domains: [1])
     makeMdev(k, uuid2, adapters: [6], domains: [2])
-    let before = k.log.lines.count
+    let before = k.log.nextSeq
     #expect(echo(k, "+5,+6", "/bus/ap/apmask") == .resourceBusy)
-    let lines = k.log.messages.dropFirst(before)
+    let lines = k.log.messages(from: before)
     #expect(
       Array(lines) == ["vfio_ap_mdev \(uuid2): Can not reserve queue 06.0002 for host driver: in use by mdev"]
     )

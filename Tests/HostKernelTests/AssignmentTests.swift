@@ -72,10 +72,10 @@ struct AssignmentTests {
     let k = bootWithFreedAdapters()
     makeMdev(k, uuid1, adapters: [5], domains: [4, 0x47])
     makeMdev(k, uuid2, domains: [0x47, 0xff])
-    let before = k.log.lines.count
+    let before = k.log.nextSeq
     #expect(echo(k, "5", mdevPath(uuid2) + "/assign_adapter") == .addressInUse)
     #expect(
-      Array(k.log.messages.dropFirst(before)) == [
+      k.log.messages(from: before) == [
         "vfio_ap_mdev \(uuid2): Userspace may not assign queue 05.0047 to mdev: already assigned to \(uuid1)"
       ])
     #expect(cat(k, mdevPath(uuid2) + "/matrix") == ".0047\n.00ff\n")

@@ -1,5 +1,6 @@
 import APModel
 import Machine
+import SystemPackage
 import Testing
 
 @testable import HostKernel
@@ -50,5 +51,18 @@ struct GuestKernelTests {
     #expect(g.apBus.queues.keys.sorted().map { APQN(rawValue: $0) } == [APQN(5, 4)])
     let blind = k.bootGuestKernel(on: vm, apft: false)
     #expect(blind.apBus.cards.isEmpty)
+  }
+
+  /// A KVM guest never loads vfio_ap: its AP bus lists zcrypt's drivers only, and it has no
+  /// matrix device, while the host lists all three.
+  @Test func theGuestHasNoVFIOAPDriver() throws {
+    let k = bootWithFreedAdapters()
+    let vm = k.kvm.createVM(name: "guest1")
+    let g = k.bootGuestKernel(on: vm)
+    #expect(try g.sysfs.list("/bus/ap/drivers").map(\.name) == ["cex4card", "cex4queue"])
+    #expect(try !g.sysfs.list("/devices").map(\.name).contains("vfio_ap"))
+    #expect(throws: Errno.noSuchFileOrDirectory) { try g.sysfs.list("/bus/ap/drivers/vfio_ap") }
+    #expect(try k.sysfs.list("/bus/ap/drivers").map(\.name) == ["cex4card", "cex4queue", "vfio_ap"])
+    #expect(try k.sysfs.list("/devices").map(\.name).contains("vfio_ap"))
   }
 }

@@ -100,6 +100,29 @@ struct ShellTests {
     #expect(try run("/bin/cat", [d.mount + "/devices/vfio_ap/matrix/\(u1)/matrix"]).status == 0)
   }
 
+  /// kernfs cuts a write to a sysfs attribute to one page and returns the short count (E2BIG is
+  /// only for files with an `atomic_write_len`, which attributes lack); whoever wrote then sends
+  /// the rest, which is a store of its own. `scans` counts its stores (each one scans).
+  @Test func aWriteOfMoreThanAPageIsStoredAPageAtATime() throws {
+    let d = try Daemon()
+    let r = try d.bash(
+      """
+      echo 120 > /sys/bus/ap/config_time
+      long=$(head -c 5000 /dev/zero | tr '\\0' x)
+      before=$(cat /sys/bus/ap/scans)
+      echo $long > /sys/bus/ap/scans
+      echo "echo: $? $(( $(cat /sys/bus/ap/scans) - before ))"
+      python3 -c 'import os; fd = os.open("/sys/bus/ap/scans", os.O_WRONLY); print(os.write(fd, b"x" * 5000))'
+      echo "one write(2): $(( $(cat /sys/bus/ap/scans) - before ))"
+      echo $long > /sys/bus/ap/config_time
+      """)
+    // bash's echo goes through stdio, which writes 4096 bytes then the 905 left (the file's
+    // st_blksize is a page): two stores, both complete. One write(2) of 5000 bytes returns 4096:
+    // one store. A store that refuses its first page fails the write, as for a short one.
+    #expect(r.stdout == "echo: 0 2\n4096\none write(2): 3\n")
+    #expect(r.stderr.hasSuffix("echo: write error: Invalid argument\n"), "\(r.stderr)")
+  }
+
   @Test func theAttributesLszcryptReads() throws {
     let d = try Daemon()
     let r = try d.bash(

@@ -362,12 +362,30 @@ struct SysfsTreeIOTests {
     #expect(device.stored == [Array("1\n".utf8), [0x31, 0x00, 0x32], page])
   }
 
-  @Test("a write of more than a page is E2BIG and does not reach store")
-  func writeTooBig() {
+  @Test("a write of more than a page stores the first page and returns a short count")
+  func writeTooBig() throws {
     let device = Device("")
     let tree = makeTree(device)
-    let big = [UInt8](repeating: 0x41, count: 4097)
-    #expect(errno { _ = try tree.write("/devices/ap/card05/value", big) } == .argListTooLong)
+    let big = (0..<5000).map { UInt8(ascii: "a") + UInt8($0 % 26) }
+    #expect(try tree.write("/devices/ap/card05/value", big) == 4096)
+    #expect(device.stored == [Array(big.prefix(4096))])
+    // What a writer that retries the rest (stdio's fflush) sends next is a store of its own.
+    #expect(try tree.write("/devices/ap/card05/value", Array(big.dropFirst(4096))) == 904)
+    #expect(device.stored == [Array(big.prefix(4096)), Array(big.dropFirst(4096))])
+    // One byte over a page, and far over it: still one page.
+    #expect(try tree.write("/devices/ap/card05/value", [UInt8](repeating: 0x41, count: 4097)) == 4096)
+    #expect(try tree.write("/bus/ap/devices/card05/value", [UInt8](repeating: 0x42, count: 200_000)) == 4096)
+    #expect(device.stored.suffix(2).map(\.count) == [4096, 4096])
+    #expect(device.stored.last == [UInt8](repeating: 0x42, count: 4096))
+  }
+
+  @Test("a long write that store refuses fails whole, with store's errno")
+  func writeTooBigRefused() {
+    let device = Device("")
+    device.storeError = .invalidArgument
+    let tree = makeTree(device)
+    let big = [UInt8](repeating: 0x41, count: 5000)
+    #expect(errno { _ = try tree.write("/devices/ap/card05/value", big) } == .invalidArgument)
     #expect(device.stored.isEmpty)
   }
 

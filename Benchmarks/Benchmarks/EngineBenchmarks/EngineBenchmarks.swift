@@ -106,6 +106,10 @@ let benchmarks: @Sendable () -> Void = {
       setup: { try AssignDomainState(mdevs: mdevs) }
     )
   }
+
+  // MARK: 4. Bounded records
+
+  boundedRecordBenchmarks()
 }
 
 // MARK: - State

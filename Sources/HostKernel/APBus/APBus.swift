@@ -48,15 +48,24 @@ public final class APBus {
     busDevices = busDirectory.directory("devices")
     attributes = APBusAttributes()
     busDirectory.addGroup(attributes.busGroup, owner: self)
-    for d in APDriver.allCases {
-      let dir = busDirectory.directory("drivers").directory(d.name)
-      let handle = APDriverHandle(bus: self, driver: d)
-      driverHandles.append(handle)
-      dir.addGroup(attributes.driverGroup, owner: handle)
-      driverDirectories[d] = dir
-    }
+    busDirectory.directory("drivers")
+    // zcrypt's drivers are built in; vfio_ap registers its own when its module loads, so a
+    // guest's kernel, which never loads it, has no `drivers/vfio_ap`.
+    registerDriver(.cex4card)
+    registerDriver(.cex4queue)
     qci = kernel.hasQCI ? machine.qci(kernel.authority) : nil
     updateLimits()
+  }
+
+  /// `ap_driver_register`: the driver's directory under `/sys/bus/ap/drivers`, with its `bind`
+  /// and `unbind`. Only registered drivers bind devices.
+  func registerDriver(_ d: APDriver) {
+    guard driverDirectories[d] == nil else { return }
+    let dir = busDirectory.directory("drivers").directory(d.name)
+    let handle = APDriverHandle(bus: self, driver: d)
+    driverHandles.append(handle)
+    dir.addGroup(attributes.driverGroup, owner: handle)
+    driverDirectories[d] = dir
   }
 
   func updateLimits() {
@@ -254,7 +263,7 @@ public final class APBus {
   func matches(_ driver: APDriver, _ q: APQueue) -> Bool {
     guard driver.bindsQueues, q.card.type.isSupported else { return false }
     // A guest's kernel has no vfio_ap.
-    if driver == .vfioAP && kernel.vfioAP == nil { return false }
+    if driverDirectories[driver] == nil { return false }
     if let o = q.driverOverride { return o == driver.name }
     return driver.isDefault == isReservedForHost(q.apqn)
   }

@@ -59,6 +59,8 @@ public final class VFIOAPDriver {
     tree.makeDirectories("/bus/matrix/devices").symlink("matrix", toAbsolute: matrix.path)
     typeDirectory.addGroup(MdevAttributes.typeGroup, owner: self)
     tree.makeDirectories("/class/mdev_bus").symlink("matrix", toAbsolute: matrix.path)
+    // `vfio_ap_init` registers the queue driver with the AP bus after the matrix device.
+    kernel.apBus.registerDriver(.vfioAP)
   }
 
   /// `apm_max`, `aqm_max`, `adm_max`.
