@@ -114,27 +114,29 @@ public final class JSONStreamServer: Sendable {
     }
 
     /// Reads the next complete JSON text (an object, or anything else the client sent), or nil
-    /// at end of stream. A syntax error is returned as `.invalid` and the stream continues after
-    /// the bad text's line.
-    public func receive(maxSize: Int = 1 << 20) -> Received? {
+    /// at end of stream (what is left unfinished then is dropped, as QEMU drops it). Errors come
+    /// as `.invalid` with QEMU's text, and the stream goes on as QEMU's does (``JSONStreamer``).
+    /// `maxSize` is QEMU's limit on the bytes of one message's tokens.
+    public func receive(maxSize: Int = JSONStreamer.Limits.qemu.tokenSize) -> Received? {
       while true {
-        if let r = splitter.next() { return r }
+        if let r = streamer?.next() { return r }
         var chunk = [UInt8](repeating: 0, count: 4096)
         let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-        if n <= 0 { return splitter.finish() }
-        splitter.feed(chunk[0..<n], maxSize: maxSize)
+        if n <= 0 { return nil }
+        if streamer == nil { streamer = JSONStreamer(limits: .init(tokenSize: maxSize)) }
+        streamer!.feed(chunk[0..<n])
       }
     }
 
-    nonisolated(unsafe) private var splitter = JSONSplitter()
+    nonisolated(unsafe) private var streamer: JSONStreamer?
 
     func close() {
       if !closed.exchange(true, ordering: .relaxed) { Glibc.close(fd) }
     }
   }
 
-  public enum Received {
-    case value(Any)
+  public enum Received: Sendable {
+    case value(QMPValue)
     case invalid(String)
   }
 }

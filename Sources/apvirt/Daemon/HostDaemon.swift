@@ -147,7 +147,7 @@ final class HostDaemon: Sendable {
       var owned: [Guest] = []
       defer { for g in owned { g.quit(reason: "host-signal") } }
       while let received = connection.receive() {
-        guard case .value(let v) = received, let request = v as? [String: Any],
+        guard case .value(let v) = received, let request = v.foundationObject as? [String: Any],
           let name = request["execute"] as? String
         else {
           connection.send(["error": ["class": "GenericError", "desc": "QMP input must be a JSON object"]])
