@@ -279,6 +279,94 @@ struct QMPMoreTests {
   }
 }
 
+/// The audit's findings, each as qemu-system-s390x 7.2 answered the same bytes (its
+/// query-status return differs: it still has `singlestep`).
+@Suite("QMP: the JSON transport as QEMU's", .serialized)
+struct QMPTransportTests {
+  func negotiated() throws -> RawQMP {
+    let q = try RawQMP(guest: try guest(try makeHost(), ["-cpu", "host"]))
+    _ = q.line()
+    _ = q.exchange(#"{"execute": "qmp_capabilities"}"#)
+    return q
+  }
+
+  let running = "{\"running\": true, \"status\": \"running\"}"
+
+  @Test func anIdOfTwoToTheSixtyThreeIsEchoedExactly() throws {
+    let q = try negotiated()
+    #expect(
+      q.exchange(#"{"execute": "query-status", "id": 9223372036854775808}"#)
+        == "{\"return\": \(running), \"id\": 9223372036854775808}\r\n")
+    #expect(
+      q.exchange(#"{"execute": "query-status", "id": 0.1}"#)
+        == "{\"return\": \(running), \"id\": 0.10000000000000001}\r\n")
+  }
+
+  @Test func halfAMillionOpenBracketsThenAResyncedRequestIsAnswered() throws {
+    let q = try negotiated()
+    // Written from another thread while the replies are read: apvirt writes its replies
+    // blocking, so a client that only writes would stall its own connection.
+    let fd = q.fd
+    let written = DispatchSemaphore(value: 0)
+    Thread.detachNewThread {
+      let b = [UInt8](repeating: UInt8(ascii: "["), count: 500_000)
+      var off = 0
+      while off < b.count {
+        let n = b[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        off += n
+      }
+      written.signal()
+    }
+    for _ in 0..<487 {
+      #expect(
+        q.line()
+          == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON nesting depth limit exceeded\"}}\r\n"
+      )
+    }
+    #expect(written.wait(timeout: .now() + 60) == .success)
+    // 825 brackets are still open: QEMU waits for them to close, or for 0xFF.
+    q.send(#"{"execute": "query-status", "id": 1}"#)
+    q.sendBytes([0xFF])
+    #expect(
+      q.line()
+        == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '\\uFFFD'\"}}\r\n")
+    #expect(
+      q.exchange(#"{"execute": "query-status", "id": 2}"#) == "{\"return\": \(running), \"id\": 2}\r\n")
+  }
+
+  @Test func aTrailingCommaAndABOMAreRefused() throws {
+    let q = try negotiated()
+    #expect(
+      q.exchange(#"{"execute": "query-status",}"#)
+        == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, expecting value\"}}\r\n")
+    // The BOM's first byte is a stray byte; the lexer skips the other two while recovering,
+    // and the request after them is answered.
+    q.sendBytes([0xEF, 0xBB, 0xBF] + Array(#"{"execute": "query-status", "id": 3}"#.utf8))
+    #expect(
+      q.line()
+        == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '\\uFFFD'\"}}\r\n")
+    #expect(q.line() == "{\"return\": \(running), \"id\": 3}\r\n")
+  }
+
+  @Test func execOOBWithoutTheOOBCapabilityIsRefused() throws {
+    let q = try negotiated()
+    #expect(
+      q.exchange(#"{"exec-oob": "query-status", "id": 1}"#)
+        == "{\"id\": 1, \"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input member 'exec-oob' is unexpected\"}}\r\n"
+    )
+    let o = try RawQMP(guest: try guest(try makeHost(), ["-cpu", "host"]))
+    _ = o.line()
+    #expect(
+      o.exchange(#"{"execute": "qmp_capabilities", "arguments": {"enable": ["oob"]}}"#)
+        == "{\"return\": {}}\r\n")
+    #expect(
+      o.exchange(#"{"exec-oob": "device_add", "arguments": {"driver": "vfio-ap"}, "id": 2}"#)
+        == "{\"id\": 2, \"error\": {\"class\": \"GenericError\", \"desc\": \"The command device_add does not support OOB\"}}\r\n"
+    )
+  }
+}
+
 @Suite("QMP: clients in turn, machine reset", .serialized)
 struct QMPClientsTests {
   @Test func clientsConnectInTurnAndEachNegotiates() throws {

@@ -42,7 +42,9 @@ public struct JSONStreamer {
       case .lsquare: brackets += 1
       case .rsquare: brackets -= 1
       case .error:
-        return emit(.invalid(QEMUText.string(Array("JSON parse error, stray '".utf8) + bytes + [0x27])))
+        // `%s` of the token: it ends at a NUL byte, the closing quote does not.
+        let stray = bytes.prefix { $0 != 0 }
+        return emit(.invalid(QEMUText.string(Array("JSON parse error, stray '".utf8) + stray + [0x27])))
       default: break
       }
       if text.count + bytes.count + 1 > limits.tokenSize {
