@@ -348,29 +348,124 @@ struct JSONParserTests {
       [#"{"return": \#(qs), "id": {"x": {"a": [{"d": 1, "c": 2}], "b": 1}}}"#]
     ),
     // Unicode validity, number forms, keys compared as bytes, resynchronizing bytes.
-    (#"{"execute": "query-status", "id": "\uFFFF"}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, \\uFFFF is not a valid Unicode character"}}"#]),
-    (#"{"execute": "query-status", "id": "\uFDD0"}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, \\uFDD0 is not a valid Unicode character"}}"#]),
-    (#"{"execute": "query-status", "id": "\ufffe"}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, \\ufffe is not a valid Unicode character"}}"#]),
-    (#"{"execute": "query-status", "id": "\ud83f\udffe"}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, \\ud83f\\udffe is not a valid Unicode character"}}"#]),
-    (#"{"execute": "query-status", "id": "\ud83d\ude0"}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, \\ud83d is not a valid Unicode character"}}"#]),
-    (#"{"execute": "query-status", "id": "\u"}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, \\u\" is not a valid Unicode character"}}"#]),
-    (#"{"execute": "query-status", "id": "\u00e"}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, \\u00e\" is not a valid Unicode character"}}"#]),
-    (#"{"execute": "query-status", "id": "\uD800\uDBFF"}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, \\uD800 is not a valid Unicode character"}}"#]),
-    (#"{"execute": "query-status", "id": "\uDFFF"}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, \\uDFFF is not a valid Unicode character"}}"#]),
-    (#"{"execute": "query-status", "id": "\xF8\x88\x80\x80\x80"}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid UTF-8 sequence in string"}}"#]),
-    (#"{"execute": "query-status", "id": "\xE0\x80\x80"}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid UTF-8 sequence in string"}}"#]),
-    (#"{"execute": "query-status", "id": "\xC1\xBF"}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid UTF-8 sequence in string"}}"#]),
-    (#"{"execute": "query-status", "id": "\xEF\xB7\x90"}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid UTF-8 sequence in string"}}"#]),
-    (#"{"execute": "query-status", "id": "\xF0\x9F\x98"}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid UTF-8 sequence in string"}}"#]),
-    (#"{"execute": "query-status", "id": "\xFD\xBF\xBF\xBF\xBF\xBF"}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid UTF-8 sequence in string"}}"#]),
-    (#"{"execute": "query-status", "id": "\u0000x", "execute": "x"}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, duplicate key"}}"#]),
-    (#"{"a\u0000": 1, "a\xC0\x80": 2}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, duplicate key"}}"#]),
-    (#"{"\xC3\xA9": 1, "e\xCC\x81": 2, "execute": "query-status", "id": 1}"#, [#"{"id": 1, "error": {"class": "GenericError", "desc": "QMP input member '\u00E9' is unexpected"}}"#]),
-    (#"{"execute": "query-status", "id": xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid keyword 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}"#]),
-    (#"{"execute": "query-status", "id": "aaa\x01"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, stray '\"aaa\u0001'"}}"#]),
-    (#"{"execute": "query-status", "id": "\xE9t\xE9"}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid UTF-8 sequence in string"}}"#]),
-    (#"- {"execute": "query-status", "id": 1}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, stray '- '"}}"#, #"{"return": \#(qs), "id": 1}"#]),
-    (#"\x0B{"execute": "query-status", "id": 1}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, stray '\u000B'"}}"#, #"{"return": \#(qs), "id": 1}"#]),
+    (
+      #"{"execute": "query-status", "id": "\uFFFF"}"#,
+      [
+        #"{"error": {"class": "GenericError", "desc": "JSON parse error, \\uFFFF is not a valid Unicode character"}}"#
+      ]
+    ),
+    (
+      #"{"execute": "query-status", "id": "\uFDD0"}"#,
+      [
+        #"{"error": {"class": "GenericError", "desc": "JSON parse error, \\uFDD0 is not a valid Unicode character"}}"#
+      ]
+    ),
+    (
+      #"{"execute": "query-status", "id": "\ufffe"}"#,
+      [
+        #"{"error": {"class": "GenericError", "desc": "JSON parse error, \\ufffe is not a valid Unicode character"}}"#
+      ]
+    ),
+    (
+      #"{"execute": "query-status", "id": "\ud83f\udffe"}"#,
+      [
+        #"{"error": {"class": "GenericError", "desc": "JSON parse error, \\ud83f\\udffe is not a valid Unicode character"}}"#
+      ]
+    ),
+    (
+      #"{"execute": "query-status", "id": "\ud83d\ude0"}"#,
+      [
+        #"{"error": {"class": "GenericError", "desc": "JSON parse error, \\ud83d is not a valid Unicode character"}}"#
+      ]
+    ),
+    (
+      #"{"execute": "query-status", "id": "\u"}"#,
+      [
+        #"{"error": {"class": "GenericError", "desc": "JSON parse error, \\u\" is not a valid Unicode character"}}"#
+      ]
+    ),
+    (
+      #"{"execute": "query-status", "id": "\u00e"}"#,
+      [
+        #"{"error": {"class": "GenericError", "desc": "JSON parse error, \\u00e\" is not a valid Unicode character"}}"#
+      ]
+    ),
+    (
+      #"{"execute": "query-status", "id": "\uD800\uDBFF"}"#,
+      [
+        #"{"error": {"class": "GenericError", "desc": "JSON parse error, \\uD800 is not a valid Unicode character"}}"#
+      ]
+    ),
+    (
+      #"{"execute": "query-status", "id": "\uDFFF"}"#,
+      [
+        #"{"error": {"class": "GenericError", "desc": "JSON parse error, \\uDFFF is not a valid Unicode character"}}"#
+      ]
+    ),
+    (
+      #"{"execute": "query-status", "id": "\xF8\x88\x80\x80\x80"}"#,
+      [#"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid UTF-8 sequence in string"}}"#]
+    ),
+    (
+      #"{"execute": "query-status", "id": "\xE0\x80\x80"}"#,
+      [#"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid UTF-8 sequence in string"}}"#]
+    ),
+    (
+      #"{"execute": "query-status", "id": "\xC1\xBF"}"#,
+      [#"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid UTF-8 sequence in string"}}"#]
+    ),
+    (
+      #"{"execute": "query-status", "id": "\xEF\xB7\x90"}"#,
+      [#"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid UTF-8 sequence in string"}}"#]
+    ),
+    (
+      #"{"execute": "query-status", "id": "\xF0\x9F\x98"}"#,
+      [#"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid UTF-8 sequence in string"}}"#]
+    ),
+    (
+      #"{"execute": "query-status", "id": "\xFD\xBF\xBF\xBF\xBF\xBF"}"#,
+      [#"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid UTF-8 sequence in string"}}"#]
+    ),
+    (
+      #"{"execute": "query-status", "id": "\u0000x", "execute": "x"}"#,
+      [#"{"error": {"class": "GenericError", "desc": "JSON parse error, duplicate key"}}"#]
+    ),
+    (
+      #"{"a\u0000": 1, "a\xC0\x80": 2}"#,
+      [#"{"error": {"class": "GenericError", "desc": "JSON parse error, duplicate key"}}"#]
+    ),
+    (
+      #"{"\xC3\xA9": 1, "e\xCC\x81": 2, "execute": "query-status", "id": 1}"#,
+      [#"{"id": 1, "error": {"class": "GenericError", "desc": "QMP input member '\u00E9' is unexpected"}}"#]
+    ),
+    (
+      #"{"execute": "query-status", "id": xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx}"#,
+      [
+        #"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid keyword 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}"#
+      ]
+    ),
+    (
+      #"{"execute": "query-status", "id": "aaa\x01"#,
+      [#"{"error": {"class": "GenericError", "desc": "JSON parse error, stray '\"aaa\u0001'"}}"#]
+    ),
+    (
+      #"{"execute": "query-status", "id": "\xE9t\xE9"}"#,
+      [#"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid UTF-8 sequence in string"}}"#]
+    ),
+    (
+      #"- {"execute": "query-status", "id": 1}"#,
+      [
+        #"{"error": {"class": "GenericError", "desc": "JSON parse error, stray '- '"}}"#,
+        #"{"return": \#(qs), "id": 1}"#,
+      ]
+    ),
+    (
+      #"\x0B{"execute": "query-status", "id": 1}"#,
+      [
+        #"{"error": {"class": "GenericError", "desc": "JSON parse error, stray '\u000B'"}}"#,
+        #"{"return": \#(qs), "id": 1}"#,
+      ]
+    ),
     (#"\x0D\x0A\x09 {"execute": "query-status", "id": 1}\x0D\x0A"#, [#"{"return": \#(qs), "id": 1}"#]),
     (#"{"execute": "query-status", "id": 'a\"b\'c'}"#, [#"{"return": \#(qs), "id": "a\"b'c"}"#]),
     (#"{"execute": "query-status", "id": 1.5e3}"#, [#"{"return": \#(qs), "id": 1500}"#]),
@@ -378,30 +473,91 @@ struct JSONParserTests {
     (#"{"execute": "query-status", "id": -0.5}"#, [#"{"return": \#(qs), "id": -0.5}"#]),
     (#"{"execute": "query-status", "id": 1e5}"#, [#"{"return": \#(qs), "id": 100000}"#]),
     (#"{"execute": "query-status", "id": -1E+2}"#, [#"{"return": \#(qs), "id": -100}"#]),
-    (#"{"execute": "query-status", "id": 0e0}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, expected separator in dict"}}"#]),
+    (
+      #"{"execute": "query-status", "id": 0e0}"#,
+      [#"{"error": {"class": "GenericError", "desc": "JSON parse error, expected separator in dict"}}"#]
+    ),
     (#"{"execute": "query-status", "id": 1 }"#, [#"{"return": \#(qs), "id": 1}"#]),
-    (#"{"execute": "query-status", "id": [1, [2, {"z": null, "y": true}], "s"]}"#, [#"{"return": \#(qs), "id": [1, [2, {"y": true, "z": null}], "s"]}"#]),
-    (#"{"execute": "query-status", "arguments": {}, "id": 1, "arguments": {}}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, duplicate key"}}"#]),
-    (#"{"execute": "query-status", "arguments": {"a": 1}, "id": 1}"#, [#"{"id": 1, "error": {"class": "GenericError", "desc": "Parameter 'a' is unexpected"}}"#]),
-    (#"{"execute": "query-status", "execute": 1}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, duplicate key"}}"#]),
-    (#"{"id": 1}"#, [#"{"id": 1, "error": {"class": "GenericError", "desc": "QMP input lacks member 'execute'"}}"#]),
-    (#"{"control": 1, "execute": "query-status", "id": 1}"#, [#"{"id": 1, "error": {"class": "GenericError", "desc": "QMP input member 'control' is unexpected"}}"#]),
+    (
+      #"{"execute": "query-status", "id": [1, [2, {"z": null, "y": true}], "s"]}"#,
+      [#"{"return": \#(qs), "id": [1, [2, {"y": true, "z": null}], "s"]}"#]
+    ),
+    (
+      #"{"execute": "query-status", "arguments": {}, "id": 1, "arguments": {}}"#,
+      [#"{"error": {"class": "GenericError", "desc": "JSON parse error, duplicate key"}}"#]
+    ),
+    (
+      #"{"execute": "query-status", "arguments": {"a": 1}, "id": 1}"#,
+      [#"{"id": 1, "error": {"class": "GenericError", "desc": "Parameter 'a' is unexpected"}}"#]
+    ),
+    (
+      #"{"execute": "query-status", "execute": 1}"#,
+      [#"{"error": {"class": "GenericError", "desc": "JSON parse error, duplicate key"}}"#]
+    ),
+    (
+      #"{"id": 1}"#,
+      [#"{"id": 1, "error": {"class": "GenericError", "desc": "QMP input lacks member 'execute'"}}"#]
+    ),
+    (
+      #"{"control": 1, "execute": "query-status", "id": 1}"#,
+      [#"{"id": 1, "error": {"class": "GenericError", "desc": "QMP input member 'control' is unexpected"}}"#]
+    ),
     (#"{"execute": "query-status", "id": 1}x"#, [#"{"return": \#(qs), "id": 1}"#]),
-    (#"{"execute": "query-status", "id": 1}\xFF\xFE{"execute": "query-status", "id": 2}"#, [#"{"return": \#(qs), "id": 1}"#, #"{"error": {"class": "GenericError", "desc": "JSON parse error, stray '\uFFFD'"}}"#, #"{"error": {"class": "GenericError", "desc": "JSON parse error, stray '\uFFFD'"}}"#, #"{"return": \#(qs), "id": 2}"#]),
-    (#"{"execute": "query-status", "id": "a\x7Fb\xC2\x80"}"#, [#"{"return": \#(qs), "id": "a\u007Fb\u0080"}"#]),
+    (
+      #"{"execute": "query-status", "id": 1}\xFF\xFE{"execute": "query-status", "id": 2}"#,
+      [
+        #"{"return": \#(qs), "id": 1}"#,
+        #"{"error": {"class": "GenericError", "desc": "JSON parse error, stray '\uFFFD'"}}"#,
+        #"{"error": {"class": "GenericError", "desc": "JSON parse error, stray '\uFFFD'"}}"#,
+        #"{"return": \#(qs), "id": 2}"#,
+      ]
+    ),
+    (
+      #"{"execute": "query-status", "id": "a\x7Fb\xC2\x80"}"#,
+      [#"{"return": \#(qs), "id": "a\u007Fb\u0080"}"#]
+    ),
     (#"{"execute": "query-status", "id": 1, "id2": [}"#, []),
-    (#"["a": 1]"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, expected separator in list"}}"#]),
-    (#"{"a" 1}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, missing : in object pair"}}"#]),
-    (#"{"a": 1 "b"}"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, expected separator in dict"}}"#]),
-    (#"[1 2]"#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, expected separator in list"}}"#]),
-    (#"{"execute": "qmp_capabilities", "id": 1}"#, [#"{"id": 1, "error": {"class": "CommandNotFound", "desc": "Capabilities negotiation is already complete, command ignored"}}"#]),
-    (#"{"exec-oob": 1}"#, [#"{"error": {"class": "GenericError", "desc": "QMP input member 'exec-oob' is unexpected"}}"#]),
-    (#"truefalse "#, [#"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid keyword 'truefalse'"}}"#]),
+    (
+      #"["a": 1]"#,
+      [#"{"error": {"class": "GenericError", "desc": "JSON parse error, expected separator in list"}}"#]
+    ),
+    (
+      #"{"a" 1}"#,
+      [#"{"error": {"class": "GenericError", "desc": "JSON parse error, missing : in object pair"}}"#]
+    ),
+    (
+      #"{"a": 1 "b"}"#,
+      [#"{"error": {"class": "GenericError", "desc": "JSON parse error, expected separator in dict"}}"#]
+    ),
+    (
+      #"[1 2]"#,
+      [#"{"error": {"class": "GenericError", "desc": "JSON parse error, expected separator in list"}}"#]
+    ),
+    (
+      #"{"execute": "qmp_capabilities", "id": 1}"#,
+      [
+        #"{"id": 1, "error": {"class": "CommandNotFound", "desc": "Capabilities negotiation is already complete, command ignored"}}"#
+      ]
+    ),
+    (
+      #"{"exec-oob": 1}"#,
+      [#"{"error": {"class": "GenericError", "desc": "QMP input member 'exec-oob' is unexpected"}}"#]
+    ),
+    (
+      #"truefalse "#,
+      [#"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid keyword 'truefalse'"}}"#]
+    ),
     (#"1.0e+"#, []),
     (#""\/\b""#, [#"{"error": {"class": "GenericError", "desc": "QMP input must be a JSON object"}}"#]),
     (#"'\u0041'"#, [#"{"error": {"class": "GenericError", "desc": "QMP input must be a JSON object"}}"#]),
-    (#"123456789012345678901234567890 "#, [#"{"error": {"class": "GenericError", "desc": "QMP input must be a JSON object"}}"#]),
-    (#"-123456789012345678901234567890 "#, [#"{"error": {"class": "GenericError", "desc": "QMP input must be a JSON object"}}"#]),
+    (
+      #"123456789012345678901234567890 "#,
+      [#"{"error": {"class": "GenericError", "desc": "QMP input must be a JSON object"}}"#]
+    ),
+    (
+      #"-123456789012345678901234567890 "#,
+      [#"{"error": {"class": "GenericError", "desc": "QMP input must be a JSON object"}}"#]
+    ),
   ]
 
   @Test func repliesAsQEMUWroteThem() throws {
@@ -565,6 +721,45 @@ struct JSONParserTests {
           #"{"id": 1, "error": {"class": "GenericError", "desc": "QMP input member 'exec-oob' must be a string"}}"#
         ])
     #expect(oob.replies(#"{"execute": "query-status", "id": 1}"#) == [#"{"return": \#(qs), "id": 1}"#])
+  }
+
+  /// The deepest nesting QEMU parses (1024) is parsed, echoed and written, on a test thread
+  /// and on a connection's.
+  @Test func theDeepestNestingIsParsed() throws {
+    let q = try StreamedQMP()
+    let deep = String(repeating: "[", count: 1023) + String(repeating: "]", count: 1023)
+    #expect(
+      q.replies(String(repeating: "[", count: 1024) + String(repeating: "]", count: 1024))
+        == [#"{"error": {"class": "GenericError", "desc": "QMP input must be a JSON object"}}"#])
+    #expect(
+      q.replies(#"{"execute":"query-status","id":\#(deep)}"#)
+        == [#"{"return": \#(qs), "id": \#(deep.replacingOccurrences(of: "][", with: "], ["))}"#])
+    let r = try RawQMP(guest: try guest(try makeHost(), ["-cpu", "host"]))
+    _ = r.line()
+    _ = r.exchange(#"{"execute": "qmp_capabilities"}"#)
+    #expect(
+      r.exchange(#"{"execute":"query-status","id":\#(deep)}"#) == #"{"return": \#(qs), "id": \#(deep)}"#
+        + "\r\n")
+  }
+
+  @Test func foundationObjectsForTheControlSocket() {
+    let v = QMPValue.object([
+      ("execute", .string("guest-start")),
+      (
+        "arguments",
+        .object([("argv", .array([.string("-cpu"), .string("host")])), ("daemonize", .bool(true))])
+      ),
+      ("n", .uint(1 << 63)), ("x", .null),
+    ])
+    let d = v.foundationObject as? [String: Any]
+    #expect(d?["execute"] as? String == "guest-start")
+    let args = d?["arguments"] as? [String: Any]
+    #expect(args?["argv"] as? [String] == ["-cpu", "host"])
+    #expect(args?["daemonize"] as? Bool == true)
+    #expect((d?["n"] as? NSNumber)?.uint64Value == 1 << 63)
+    #expect(d?["x"] is NSNull)
+    // And back, as other code still converts Foundation objects.
+    #expect(QMPValue(v.foundationObject)["n"]?.json == "9223372036854775808")
   }
 
   @Test func qdictOrderIsTdbHashBuckets() {

@@ -82,6 +82,9 @@ public struct JSONStreamer {
   var collector: Collector
 
   init(limits: Limits = .qemu) {
+    // Token offsets are 32-bit.
+    var limits = limits
+    limits.tokenSize = min(limits.tokenSize, Int(UInt32.max) - 1)
     lexer = JSONLexer(maxTokenSize: limits.tokenSize)
     collector = Collector(limits: limits)
   }
