@@ -663,6 +663,8 @@ struct JSONParserTests {
       q.replies([quote] + [UInt8](repeating: a, count: n - 3) + [quote])
         == [#"{"error": {"class": "GenericError", "desc": "QMP input must be a JSON object"}}"#])
     #expect(q.replies([quote] + [UInt8](repeating: a, count: n - 2) + [quote]) == [size])
+    // The 64 MiB are given back once refused.
+    #expect(q.streamer.collector.text.capacity <= 1 << 16 && q.streamer.lexer.token.capacity <= 1 << 16)
     #expect(q.replies([quote] + [UInt8](repeating: a, count: n + 4)) == [size])
     #expect(q.streamer.pendingBytes == 4)
     let object = #"{"error": {"class": "GenericError", "desc": "QMP input must be a JSON object"}}"#
