@@ -17,7 +17,7 @@ struct QMPTests {
     )
     #expect(
       q.exchange(#"{"execute": "query-status", "id": 7}"#)
-        == "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Expecting capabilities negotiation with 'qmp_capabilities'\"}, \"id\": 7}\r\n"
+        == "{\"id\": 7, \"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Expecting capabilities negotiation with 'qmp_capabilities'\"}}\r\n"
     )
     #expect(
       q.exchange(#"{"execute": "qmp_capabilities", "arguments": {"enable": ["x"]}}"#)
@@ -42,7 +42,8 @@ struct QMPTests {
     _ = q.line()
     _ = q.exchange(#"{"execute": "qmp_capabilities"}"#)
     func err(_ desc: String, _ id: String? = nil, _ cls: String = "GenericError") -> String {
-      "{\"error\": {\"class\": \"\(cls)\", \"desc\": \"\(desc)\"}\(id.map { ", \"id\": \($0)" } ?? "")}\r\n"
+      // QEMU writes the reply as a QDict: "id" hashes before "error".
+      "{\(id.map { "\"id\": \($0), " } ?? "")\"error\": {\"class\": \"\(cls)\", \"desc\": \"\(desc)\"}}\r\n"
     }
     #expect(q.exchange("[1, 2]\n") == err("QMP input must be a JSON object"))
     #expect(
@@ -85,7 +86,7 @@ struct QMPTests {
       #"{"execute": "device_add", "arguments": {"driver": "vfio-ap", "sysfsdev": "/sys/bus/mdev/devices/\#(uuid2)"}, "id": 2}"#
     #expect(
       q.exchange(second)
-        == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"A 'ap-bus' bus was found but is full\"}, \"id\": 2}\r\n"
+        == "{\"id\": 2, \"error\": {\"class\": \"GenericError\", \"desc\": \"A 'ap-bus' bus was found but is full\"}}\r\n"
     )
     let withBus =
       #"{"execute": "device_add", "arguments": {"driver": "vfio-ap", "bus": "ap-bus", "sysfsdev": "/sys/bus/mdev/devices/\#(uuid2)"}}"#
@@ -257,14 +258,112 @@ struct QMPMoreTests {
     let q = try RawQMP(guest: try guest(host, ["-cpu", "host"]))
     _ = q.line()
     _ = q.exchange(#"{"execute": "qmp_capabilities"}"#)
+    // QEMU's bound: 64 MiB of token text per message. The string's token ends the message
+    // (43 bytes of tokens before it), the two closing braces are then messages of their own.
+    // Replies as qemu-system-s390x 7.2 gave them.
     q.send(
-      "{\"execute\": \"query-status\", \"arguments\": {\"x\": \"" + String(repeating: "a", count: 1_100_000)
-        + "\"}}")
+      "{\"execute\": \"query-status\", \"arguments\": {\"x\": \""
+        + String(repeating: "a", count: (64 << 20) - 40) + "\"}}")
     #expect(
-      q.line() == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON message too large\"}}\r\n")
+      q.line()
+        == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON token size limit exceeded\"}}\r\n")
+    for _ in 0..<2 {
+      #expect(
+        q.line()
+          == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, expecting value\"}}\r\n"
+      )
+    }
     #expect(
       q.exchange(#"{"execute": "query-status", "id": 1}"#)
         == "{\"return\": {\"running\": true, \"status\": \"running\"}, \"id\": 1}\r\n")
+  }
+}
+
+/// The audit's findings, each as qemu-system-s390x 7.2 answered the same bytes (its
+/// query-status return differs: it still has `singlestep`).
+@Suite("QMP: the JSON transport as QEMU's", .serialized)
+struct QMPTransportTests {
+  func negotiated() throws -> RawQMP {
+    let q = try RawQMP(guest: try guest(try makeHost(), ["-cpu", "host"]))
+    _ = q.line()
+    _ = q.exchange(#"{"execute": "qmp_capabilities"}"#)
+    return q
+  }
+
+  let running = "{\"running\": true, \"status\": \"running\"}"
+
+  @Test func anIdOfTwoToTheSixtyThreeIsEchoedExactly() throws {
+    let q = try negotiated()
+    #expect(
+      q.exchange(#"{"execute": "query-status", "id": 9223372036854775808}"#)
+        == "{\"return\": \(running), \"id\": 9223372036854775808}\r\n")
+    #expect(
+      q.exchange(#"{"execute": "query-status", "id": 0.1}"#)
+        == "{\"return\": \(running), \"id\": 0.10000000000000001}\r\n")
+  }
+
+  @Test func halfAMillionOpenBracketsThenAResyncedRequestIsAnswered() throws {
+    let q = try negotiated()
+    // Written from another thread while the replies are read: apvirt writes its replies
+    // blocking, so a client that only writes would stall its own connection.
+    let fd = q.fd
+    let written = DispatchSemaphore(value: 0)
+    Thread.detachNewThread {
+      let b = [UInt8](repeating: UInt8(ascii: "["), count: 500_000)
+      var off = 0
+      while off < b.count {
+        let n = b[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        off += n
+      }
+      written.signal()
+    }
+    for _ in 0..<487 {
+      #expect(
+        q.line()
+          == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON nesting depth limit exceeded\"}}\r\n"
+      )
+    }
+    #expect(written.wait(timeout: .now() + 60) == .success)
+    // 825 brackets are still open: QEMU waits for them to close, or for 0xFF.
+    q.send(#"{"execute": "query-status", "id": 1}"#)
+    q.sendBytes([0xFF])
+    #expect(
+      q.line()
+        == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '\\uFFFD'\"}}\r\n")
+    #expect(
+      q.exchange(#"{"execute": "query-status", "id": 2}"#) == "{\"return\": \(running), \"id\": 2}\r\n")
+  }
+
+  @Test func aTrailingCommaAndABOMAreRefused() throws {
+    let q = try negotiated()
+    #expect(
+      q.exchange(#"{"execute": "query-status",}"#)
+        == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, expecting value\"}}\r\n")
+    // The BOM's first byte is a stray byte; the lexer skips the other two while recovering,
+    // and the request after them is answered.
+    q.sendBytes([0xEF, 0xBB, 0xBF] + Array(#"{"execute": "query-status", "id": 3}"#.utf8))
+    #expect(
+      q.line()
+        == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '\\uFFFD'\"}}\r\n")
+    #expect(q.line() == "{\"return\": \(running), \"id\": 3}\r\n")
+  }
+
+  @Test func execOOBWithoutTheOOBCapabilityIsRefused() throws {
+    let q = try negotiated()
+    #expect(
+      q.exchange(#"{"exec-oob": "query-status", "id": 1}"#)
+        == "{\"id\": 1, \"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input member 'exec-oob' is unexpected\"}}\r\n"
+    )
+    let o = try RawQMP(guest: try guest(try makeHost(), ["-cpu", "host"]))
+    _ = o.line()
+    #expect(
+      o.exchange(#"{"execute": "qmp_capabilities", "arguments": {"enable": ["oob"]}}"#)
+        == "{\"return\": {}}\r\n")
+    #expect(
+      o.exchange(#"{"exec-oob": "device_add", "arguments": {"driver": "vfio-ap"}, "id": 2}"#)
+        == "{\"id\": 2, \"error\": {\"class\": \"GenericError\", \"desc\": \"The command device_add does not support OOB\"}}\r\n"
+    )
   }
 }
 

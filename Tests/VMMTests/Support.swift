@@ -55,6 +55,10 @@ final class RawQMP {
     _ = b.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
   }
 
+  func sendBytes(_ b: [UInt8]) {
+    _ = b.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+  }
+
   /// The next line, with its CRLF.
   func line() -> String {
     while true {

@@ -258,11 +258,13 @@ public final class JSONStreamServer: Sendable {
     public var overrun: Bool { output.withLock { $0.overrun } }
 
     /// Reads the next complete JSON text (an object, or anything else the client sent), or nil
-    /// at end of stream. A syntax error is returned as `.invalid` and the stream continues after
-    /// the bad text's line. While it waits, queued output is flushed as the client takes it.
-    public func receive(maxSize: Int = 1 << 20) -> Received? {
+    /// at end of stream (what is left unfinished then is dropped, as QEMU drops it). Errors come
+    /// as `.invalid` with QEMU's text, and the stream goes on as QEMU's does (``JSONStreamer``).
+    /// `maxSize` is QEMU's limit on the bytes of one message's tokens. While it waits, queued
+    /// output is flushed as the client takes it.
+    public func receive(maxSize: Int = JSONStreamer.Limits.qemu.tokenSize) -> Received? {
       while true {
-        if let r = splitter.next() { return r }
+        if let r = streamer?.next() { return r }
         if overrun { return nil }
         let hasOutput = pendingOutput > 0
         var fds = [
@@ -272,7 +274,7 @@ public final class JSONStreamServer: Sendable {
         let rc = poll(&fds, 2, -1)
         if rc < 0 {
           if errno == EINTR { continue }
-          return splitter.finish()
+          return nil
         }
         if fds[1].revents != 0 {
           var drain = [UInt8](repeating: 0, count: 64)
@@ -287,13 +289,14 @@ public final class JSONStreamServer: Sendable {
             Glibc.recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT))
           }
           if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
-          if n <= 0 { return splitter.finish() }
-          splitter.feed(chunk[0..<n], maxSize: maxSize)
+          if n <= 0 { return nil }
+          if streamer == nil { streamer = JSONStreamer(limits: .init(tokenSize: maxSize)) }
+          streamer!.feed(chunk[0..<n])
         }
       }
     }
 
-    nonisolated(unsafe) private var splitter = JSONSplitter()
+    nonisolated(unsafe) private var streamer: JSONStreamer?
 
     /// Ends the connection from the server's side: the reader sees end of stream.
     func shutdown() { Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
@@ -323,8 +326,8 @@ public final class JSONStreamServer: Sendable {
     }
   }
 
-  public enum Received {
-    case value(Any)
+  public enum Received: Sendable {
+    case value(QMPValue)
     case invalid(String)
   }
 }

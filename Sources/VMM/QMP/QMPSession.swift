@@ -7,6 +7,8 @@ import Synchronization
 public final class QMPSession: Sendable {
   let guest: Guest
   let negotiated = Atomic<Bool>(false)
+  /// The client enabled the `oob` capability: `exec-oob` is then understood.
+  let oobEnabled = Atomic<Bool>(false)
   /// A `quit` was answered; the guest quits once the reply is out.
   let quitRequested = Atomic<Bool>(false)
 
@@ -74,48 +76,65 @@ public final class QMPSession: Sendable {
     }
   }
 
+  /// A reply as QEMU writes it: a QDict, so `id` (echoed as received) goes before `error`
+  /// and after `return`, and objects inside `id` come back in QDict order.
   static func error(_ cls: String, _ desc: String, id: QMPValue?) -> QMPValue {
     var m: [(String, QMPValue)] = [("error", .object([("class", .string(cls)), ("desc", .string(desc))]))]
     if let id { m.append(("id", id)) }
-    return .object(m)
+    return QMPValue.object(m).qdictOrdered
   }
 
   static func success(_ value: QMPValue, id: QMPValue?) -> QMPValue {
     var m: [(String, QMPValue)] = [("return", value)]
-    if let id { m.append(("id", id)) }
-    return .object(m)
+    if let id { m.append(("id", id.qdictOrdered)) }
+    return .object(QMPValue.qdictOrder(m))
   }
 
-  func handleRequest(_ v: Any, eventSink: @escaping @Sendable (QMPValue) -> Void) -> QMPValue {
-    guard let obj = v as? [String: Any] else {
+  /// `qmp_dispatch` with `qmp_dispatch_check_obj`, in QEMU's order: the request must be an
+  /// object; its members are checked in QDict order (so which error wins when several apply is
+  /// QEMU's); `exec-oob` is a member like `execute` only once the client enabled `oob`, and even
+  /// then apvirt's commands refuse it (none is `allow-oob` in QEMU's schema); before
+  /// negotiation every command but `qmp_capabilities` is "not found", reworded as QEMU's
+  /// `monitor_qmp_dispatch` does.
+  func handleRequest(_ v: QMPValue, eventSink: @escaping @Sendable (QMPValue) -> Void) -> QMPValue {
+    guard case .object(let members) = v else {
       return Self.error("GenericError", "QMP input must be a JSON object", id: nil)
     }
-    let id = obj["id"].map { QMPValue($0) }
-    for key in obj.keys.sorted() {
+    let id = v["id"]
+    let allowOOB = oobEnabled.load(ordering: .relaxed)
+    var execKey: String?
+    for (key, value) in QMPValue.qdictOrder(members) {
       switch key {
-      case "execute", "exec-oob":
-        guard obj[key] is String else {
+      case "execute",
+        "exec-oob" where allowOOB:
+        guard case .string = value else {
           return Self.error("GenericError", "QMP input member '\(key)' must be a string", id: id)
         }
+        if let execKey {
+          return Self.error("GenericError", "QMP input member '\(key)' clashes with '\(execKey)'", id: id)
+        }
+        execKey = key
       case "arguments":
-        guard obj[key] is [String: Any] else {
+        guard case .object = value else {
           return Self.error("GenericError", "QMP input member 'arguments' must be an object", id: id)
         }
-      case "id", "control":
+      case "id":
         break
       default:
         return Self.error("GenericError", "QMP input member '\(key)' is unexpected", id: id)
       }
     }
-    guard let name = (obj["execute"] ?? obj["exec-oob"]) as? String else {
+    guard let execKey, let name = v[execKey]?.stringValue else {
       return Self.error("GenericError", "QMP input lacks member 'execute'", id: id)
     }
-    let args = QMPValue(obj["arguments"] as? [String: Any] ?? [:])
+    let oob = execKey == "exec-oob"
+    let args = v["arguments"] ?? .emptyObject
     if !negotiated.load(ordering: .relaxed) {
       guard name == "qmp_capabilities" else {
         return Self.error(
           "CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'", id: id)
       }
+      var enableOOB = false
       if case .object(let m) = args {
         for (k, v) in m {
           guard k == "enable" else {
@@ -127,11 +146,16 @@ public final class QMPSession: Sendable {
           for c in caps where c.stringValue != "oob" {
             return Self.error("GenericError", "Capability \(c.stringValue ?? c.json) not available", id: id)
           }
+          enableOOB = !caps.isEmpty
         }
       }
+      oobEnabled.store(enableOOB, ordering: .relaxed)
       negotiated.store(true, ordering: .relaxed)
       guest.addSink(ObjectIdentifier(self), eventSink)
       return Self.success(.emptyObject, id: id)
+    }
+    if oob && Self.commands.contains(name) {
+      return Self.error("GenericError", "The command \(name) does not support OOB", id: id)
     }
     do throws(DeviceError) {
       return Self.success(try dispatch(name, args), id: id)

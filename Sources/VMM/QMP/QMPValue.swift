@@ -1,12 +1,20 @@
 import Foundation
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// A JSON value that keeps the order of object members, written the way QEMU's JSON writer
 /// writes it: `{"return": {}, "id": 1}`, with a space after `:` and `,`.
+///
+/// Numbers are QEMU's QNum kinds: `int` (QNUM_I64), `uint` (QNUM_U64, integers above
+/// Int64.max) and `double` (QNUM_DOUBLE).
 public indirect enum QMPValue: Sendable, Equatable {
   case object([(String, QMPValue)])
   case array([QMPValue])
   case string(String)
   case int(Int)
+  case uint(UInt64)
   case double(Double)
   case bool(Bool)
   case null
@@ -26,13 +34,22 @@ public indirect enum QMPValue: Sendable, Equatable {
       return Self.quote(s)
     case .int(let i):
       return String(i)
+    case .uint(let u):
+      return String(u)
     case .double(let d):
-      return d == d.rounded() && abs(d) < 1e15 ? String(format: "%.0f", d) : String(d)
+      return Self.formatDouble(d)
     case .bool(let b):
       return b ? "true" : "false"
     case .null:
       return "null"
     }
+  }
+
+  /// `json_writer_double`: C's `%.17g` (so 0.1 is `0.10000000000000001`, 1e400 `inf`).
+  static func formatDouble(_ d: Double) -> String {
+    var buffer = [CChar](repeating: 0, count: 64)
+    _ = withVaList([d]) { vsnprintf(&buffer, buffer.count, "%.17g", $0) }
+    return String(cString: buffer)
   }
 
   /// QEMU's string quoting: `"` and `\` escaped, control characters and non-ASCII as \uXXXX.
@@ -69,6 +86,7 @@ public indirect enum QMPValue: Sendable, Equatable {
       switch String(cString: n.objCType) {
       case "c": self = .bool(n.boolValue)
       case "d", "f": self = .double(n.doubleValue)
+      case "Q" where n.uint64Value > UInt64(Int.max): self = .uint(n.uint64Value)
       default: self = .int(n.intValue)
       }
     case is NSNull:
@@ -94,9 +112,73 @@ public indirect enum QMPValue: Sendable, Equatable {
     case .object: "object"
     case .array: "array"
     case .string: "string"
-    case .int, .double: "number"
+    case .int, .uint, .double: "number"
     case .bool: "boolean"
     case .null: "null"
     }
+  }
+
+  /// The value as JSONSerialization would have produced it, for code that still works on
+  /// Foundation objects.
+  public var foundationObject: Any {
+    switch self {
+    case .object(let m):
+      var d: [String: Any] = [:]
+      for (k, v) in m { d[k] = v.foundationObject }
+      return d
+    case .array(let a): return a.map(\.foundationObject)
+    case .string(let s): return s
+    case .int(let i): return i
+    case .uint(let u): return NSNumber(value: u)
+    case .double(let d): return d
+    case .bool(let b): return b
+    case .null: return NSNull()
+    }
+  }
+
+  /// The value with every object's members in the order a QDict built from them iterates:
+  /// QEMU writes dictionaries in hash-bucket order, not in the order they were received or
+  /// built, so an echoed `id` object comes back reordered (`{"b": 1, "a": 2}` as
+  /// `{"a": 2, "b": 1}`), and a reply's `id` goes before `error` but after `return`.
+  public var qdictOrdered: QMPValue {
+    switch self {
+    case .object(let m): return .object(Self.qdictOrder(m.map { ($0.0, $0.1.qdictOrdered) }))
+    case .array(let a): return .array(a.map(\.qdictOrdered))
+    default: return self
+    }
+  }
+
+  /// `qdict_put_obj` then `qdict_first`/`qdict_next`: 512 buckets by `tdb_hash`, each bucket's
+  /// newest entry first; putting a key again replaces its value in place.
+  static func qdictOrder(_ members: [(String, QMPValue)]) -> [(String, QMPValue)] {
+    var buckets: [Int: [(String, QMPValue)]] = [:]
+    for (k, v) in members {
+      let b = Int(tdbHash(k) % 512)
+      if let i = buckets[b]?.firstIndex(where: { Array($0.0.utf8) == Array(k.utf8) }) {
+        buckets[b]![i].1 = v
+      } else {
+        buckets[b, default: []].insert((k, v), at: 0)
+      }
+    }
+    return buckets.keys.sorted().flatMap { buckets[$0]! }
+  }
+
+  /// `tdb_hash` of `qobject/qdict.c`, over the key's (modified) UTF-8 bytes as a C string.
+  static func tdbHash(_ key: String) -> UInt32 {
+    let bytes = Self.modifiedUTF8(key)
+    var value = 0x238F_13AF &* UInt32(truncatingIfNeeded: bytes.count)
+    for (i, c) in bytes.enumerated() {
+      value = value &+ (UInt32(c) << UInt32(i * 5 % 24))
+    }
+    return 1_103_515_243 &* value &+ 12345
+  }
+
+  /// How QEMU holds a string: UTF-8 with U+0000 as C0 80.
+  static func modifiedUTF8(_ s: String) -> [UInt8] {
+    var out: [UInt8] = []
+    for b in s.utf8 {
+      if b == 0 { out += [0xC0, 0x80] } else { out.append(b) }
+    }
+    return out
   }
 }

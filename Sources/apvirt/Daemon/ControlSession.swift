@@ -26,27 +26,28 @@ final class ControlSession {
         send(ControlWire.Reply<NoReply>.failure(ControlFailure(message)))
         continue
       case .value(let v):
-        guard let obj = v as? [String: Any] else {
+        guard case .object(let members) = v else {
           send(ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input must be a JSON object")))
           continue
         }
-        guard let execute = obj["execute"] else {
+        guard let execute = v["execute"] else {
           send(ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input lacks member 'execute'")))
           continue
         }
-        guard execute is String else {
+        guard case .string = execute else {
           send(ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input member 'execute' must be a string")))
           continue
         }
-        if let a = obj["arguments"], !(a is [String: Any]) {
+        if let a = v["arguments"], case .object = a {
+        } else if v["arguments"] != nil {
           send(ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input member 'arguments' must be an object")))
           continue
         }
-        guard let data = try? JSONSerialization.data(withJSONObject: obj) else {
-          send(ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input must be a JSON object")))
+        if let extra = members.first(where: { $0.0 != "execute" && $0.0 != "arguments" }) {
+          send(ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input member '\(extra.0)' is unexpected")))
           continue
         }
-        text = data
+        text = Data(v.json.utf8)
       }
       if handle(text) == .stop { return }
       daemon.session.sendInvalidations()
