@@ -59,9 +59,13 @@ final class Daemon {
   let mount: String
   let state: String
   var process: Process?
+  /// A program and its arguments that run `apvirt up` (`prlimit --nofile=...`, a shell that sets
+  /// a umask first); empty runs it directly.
+  var wrapper: [String] = []
   var log: String { (try? String(contentsOfFile: root + "/up.log", encoding: .utf8)) ?? "" }
 
-  init(state: String? = nil) throws {
+  init(state: String? = nil, wrapper: [String] = []) throws {
+    self.wrapper = wrapper
     root = "/tmp/apvirt-test-\(UUID().uuidString.prefix(8))"
     mount = root + "/sys"
     self.state = state ?? root + "/state"
@@ -72,8 +76,10 @@ final class Daemon {
   /// Starts the daemon and waits until `bus/ap/apmask` can be read.
   func start() throws {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: apvirtBinary)
-    p.arguments = ["up", "--mount", mount, "--state", state]
+    let command = [apvirtBinary, "up", "--mount", mount, "--state", state]
+    let argv = wrapper + command
+    p.executableURL = URL(fileURLWithPath: argv[0])
+    p.arguments = Array(argv.dropFirst())
     FileManager.default.createFile(atPath: root + "/up.log", contents: nil)
     let log = FileHandle(forWritingAtPath: root + "/up.log")!
     log.seekToEndOfFile()

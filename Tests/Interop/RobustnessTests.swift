@@ -90,7 +90,7 @@ struct RobustnessTests {
     let d = try Daemon()
     let r = try run(apvirtBinary, ["up", "--mount", d.mount, "--state", d.state])
     #expect(r.status != 0)
-    #expect(r.stderr.contains("already mounted"))
+    #expect(r.stderr.contains("another apvirt up (pid \(d.process!.processIdentifier)) is using"))
     #expect(try d.bash("cat /sys/bus/ap/bindings").status == 0)
   }
 }

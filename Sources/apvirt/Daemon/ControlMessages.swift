@@ -323,7 +323,9 @@ enum ControlWire {
 
   /// Decodes the arguments of a request for `C`, refusing unknown ones and wrong types with
   /// QMP's texts.
-  static func decode<C: ControlCommand>(_: C.Type, _ data: Data, head: Head) throws(ControlFailure) -> C {
+  static func decode<C: ControlCommand>(_: C.Type, _ data: Data, head: Head, numbers: [String: String] = [:])
+    throws(ControlFailure) -> C
+  {
     for name in head.argumentNames ?? [] where !C.fields.contains(name) {
       throw ControlFailure("Parameter '\(name)' is unexpected")
     }
@@ -334,6 +336,12 @@ enum ControlWire {
       }
       return try JSONDecoder().decode(Request<C>.self, from: data).arguments
     } catch let e as DecodingError {
+      if case .dataCorrupted(let ctx) = e, ctx.codingPath.isEmpty,
+        let name = head.argumentNames?.first(where: { numbers[$0] != nil })
+      {
+        // The decoder does not say which number it could not take; the request does.
+        throw ControlFailure("Parameter '\(name)' is out of range or not an integer: \(numbers[name]!)")
+      }
       throw failure(e)
     } catch {
       throw ControlFailure("\(error)")

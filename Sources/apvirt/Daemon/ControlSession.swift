@@ -17,6 +17,23 @@ final class ControlSession {
     self.connection = connection
   }
 
+  /// The arguments whose numbers no integer field takes (fractions, beyond Int64, negative
+  /// where only UInt64 fits), to name them when decoding fails.
+  var numbers: [String: String] = [:]
+
+  static func suspectNumbers(_ arguments: QMPValue?) -> [String: String] {
+    guard case .object(let members)? = arguments else { return [:] }
+    var out: [String: String] = [:]
+    for (k, v) in members {
+      switch v {
+      case .double, .uint: out[k] = v.json
+      case .int(let i) where i < 0: out[k] = v.json
+      default: break
+      }
+    }
+    return out
+  }
+
   func serve() {
     defer { for g in owned { g.quit(reason: "host-signal") } }
     while let received = connection.receive() {
@@ -48,6 +65,7 @@ final class ControlSession {
           continue
         }
         text = Data(v.json.utf8)
+        numbers = Self.suspectNumbers(v["arguments"])
       }
       if handle(text) == .stop { return }
       daemon.session.sendInvalidations()
@@ -117,11 +135,13 @@ final class ControlSession {
       let waited = owned
       let connection = self.connection
       let daemon = self.daemon
+      daemon.guestWaits.add(1, ordering: .relaxed)
       Thread.detachNewThread {
         for g in waited { g.waitUntilQuit() }
         let reason =
           daemon.isStopping ? "host-stopped" : (waited.compactMap(\.quitReason).first ?? "host-qmp-quit")
         Self.send(connection, ControlWire.Reply.success(C.GuestWait.Reply(reason: reason)))
+        daemon.guestWaits.subtract(1, ordering: .relaxed)
       }
     case C.GuestList.name: run(C.GuestList.self, data, head) { _ in guests.names }
     case C.GuestAP.name:
@@ -183,7 +203,7 @@ final class ControlSession {
 
   func decode<Command: ControlCommand>(_: Command.Type, _ data: Data, _ head: ControlWire.Head) -> Command? {
     do throws(ControlFailure) {
-      return try ControlWire.decode(Command.self, data, head: head)
+      return try ControlWire.decode(Command.self, data, head: head, numbers: numbers)
     } catch {
       send(ControlWire.Reply<Command.Reply>.failure(error))
       return nil

@@ -26,6 +26,9 @@ final class HostDaemon: Sendable {
   private let stopping = Atomic<Bool>(false)
   private let stopReason = Mutex<String?>(nil)
 
+  /// `guest-wait` requests not yet answered.
+  let guestWaits = Atomic<Int>(0)
+
   /// Whether the daemon is stopping (or stopped), and why.
   var isStopping: Bool { stopping.load(ordering: .relaxed) }
   private let finished = DispatchSemaphore(value: 0)
@@ -137,6 +140,10 @@ final class HostDaemon: Sendable {
     stopReason.withLock { $0 = reason }
     logger.info("stopping: \(reason)")
     guests.quitAll()
+    // The guests' QEMU processes (`apvirt qemu`) are told why their guest went before their
+    // connections close.
+    let deadline = ContinuousClock.now + .seconds(1)
+    while guestWaits.load(ordering: .relaxed) > 0 && ContinuousClock.now < deadline { usleep(5_000) }
     guestsMount.unmount()
     mount.unmount()
     control.stop()
