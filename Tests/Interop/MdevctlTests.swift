@@ -111,5 +111,16 @@ struct MdevctlTests {
     r = try d.exec(["mdevctl", "list"])
     #expect(r.stdout.contains("\(u2) matrix vfio_ap-passthrough auto (defined)"))
     #expect(try d.bash("cat /sys/bus/mdev/devices/\(u2)/control_domains").stdout == "0003\n")
+    // A 0-byte definition beside them: the real mdevctl cannot list the definitions any more,
+    // and its boot-time start-parent-mdevs starts nothing; neither does apvirt's boot.
+    d.stop()
+    let empty = "0badf00d-0000-4000-8000-000000000000"
+    FileManager.default.createFile(atPath: d.state + "/etc/mdevctl.d/matrix/\(empty)", contents: Data())
+    try d.start()
+    #expect(try d.exec(["mdevctl", "list", "-d"]).status != 0)
+    #expect(
+      try d.bash("test -e /sys/bus/mdev/devices/\(u2)").status != 0,
+      "an mdev started beside a broken definition")
+    #expect(d.log.contains("no mdev of parent matrix started"))
   }
 }

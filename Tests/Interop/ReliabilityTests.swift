@@ -90,17 +90,41 @@ struct ReliabilityTests {
     #expect(try qemu(d, ["-daemonize", "-name", "g", "-cpu", "host"]).status == 0)
     let c = try RawControl(d)
     let cases: [(String, String)] = [
-      (#"{"execute": "guest-ap", "arguments": {"name": "g", "apqn": "05.0004", "psmid": -1}}"#, "Parameter 'psmid' is out of range"),
-      (#"{"execute": "hw-adapter-remove", "arguments": {"apid": true}}"#, "Invalid parameter type for 'apid', expected: integer"),
-      (#"{"execute": "hw-adapter-config", "arguments": {"apid": 5, "configured": 0}}"#, "Invalid parameter type for 'configured', expected: boolean"),
-      (#"{"execute": "guest-start", "arguments": {"argv": "x"}}"#, "Invalid parameter type for 'argv', expected: array"),
+      (
+        #"{"execute": "guest-ap", "arguments": {"name": "g", "apqn": "05.0004", "psmid": -1}}"#,
+        "Parameter 'psmid' is out of range"
+      ),
+      (
+        #"{"execute": "hw-adapter-remove", "arguments": {"apid": true}}"#,
+        "Invalid parameter type for 'apid', expected: integer"
+      ),
+      (
+        #"{"execute": "hw-adapter-config", "arguments": {"apid": 5, "configured": 0}}"#,
+        "Invalid parameter type for 'configured', expected: boolean"
+      ),
+      (
+        #"{"execute": "guest-start", "arguments": {"argv": "x"}}"#,
+        "Invalid parameter type for 'argv', expected: array"
+      ),
       (#"{"execute": "guest-start", "arguments": {"argv": [], "version": "banana"}}"#, "not a QEMU version"),
-      (#"{"execute": "hw-adapter-remove", "arguments": {"apid": 1, "force": true}}"#, "Parameter 'force' is unexpected"),
+      (
+        #"{"execute": "hw-adapter-remove", "arguments": {"apid": 1, "force": true}}"#,
+        "Parameter 'force' is unexpected"
+      ),
       (#"{"execute": "hw-adapter-remove"}"#, "Parameter 'apid' is missing"),
-      (#"{"execute": "hw-adapter-remove", "arguments": {"apid": 1.5}}"#, "Parameter 'apid' is out of range or not an integer"),
-      (#"{"execute": "hw-domain-add", "arguments": {"domain": 99999999999999999999}}"#, "Parameter 'domain' is out of range"),
+      (
+        #"{"execute": "hw-adapter-remove", "arguments": {"apid": 1.5}}"#,
+        "Parameter 'apid' is out of range or not an integer"
+      ),
+      (
+        #"{"execute": "hw-domain-add", "arguments": {"domain": 99999999999999999999}}"#,
+        "Parameter 'domain' is out of range"
+      ),
       (#"{"execute": "guest-ap", "arguments": {"name": "g", "apqn": "05.0004", "payload": "abc"}}"#, "hex"),
-      (#"{"execute": "guest-ap", "arguments": {"name": "g", "apqn": "05.0004", "instruction": "pqap"}}"#, "instruction"),
+      (
+        #"{"execute": "guest-ap", "arguments": {"name": "g", "apqn": "05.0004", "instruction": "pqap"}}"#,
+        "instruction"
+      ),
       (#"{"execute": 5}"#, "QMP input member 'execute' must be a string"),
       (#"{"arguments": {}}"#, "QMP input lacks member 'execute'"),
       (#"[1, 2]"#, "QMP input must be a JSON object"),
@@ -116,8 +140,11 @@ struct ReliabilityTests {
     #expect(try d.bash("cat /sys/devices/ap/card01/online /sys/devices/ap/card05/config").stdout == "1\n1\n")
     #expect(c.ask(#"{"execute": "guest-list"}"#) == #"{"return":["g"]}"#)
     // The well-typed forms work.
-    #expect(c.ask(#"{"execute": "guest-ap", "arguments": {"name": "g", "apqn": "05.0004", "psmid": 7}}"#) != nil)
-    #expect(c.ask(#"{"execute": "hw-adapter-config", "arguments": {"apid": 5, "configured": false}}"#) == #"{"return":{}}"#)
+    #expect(
+      c.ask(#"{"execute": "guest-ap", "arguments": {"name": "g", "apqn": "05.0004", "psmid": 7}}"#) != nil)
+    #expect(
+      c.ask(#"{"execute": "hw-adapter-config", "arguments": {"apid": 5, "configured": false}}"#)
+        == #"{"return":{}}"#)
     #expect(try d.bash("cat /sys/devices/ap/card05/config").stdout == "0\n")
   }
 
@@ -144,19 +171,23 @@ struct ReliabilityTests {
     #expect(r.status == 1)
     #expect(r.stderr == "qemu-system-s390x: Expected key=value format, found ap.\n")
     r = try qemu(d, ["-daemonize", "-name", "t3", "-cpu", "host,ap=maybe"])
-    #expect(r.stderr.contains("can't apply global host-s390x-cpu.ap=maybe: Parameter 'ap' expects 'on' or 'off'"))
+    #expect(
+      r.stderr.contains("can't apply global host-s390x-cpu.ap=maybe: Parameter 'ap' expects 'on' or 'off'"))
     // Seeded random command lines, sent to the daemon as they are (the client's own parse is
     // skipped: this is what any client of the control socket could send).
     var rng = SystemRandomNumberGenerator()
     let words = [
-      "-name", "-cpu", "-device", "-qmp", "-smp", "-m", "-chardev", "-mon", "-machine", "-S", "", ",", ",,", "=",
+      "-name", "-cpu", "-device", "-qmp", "-smp", "-m", "-chardev", "-mon", "-machine", "-S", "", ",", ",,",
+      "=",
       "host,", "host,,,", "z15,ap=on,,apqci", "vfio-ap,sysfsdev=", "vfio-ap,,", "{", "{\"driver\":", "unix:",
       "socket,id=,path=", "chardev=", "cpus=-1", "x=y=z", "\u{0}", "..", "/", "a/b", "-", "--",
     ]
     let c = try RawControl(d)
     for i in 0..<300 {
       let argv = (0..<Int.random(in: 1...6, using: &rng)).map { _ in words.randomElement(using: &rng)! }
-      let json = try JSONSerialization.data(withJSONObject: ["execute": "guest-start", "arguments": ["argv": argv, "daemonize": true]])
+      let json = try JSONSerialization.data(withJSONObject: [
+        "execute": "guest-start", "arguments": ["argv": argv, "daemonize": true],
+      ])
       let reply = c.ask(String(decoding: json, as: UTF8.self))
       #expect(reply != nil, "case \(i): \(argv) got no answer")
       guard reply != nil, c.statusAnswers() else {
@@ -177,7 +208,8 @@ struct ReliabilityTests {
       #expect(r.stderr.contains("apvirt cannot serve a guest"), "\(r.stderr)")
     }
     #expect(try run("/bin/ls", [d.root + "/guests"]).stdout == "ok\n")
-    let r = try run(apvirtBinary, ["exec", "--mount", d.mount, "--state", d.state, "--guest", "../sys", "--", "true"])
+    let r = try run(
+      apvirtBinary, ["exec", "--mount", d.mount, "--state", d.state, "--guest", "../sys", "--", "true"])
     #expect(r.status != 0 && r.stderr.contains("--guest ../sys"), "\(r.stderr)")
   }
 
@@ -192,14 +224,17 @@ struct ReliabilityTests {
       let err = Pipe()
       p.standardError = err
       try p.run()
-      for _ in 0..<100 where !((try? d.apvirt(["status"]))?.stdout.contains("vm g") ?? false) { usleep(50_000) }
+      for _ in 0..<100 where !((try? d.apvirt(["status"]))?.stdout.contains("vm g") ?? false) {
+        usleep(50_000)
+      }
       if kill { d.kill9() } else { d.stop() }
       #expect(waitForExit(p), "apvirt qemu outlived its host")
       if p.isRunning { p.terminate() }
       p.waitUntilExit()
       let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
       #expect(p.terminationStatus == 1)
-      #expect(text.contains(kill ? "lost the apvirt host" : "the apvirt host at \(d.mount) stopped"), "\(text)")
+      #expect(
+        text.contains(kill ? "lost the apvirt host" : "the apvirt host at \(d.mount) stopped"), "\(text)")
     }
   }
 
@@ -247,10 +282,13 @@ struct ReliabilityTests {
     let precious = d.root + "/../precious-\(UUID().uuidString.prefix(6))"
     FileManager.default.createFile(atPath: precious, contents: Data("keep".utf8))
     defer { unlink(precious) }
-    r = try qemu(d, ["-daemonize", "-name", "q", "-cpu", "host", "-qmp", "unix:\(precious),server=on,wait=off"])
+    r = try qemu(
+      d, ["-daemonize", "-name", "q", "-cpu", "host", "-qmp", "unix:\(precious),server=on,wait=off"])
     #expect(r.status == 1 && r.stderr.contains("not a socket"), "\(r.stderr)")
     #expect((try? String(contentsOfFile: precious, encoding: .utf8)) == "keep")
-    r = try qemu(d, ["-daemonize", "-name", "q", "-cpu", "host", "-qmp", "unix:\(d.root)/control.sock,server=on,wait=off"])
+    r = try qemu(
+      d,
+      ["-daemonize", "-name", "q", "-cpu", "host", "-qmp", "unix:\(d.root)/control.sock,server=on,wait=off"])
     #expect(r.status == 1 && r.stderr.contains("Address already in use"), "\(r.stderr)")
     #expect(try d.apvirt(["status"]).status == 0)
 
@@ -271,6 +309,8 @@ struct ReliabilityTests {
     #expect(r.status != 0 && r.stderr.contains("as its state directory"), "\(r.stderr)")
     // The first daemon is whole: its socket, its mount, its pid file.
     #expect(try d.apvirt(["status"]).status == 0)
-    #expect((try? String(contentsOfFile: d.root + "/apvirt.pid", encoding: .utf8)) == "\(d.process!.processIdentifier)\n")
+    #expect(
+      (try? String(contentsOfFile: d.root + "/apvirt.pid", encoding: .utf8))
+        == "\(d.process!.processIdentifier)\n")
   }
 }

@@ -62,7 +62,11 @@ struct TransportReliabilityTests {
   @Test func aClientThatNeverReadsStallsNobody() throws {
     let host = try makeHost()
     let g = try guest(
-      host, ["-name", "slow", "-cpu", "host", "-device", "vfio-ap,id=hostdev0,sysfsdev=/sys/bus/mdev/devices/\(uuid1)"])
+      host,
+      [
+        "-name", "slow", "-cpu", "host", "-device",
+        "vfio-ap,id=hostdev0,sysfsdev=/sys/bus/mdev/devices/\(uuid1)",
+      ])
     let path = Self.socketPath()
     let server = try JSONStreamServer(path: path)
     defer { server.stop() }
@@ -124,7 +128,8 @@ struct TransportReliabilityTests {
       }
     }
     let silent = try TimedClient(path: path, timeout: 5)
-    for _ in 0..<100 where sent.load(ordering: .relaxed) < 2 * JSONStreamServer.Connection.outputLimit / 65536 {
+    for _ in 0..<100 where sent.load(ordering: .relaxed) < 2 * JSONStreamServer.Connection.outputLimit / 65536
+    {
       usleep(20_000)
     }
     usleep(50_000)

@@ -55,7 +55,8 @@ public struct CPUModel: Sendable, Equatable {
       case "off", "false", "no": on = false
       default:
         throw Failure(
-          message: "can't apply global \(name)-s390x-cpu.\(key)=\(value): Parameter '\(key)' expects 'on' or 'off'")
+          message:
+            "can't apply global \(name)-s390x-cpu.\(key)=\(value): Parameter '\(key)' expects 'on' or 'off'")
       }
       m.set(key, on)
       if on { requested.insert(key) }

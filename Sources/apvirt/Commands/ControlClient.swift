@@ -28,8 +28,10 @@ struct ControlClient {
       return "the apvirt daemon at \(paths.mount) did not answer within \(s.formatted()) s (\(socket))"
     }
     var st = stat()
-    if stat(paths.runtime, &st) != 0 && errno == EACCES || access(paths.runtime, X_OK) != 0 && errno == EACCES {
-      return "permission denied: \(paths.runtime) belongs to the daemon's user; run as root (or as the daemon's user or group)"
+    if stat(paths.runtime, &st) != 0 && errno == EACCES || access(paths.runtime, X_OK) != 0 && errno == EACCES
+    {
+      return
+        "permission denied: \(paths.runtime) belongs to the daemon's user; run as root (or as the daemon's user or group)"
     }
     if stat(socket, &st) == 0 && access(socket, W_OK) != 0 {
       return "permission denied on \(socket): the daemon's sockets are its user's (and its --group's) only"

@@ -22,7 +22,8 @@ struct Hardware: ParsableCommand {
     @Argument(help: "on or off.") var state: OnOff
     func run() throws {
       _ = try options.client.call(
-        ControlCommands.AdapterConfig(apid: ControlClient.number(apid, "an adapter"), configured: state == .on))
+        ControlCommands.AdapterConfig(
+          apid: ControlClient.number(apid, "an adapter"), configured: state == .on))
     }
   }
 
@@ -58,7 +59,8 @@ struct Hardware: ParsableCommand {
     @OptionGroup var options: DaemonOptions
     @Argument(help: "The adapter.") var apid: String
     func run() throws {
-      _ = try options.client.call(ControlCommands.AdapterRemove(apid: ControlClient.number(apid, "an adapter")))
+      _ = try options.client.call(
+        ControlCommands.AdapterRemove(apid: ControlClient.number(apid, "an adapter")))
     }
   }
 

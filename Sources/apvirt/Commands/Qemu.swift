@@ -77,7 +77,9 @@ struct Qemu: ParsableCommand {
     do {
       ended = try ControlClient.reply(ControlCommands.GuestWait.self, &client, paths)
     } catch {
-      throw fail("terminating: lost the apvirt host at \(paths.mount) (it stopped or died); guest '\(started.name)' is gone")
+      throw fail(
+        "terminating: lost the apvirt host at \(paths.mount) (it stopped or died); guest '\(started.name)' is gone"
+      )
     }
     if ended.reason == "host-stopped" {
       throw fail("terminating: the apvirt host at \(paths.mount) stopped; guest '\(started.name)' is gone")

@@ -271,7 +271,8 @@ enum ControlWire {
       let c = try decoder.container(keyedBy: CodingKeys.self)
       execute = try c.decode(String.self, forKey: .execute)
       if c.contains(.arguments) {
-        argumentNames = try c.nestedContainer(keyedBy: AnyKey.self, forKey: .arguments).allKeys.map(\.stringValue)
+        argumentNames = try c.nestedContainer(keyedBy: AnyKey.self, forKey: .arguments).allKeys.map(
+          \.stringValue)
       }
     }
   }
@@ -356,9 +357,11 @@ enum ControlWire {
     }
     switch e {
     case .typeMismatch(let type, let ctx):
-      return ControlFailure("Invalid parameter type for '\(name(ctx.codingPath))', expected: \(typeName(type))")
+      return ControlFailure(
+        "Invalid parameter type for '\(name(ctx.codingPath))', expected: \(typeName(type))")
     case .valueNotFound(let type, let ctx):
-      return ControlFailure("Invalid parameter type for '\(name(ctx.codingPath))', expected: \(typeName(type))")
+      return ControlFailure(
+        "Invalid parameter type for '\(name(ctx.codingPath))', expected: \(typeName(type))")
     case .keyNotFound(let key, let ctx):
       return ControlFailure("Parameter '\(name(ctx.codingPath + [key]))' is missing")
     case .dataCorrupted(let ctx):

@@ -28,7 +28,9 @@ enum ControlProtocol {
   static func adapterAdd(_ c: ControlCommands.AdapterAdd, _ host: EmulatedHost) throws(ControlFailure) {
     let typeName = c.type ?? "CEX8"
     let modeName = c.mode ?? "cca"
-    guard let type = AdapterType(name: typeName) else { throw ControlFailure("unknown adapter type '\(typeName)'") }
+    guard let type = AdapterType(name: typeName) else {
+      throw ControlFailure("unknown adapter type '\(typeName)'")
+    }
     guard let mode = AdapterMode(name: modeName) else { throw ControlFailure("unknown mode '\(modeName)'") }
     try hardware(host) { m throws(MachineOperationError) in
       try m.addAdapter(.init(apid: c.apid, type: type, mode: mode))
@@ -41,8 +43,12 @@ enum ControlProtocol {
 
   /// Adds or removes a domain as a usage and/or a control domain. Both parts are checked before
   /// either is made, so a refused operation changes nothing.
-  static func domain(add: Bool, _ d: Int, usage: Bool, control: Bool, _ host: EmulatedHost) throws(ControlFailure) {
-    guard usage || control else { throw ControlFailure("nothing to do: neither a usage nor a control domain") }
+  static func domain(add: Bool, _ d: Int, usage: Bool, control: Bool, _ host: EmulatedHost)
+    throws(ControlFailure)
+  {
+    guard usage || control else {
+      throw ControlFailure("nothing to do: neither a usage nor a control domain")
+    }
     try hardware(host) { m throws(MachineOperationError) in
       let nd = m.definition.nd
       guard (0...nd).contains(d) else { throw .outOfRange("domain", d, nd) }
@@ -94,7 +100,8 @@ enum ControlProtocol {
     }
     return HostStatus(
       machine: k.machine.definition.name, adapters: adapters, usageDomains: k.machine.usageDomains.count,
-      controlDomains: k.machine.controlDomains.count, queues: total, bound: bound, scans: Int(k.apBus.scanCount),
+      controlDomains: k.machine.controlDomains.count, queues: total, bound: bound,
+      scans: Int(k.apBus.scanCount),
       mdevs: mdevs, vms: vms, apmask: k.apBus.apmask.hexString, aqmask: k.apBus.aqmask.hexString)
   }
 }

@@ -52,16 +52,20 @@ final class ControlSession {
           continue
         }
         guard case .string = execute else {
-          send(ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input member 'execute' must be a string")))
+          send(
+            ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input member 'execute' must be a string")))
           continue
         }
         if let a = v["arguments"], case .object = a {
         } else if v["arguments"] != nil {
-          send(ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input member 'arguments' must be an object")))
+          send(
+            ControlWire.Reply<NoReply>.failure(
+              ControlFailure("QMP input member 'arguments' must be an object")))
           continue
         }
         if let extra = members.first(where: { $0.0 != "execute" && $0.0 != "arguments" }) {
-          send(ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input member '\(extra.0)' is unexpected")))
+          send(
+            ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input member '\(extra.0)' is unexpected")))
           continue
         }
         text = Data(v.json.utf8)
@@ -81,7 +85,8 @@ final class ControlSession {
     do {
       head = try JSONDecoder().decode(ControlWire.Head.self, from: data)
     } catch {
-      send(ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input member 'arguments' must be an object")))
+      send(
+        ControlWire.Reply<NoReply>.failure(ControlFailure("QMP input member 'arguments' must be an object")))
       return .next
     }
     let host = daemon.host
@@ -118,12 +123,14 @@ final class ControlSession {
       }
     case C.DomainAdd.name:
       run(C.DomainAdd.self, data, head) { c throws(ControlFailure) in
-        try ControlProtocol.domain(add: true, c.domain, usage: c.usage ?? true, control: c.control ?? true, host)
+        try ControlProtocol.domain(
+          add: true, c.domain, usage: c.usage ?? true, control: c.control ?? true, host)
         return NoReply()
       }
     case C.DomainRemove.name:
       run(C.DomainRemove.self, data, head) { c throws(ControlFailure) in
-        try ControlProtocol.domain(add: false, c.domain, usage: c.usage ?? true, control: c.control ?? true, host)
+        try ControlProtocol.domain(
+          add: false, c.domain, usage: c.usage ?? true, control: c.control ?? true, host)
         return NoReply()
       }
     case C.GuestStart.name:
@@ -145,11 +152,14 @@ final class ControlSession {
       }
     case C.GuestList.name: run(C.GuestList.self, data, head) { _ in guests.names }
     case C.GuestAP.name:
-      run(C.GuestAP.self, data, head) { c throws(ControlFailure) in try GuestControl.apInstruction(c, guests) }
+      run(C.GuestAP.self, data, head) { c throws(ControlFailure) in try GuestControl.apInstruction(c, guests)
+      }
     case C.GuestDevice.name:
       run(C.GuestDevice.self, data, head) { c throws(ControlFailure) in try GuestControl.device(c, guests) }
     case C.GuestDeviceAdd.name:
-      run(C.GuestDeviceAdd.self, data, head) { c throws(ControlFailure) in try GuestControl.deviceAdd(c, guests) }
+      run(C.GuestDeviceAdd.self, data, head) { c throws(ControlFailure) in
+        try GuestControl.deviceAdd(c, guests)
+      }
     case C.GuestDeviceDel.name:
       run(C.GuestDeviceDel.self, data, head) { c throws(ControlFailure) in
         try GuestControl.deviceDel(c, guests)

@@ -25,8 +25,10 @@ enum GuestControl {
   {
     let g = try guest(c.name, registry)
     // `driver` first, as QEMU's device_add reads it.
-    let ordered = c.props.sorted { a, b in a.key == "driver" ? true : (b.key == "driver" ? false : a.key < b.key) }
-      .map { ($0.key, QMPValue.string($0.value)) }
+    let ordered = c.props.sorted { a, b in
+      a.key == "driver" ? true : (b.key == "driver" ? false : a.key < b.key)
+    }
+    .map { ($0.key, QMPValue.string($0.value)) }
     do throws(DeviceError) {
       return .init(path: try g.deviceAdd(ordered))
     } catch {
@@ -34,7 +36,8 @@ enum GuestControl {
     }
   }
 
-  static func deviceDel(_ c: ControlCommands.GuestDeviceDel, _ registry: GuestRegistry) throws(ControlFailure) {
+  static func deviceDel(_ c: ControlCommands.GuestDeviceDel, _ registry: GuestRegistry) throws(ControlFailure)
+  {
     let g = try guest(c.name, registry)
     do throws(DeviceError) {
       try g.deviceDel(c.id)

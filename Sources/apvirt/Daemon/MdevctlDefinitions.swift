@@ -51,7 +51,13 @@ struct MdevctlDefinitions {
   /// Returns one line per definition saying what happened.
   func startAutoDevices(on host: EmulatedHost) -> [String] {
     let (defs, problems) = definitions()
-    var report = problems
+    // mdevctl (1.2) reads every definition of the parent before it starts any: one it cannot
+    // parse (a 0-byte file, say) makes `start-parent-mdevs` fail, and `list -d` with it, so
+    // no mdev of the parent starts at boot.
+    if !problems.isEmpty {
+      return problems + ["no mdev of parent matrix started: mdevctl fails on the definition(s) above"]
+    }
+    var report: [String] = []
     let create = "/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create"
     for d in defs where d.autoStart {
       guard d.type == "vfio_ap-passthrough" else {

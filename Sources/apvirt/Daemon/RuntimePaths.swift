@@ -63,10 +63,12 @@ extension RuntimePaths {
     try Self.makeDirectory(runtime, mode: mode)
     let resolved = try Self.ownedDirectory(runtime)
     if let group, chown(resolved, geteuid(), group) != 0 {
-      throw RuntimeError(description: "cannot give \(resolved) to group \(group): \(String(cString: strerror(errno)))")
+      throw RuntimeError(
+        description: "cannot give \(resolved) to group \(group): \(String(cString: strerror(errno)))")
     }
     guard chmod(resolved, mode) == 0 else {
-      throw RuntimeError(description: "cannot set the mode of \(resolved): \(String(cString: strerror(errno)))")
+      throw RuntimeError(
+        description: "cannot set the mode of \(resolved): \(String(cString: strerror(errno)))")
     }
     return resolved
   }
@@ -84,11 +86,14 @@ extension RuntimePaths {
       throw RuntimeError(description: "\(state) is not a directory")
     }
     guard st.st_uid == geteuid() || st.st_uid == 0 else {
-      throw RuntimeError(description: "\(state) belongs to uid \(st.st_uid), not to this user: refusing to use it")
+      throw RuntimeError(
+        description: "\(state) belongs to uid \(st.st_uid), not to this user: refusing to use it")
     }
     guard st.st_mode & 0o022 == 0 else {
       throw RuntimeError(
-        description: "\(state) can be written by others (mode \(String(st.st_mode & 0o7777, radix: 8))): refusing to use it")
+        description:
+          "\(state) can be written by others (mode \(String(st.st_mode & 0o7777, radix: 8))): refusing to use it"
+      )
     }
     return resolved
   }
@@ -113,7 +118,8 @@ extension RuntimePaths {
     }
     guard st.st_uid == geteuid() else {
       throw RuntimeError(
-        description: "\(path) belongs to uid \(st.st_uid), not to this user (uid \(geteuid())): refusing to use it")
+        description:
+          "\(path) belongs to uid \(st.st_uid), not to this user (uid \(geteuid())): refusing to use it")
     }
     return resolved
   }
@@ -155,9 +161,13 @@ final class DirectoryLock: Sendable {
       var buf = [UInt8](repeating: 0, count: 32)
       let n = read(fd, &buf, buf.count)
       close(fd)
-      let pid = n > 0 ? String(decoding: buf[..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
+      let pid =
+        n > 0
+        ? String(decoding: buf[..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
       throw RuntimeError(
-        description: "another apvirt up (pid \(pid)) is using \(directory) as its \(role) directory; stop it first (apvirt down)")
+        description:
+          "another apvirt up (pid \(pid)) is using \(directory) as its \(role) directory; stop it first (apvirt down)"
+      )
     }
     _ = ftruncate(fd, 0)
     let text = Array("\(getpid())\n".utf8)
