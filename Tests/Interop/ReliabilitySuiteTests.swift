@@ -193,6 +193,52 @@ struct ReliabilitySuiteTests {
     print("ReliabilitySuite: \(cases) QMP cases, \(frames.count) malformed frames, seed \(level.seed)")
   }
 
+  @Test func controlSocketFuzzOfEveryCommandAndArgument() throws {
+    let d = try Daemon()
+    #expect(try qemu(d, ["-daemonize", "-name", "g", "-cpu", "host"]).status == 0)
+    let commands: [(String, [String])] = [
+      ("status", []), ("dmesg", []), ("hw-adapter-config", ["apid", "configured"]),
+      ("hw-adapter-checkstop", ["apid", "checkstopped"]), ("hw-adapter-add", ["apid", "type", "mode"]),
+      ("hw-adapter-remove", ["apid"]), ("hw-domain-add", ["domain", "usage", "control"]),
+      ("hw-domain-remove", ["domain", "usage", "control"]),
+      ("guest-start", ["argv", "version", "daemonize"]),
+      ("guest-list", []), ("guest-ap", ["name", "instruction", "apqn", "payload", "psmid"]),
+      ("guest-device", ["name"]), ("guest-device-add", ["name", "props"]),
+      ("guest-device-del", ["name", "id"]),
+    ]
+    let values = [
+      "1", "-1", "300", "1.5", "1e400", "18446744073709551616", "\"s\"", "\"\"", "true", "false", "null",
+      "[]",
+      "{}", "[\"-name\"]", "[\"-cpu\", \"host,,\"]", "{\"driver\": \"vfio-ap\"}", "\"g\"", "\"05.0004\"",
+      "\"zz\"", "\"" + String(repeating: "x", count: 100_000) + "\"",
+    ]
+    let c = try RawControl(d)
+    var cases = 0
+    for (name, args) in commands {
+      for arg in args + ["bogus"] {
+        for v in values {
+          let reply = c.ask(#"{"execute": "\#(name)", "arguments": {"\#(arg)": \#(v)}}"#)
+          #expect(reply != nil, "\(name) \(arg)=\(v.prefix(40)) got no answer")
+          #expect(c.statusAnswers(), "no status after \(name) \(arg)=\(v.prefix(40))")
+          cases += 1
+        }
+      }
+    }
+    var rng = SuiteRandom(state: level.seed)
+    for _ in 0..<level.count(short: 300, long: 10_000) {
+      let (name, args) = commands.filter { $0.0 != "hw-adapter-remove" }.randomElement(using: &rng)!
+      let members = args.shuffled(using: &rng).prefix(Int.random(in: 0...3, using: &rng)).map {
+        "\"\($0)\": \(values.randomElement(using: &rng)!)"
+      }
+      let text = #"{"execute": "\#(name)", "arguments": {\#(members.joined(separator: ", "))}}"#
+      #expect(c.ask(text) != nil, "\(text.prefix(80)) got no answer")
+      cases += 1
+    }
+    #expect(c.statusAnswers())
+    #expect(d.process?.isRunning == true)
+    print("ReliabilitySuite: \(cases) control-socket cases, seed \(level.seed)")
+  }
+
   @Test func soakKeepsTheDaemonsMemoryFlat() throws {
     let d = try Daemon()
     let m = "/sys/devices/vfio_ap/matrix"
