@@ -193,6 +193,85 @@ struct ReliabilitySuiteTests {
     print("ReliabilitySuite: \(cases) QMP cases, \(frames.count) malformed frames, seed \(level.seed)")
   }
 
+  /// Bad input to every writable file of a configured host (every card and queue, the bus, the
+  /// drivers, the matrix, both mdevs) and of a running guest's tree: every write fails (or is
+  /// one that takes any text) and nothing a user can see changes.
+  @Test func sysfsFuzzOfEveryWritableFile() throws {
+    let d = try Daemon()
+    let m = "/sys/devices/vfio_ap/matrix"
+    let u2 = "4f2c3e1a-9b8d-4e5f-a6b7-c8d9e0f1a2b3"
+    #expect(
+      try d.bash(
+        """
+        set -e; echo -5,-6 > /sys/bus/ap/apmask
+        for u in \(u1) \(u2); do echo $u > \(m)/mdev_supported_types/vfio_ap-passthrough/create; done
+        echo 5 > \(m)/\(u1)/assign_adapter; echo 4 > \(m)/\(u1)/assign_domain
+        echo 6 > \(m)/\(u2)/assign_adapter; echo 4 > \(m)/\(u2)/assign_domain
+        """
+      ).status == 0)
+    #expect(
+      try qemu(
+        d, ["-daemonize", "-name", "g", "-cpu", "host", "-device", "vfio-ap,sysfsdev=/sys/bus/mdev/devices/\(u1)"]
+      ).status == 0)
+    let snapshot = """
+      cd /sys/bus/ap && cat apmask aqmask ap_domain config_time poll_timeout poll_thread bindings ap_interrupts
+      for m in \(m)/*-*; do echo $m; cat $m/matrix $m/guest_matrix $m/control_domains; done
+      for c in /sys/devices/ap/card*; do echo $c $(cat $c/config $c/online); done
+      find /sys/devices/ap -name driver -type l | xargs readlink | md5sum
+      cat \(d.root)/guests/g/bus/ap/ap_usage_domain_mask; ls \(d.root)/guests/g/devices/ap/*
+      """
+    let before = try d.bash(snapshot).stdout
+    // Files that take any text by design (their writes are made, not compared).
+    let anyText = ["driver_override", "reset", "scans", "request_count", "remove", "create"]
+    let files = try d.bash(
+      "find /sys/bus/ap /sys/devices/ap /sys/devices/vfio_ap \(d.root)/guests/g -type f -perm /222"
+    ).stdout.split(separator: "\n").map(String.init).filter { f in !anyText.contains { f.hasSuffix("/" + $0) } }
+    #expect(files.count > 2500)
+    let garbage: [[UInt8]] = [
+      Array("zz".utf8), [0x7f, 1, 2, 0xff, 0xfe], Array("-".utf8), Array("+".utf8),
+      Array(("x" + String(repeating: "f", count: 70)).utf8), Array("z5".utf8), Array("!@#$%\n".utf8),
+      Array(String(repeating: "x", count: 5000).utf8),
+    ]
+    var rng = SuiteRandom(state: level.seed)
+    var writes = 0
+    var refused = 0
+    var unopened: [String] = []
+    let perFile = level.count(short: 2, long: garbage.count + 20)
+    for file in files {
+      let path = file.hasPrefix("/sys/") ? d.mount + file.dropFirst(4) : file
+      for i in 0..<perFile {
+        var input: [UInt8]
+        if i < garbage.count && level.long {
+          input = garbage[i]
+        } else if i % 2 == 0 || level.long {
+          input = garbage.randomElement(using: &rng)!
+        } else {
+          // Random bytes after a byte no parser of the kernel takes first.
+          input = [1] + (0..<Int.random(in: 0...64, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        }
+        let fd = open(path, O_WRONLY)
+        guard fd >= 0 else {
+          unopened.append("\(file): \(String(cString: strerror(errno)))")
+          continue
+        }
+        let n = input.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(Int.random(in: 0...8, using: &rng))) }
+        close(fd)
+        writes += 1
+        if n < 0 { refused += 1 }
+      }
+    }
+    let after = try d.bash(snapshot).stdout
+    #expect(after == before)
+    if after != before {
+      for (x, y) in zip(after.split(separator: "\n"), before.split(separator: "\n")) where x != y {
+        Issue.record("changed: \(y) -> \(x)")
+      }
+    }
+    #expect(refused == writes, "\(writes - refused) of \(writes) garbage writes were taken")
+    #expect(unopened.isEmpty, "\(unopened.count) files could not be opened: \(unopened.prefix(5))")
+    print("ReliabilitySuite: \(writes) bad writes to \(files.count) files, seed \(level.seed)")
+  }
+
   @Test func controlSocketFuzzOfEveryCommandAndArgument() throws {
     let d = try Daemon()
     #expect(try qemu(d, ["-daemonize", "-name", "g", "-cpu", "host"]).status == 0)
