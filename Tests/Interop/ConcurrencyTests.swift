@@ -4,16 +4,9 @@ import Testing
 
 @Suite("Interop: concurrent writers and readers", .serialized)
 struct ConcurrencyTests {
-  @Test func eightWritersAndReadersKeepTheInvariants() throws {
-    let d = try Daemon()
-    let uuids = (1...8).map { String(format: "%08x-2222-4333-8444-%012x", $0, $0) }
-    var setup = "echo -0-11 > /sys/bus/ap/apmask\n"
-    for u in uuids {
-      setup += "echo \(u) > /sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create\n"
-    }
-    #expect(try d.bash(setup).status == 0)
-    // Eight writers assign and unassign random adapters and domains for a bounded time, two
-    // readers read matrix and guest_matrix and check every line's shape (no torn reads).
+  /// A bash writer per mdev for four seconds, each assigning and unassigning random adapters and
+  /// domains (its own seed), in the background.
+  static func writers(_ uuids: [String]) -> String {
     var script = ""
     for (i, u) in uuids.enumerated() {
       script += """
@@ -28,6 +21,20 @@ struct ConcurrencyTests {
 
         """
     }
+    return script
+  }
+
+  @Test func eightWritersAndReadersKeepTheInvariants() throws {
+    let d = try Daemon()
+    let uuids = (1...8).map { String(format: "%08x-2222-4333-8444-%012x", $0, $0) }
+    var setup = "echo -0-11 > /sys/bus/ap/apmask\n"
+    for u in uuids {
+      setup += "echo \(u) > /sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create\n"
+    }
+    #expect(try d.bash(setup).status == 0)
+    // Eight writers assign and unassign random adapters and domains for a bounded time, two
+    // readers read matrix and guest_matrix and check every line's shape (no torn reads).
+    var script = Self.writers(uuids)
     for _ in 0..<2 {
       script += """
         ( end=$((SECONDS+4))
@@ -150,20 +157,7 @@ struct ConcurrencyTests {
       }
     }
     // Writers and the hardware, for a bounded time.
-    var script = ""
-    for (i, u) in uuids.enumerated() {
-      script += """
-        ( end=$((SECONDS+4)); m=\(m)/\(u); RANDOM=\(i + 1)
-          while [ $SECONDS -lt $end ]; do
-            a=$((RANDOM % 14)); q=$((RANDOM % 20))
-            case $((RANDOM % 4)) in
-              0) echo $a > $m/assign_adapter ;; 1) echo $q > $m/assign_domain ;;
-              2) echo $a > $m/unassign_adapter ;; 3) echo $q > $m/unassign_domain ;;
-            esac 2>/dev/null
-          done ) &
-
-        """
-    }
+    var script = Self.writers(uuids)
     script += "wait\n"
     group.enter()
     let mount = d.mount

@@ -153,6 +153,29 @@ final class Daemon {
   }
 }
 
+/// A guest's QEMU process, `apvirt qemu ARGS` in the foreground against `d`.
+final class GuestProcess {
+  let process = Process()
+  let stderr = Pipe()
+
+  init(_ d: Daemon, _ args: [String]) throws {
+    process.executableURL = URL(fileURLWithPath: apvirtBinary)
+    process.arguments = ["qemu"] + args
+    process.environment = ProcessInfo.processInfo.environment.merging(["APVIRT_MOUNT": d.mount]) { $1 }
+    process.standardError = stderr
+    try process.run()
+  }
+
+  /// Waits (at most 10 s, then kills it) and returns its exit status and what it printed.
+  func finish() -> (exited: Bool, status: Int32, stderr: String) {
+    let exited = waitForExit(process)
+    if process.isRunning { process.terminate() }
+    process.waitUntilExit()
+    let text = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    return (exited, process.terminationStatus, text)
+  }
+}
+
 /// Waits at most `seconds` for a process to exit; true if it did.
 func waitForExit(_ p: Process, seconds: Double = 10) -> Bool {
   for _ in 0..<Int(seconds * 20) where p.isRunning { usleep(50_000) }

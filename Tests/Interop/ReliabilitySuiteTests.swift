@@ -146,8 +146,7 @@ struct ReliabilitySuiteTests {
       client.c.send(f + "\n")
       // Whatever the replies, a reset byte and a well-formed request are answered after them.
       // QEMU's lexer resets on a 0xFF byte (sent raw: a String would be UTF-8).
-      var ff: UInt8 = 0xFF
-      _ = Glibc.send(client.c.fd, &ff, 1, Int32(MSG_NOSIGNAL))
+      client.c.sendBytes([0xFF])
       client.c.send("\n{\"execute\": \"query-status\", \"id\": \"sync\"}\n")
       var synced = false
       while let l = client.c.line() {
@@ -211,7 +210,11 @@ struct ReliabilitySuiteTests {
       ).status == 0)
     #expect(
       try qemu(
-        d, ["-daemonize", "-name", "g", "-cpu", "host", "-device", "vfio-ap,sysfsdev=/sys/bus/mdev/devices/\(u1)"]
+        d,
+        [
+          "-daemonize", "-name", "g", "-cpu", "host", "-device",
+          "vfio-ap,sysfsdev=/sys/bus/mdev/devices/\(u1)",
+        ]
       ).status == 0)
     let snapshot = """
       cd /sys/bus/ap && cat apmask aqmask ap_domain config_time poll_timeout poll_thread bindings ap_interrupts
@@ -225,7 +228,8 @@ struct ReliabilitySuiteTests {
     let anyText = ["driver_override", "reset", "scans", "request_count", "remove", "create"]
     let files = try d.bash(
       "find /sys/bus/ap /sys/devices/ap /sys/devices/vfio_ap \(d.root)/guests/g -type f -perm /222"
-    ).stdout.split(separator: "\n").map(String.init).filter { f in !anyText.contains { f.hasSuffix("/" + $0) } }
+    ).stdout.split(separator: "\n").map(String.init).filter { f in !anyText.contains { f.hasSuffix("/" + $0) }
+    }
     #expect(files.count > 2500)
     let garbage: [[UInt8]] = [
       Array("zz".utf8), [0x7f, 1, 2, 0xff, 0xfe], Array("-".utf8), Array("+".utf8),
@@ -247,14 +251,18 @@ struct ReliabilitySuiteTests {
           input = garbage.randomElement(using: &rng)!
         } else {
           // Random bytes after a byte no parser of the kernel takes first.
-          input = [1] + (0..<Int.random(in: 0...64, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+          input =
+            [1]
+            + (0..<Int.random(in: 0...64, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
         }
         let fd = open(path, O_WRONLY)
         guard fd >= 0 else {
           unopened.append("\(file): \(String(cString: strerror(errno)))")
           continue
         }
-        let n = input.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(Int.random(in: 0...8, using: &rng))) }
+        let n = input.withUnsafeBytes {
+          pwrite(fd, $0.baseAddress, $0.count, off_t(Int.random(in: 0...8, using: &rng)))
+        }
         close(fd)
         writes += 1
         if n < 0 { refused += 1 }
@@ -369,13 +377,7 @@ struct ReliabilitySuiteTests {
     var rng = SuiteRandom(state: level.seed)
     for round in 0..<level.count(short: 3, long: 40) {
       // Load: a guest's QEMU process, and a writer on the mount.
-      let q = Process()
-      q.executableURL = URL(fileURLWithPath: apvirtBinary)
-      q.arguments = ["qemu", "-name", "k\(round)", "-cpu", "host"]
-      q.environment = ProcessInfo.processInfo.environment.merging(["APVIRT_MOUNT": d.mount]) { $1 }
-      let qerr = Pipe()
-      q.standardError = qerr
-      try q.run()
+      let q = try GuestProcess(d, ["-name", "k\(round)", "-cpu", "host"])
       let writer = Process()
       writer.executableURL = URL(fileURLWithPath: apvirtBinary)
       writer.arguments = [
@@ -386,11 +388,9 @@ struct ReliabilitySuiteTests {
       try writer.run()
       usleep(UInt32.random(in: 100_000...600_000, using: &rng))
       d.kill9()
-      #expect(waitForExit(q), "round \(round): apvirt qemu outlived the killed host")
-      if q.isRunning { q.terminate() }
-      q.waitUntilExit()
-      let text = String(decoding: qerr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-      #expect(q.terminationStatus == 1 && text.contains("lost the apvirt host"), "round \(round): \(text)")
+      let (exited, status, text) = q.finish()
+      #expect(exited, "round \(round): apvirt qemu outlived the killed host")
+      #expect(status == 1 && text.contains("lost the apvirt host"), "round \(round): \(text)")
       writer.terminate()
       writer.waitUntilExit()
       try d.start()

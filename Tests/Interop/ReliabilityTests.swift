@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VMM
 
 #if canImport(Glibc)
   import Glibc
@@ -23,55 +24,26 @@ final class RawControl {
   func statusAnswers() -> Bool { ask(#"{"execute": "status"}"#)?.hasPrefix(#"{"return":"#) == true }
 }
 
-/// A Unix stream socket with line reads and a receive time-out.
+/// VMM's client with a time-out on connecting, sending and each line (no line within it is a
+/// hang of the server, and fails the test).
 final class JSONLineClient {
-  let fd: Int32
-  var buffer: [UInt8] = []
+  var client: JSONStreamClient
 
   init(path: String, timeout: Int = 5) throws {
-    fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-    var addr = sockaddr_un()
-    addr.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &addr.sun_path) { p in
-      for (i, b) in Array(path.utf8).enumerated() { p[i] = b }
-    }
-    var tv = timeval(tv_sec: timeout, tv_usec: 0)
-    _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    // Also bounds connect: a full backlog makes it wait.
-    _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    let rc = withUnsafePointer(to: &addr) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-      }
-    }
-    guard rc == 0 else {
-      let e = errno
-      Glibc.close(fd)
-      throw DaemonError(description: "connect \(path): \(String(cString: strerror(e)))")
+    do {
+      client = try JSONStreamClient(path: path, timeout: Double(timeout))
+    } catch {
+      throw DaemonError(description: "\(error)")
     }
   }
 
-  func send(_ text: String) {
-    let b = Array(text.utf8)
-    _ = b.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-  }
+  func send(_ text: String) { client.sendBytes(Array(text.utf8)) }
+  func sendBytes(_ bytes: [UInt8]) { client.sendBytes(bytes) }
 
-  func line() -> String? {
-    while true {
-      if let i = buffer.firstIndex(of: 10) {
-        var l = Array(buffer[..<i])
-        buffer.removeSubrange(...i)
-        if l.last == 13 { l.removeLast() }
-        return String(decoding: l, as: UTF8.self)
-      }
-      var chunk = [UInt8](repeating: 0, count: 4096)
-      let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-      if n <= 0 { return nil }
-      buffer += chunk[0..<n]
-    }
-  }
+  /// The next line without its line end, or nil after the time-out or at the end.
+  func line() -> String? { (try? client.receiveLine()).map { String(decoding: $0, as: UTF8.self) } }
 
-  func close() { Glibc.close(fd) }
+  func close() { client.close() }
 }
 
 /// The reliability audit's findings 2 to 7 and 10 against a running daemon: what clients send
@@ -217,22 +189,14 @@ struct ReliabilityTests {
   @Test func theGuestsProcessExitsNonZeroWhenTheHostGoes() throws {
     for kill in [false, true] {
       let d = try Daemon()
-      let p = Process()
-      p.executableURL = URL(fileURLWithPath: apvirtBinary)
-      p.arguments = ["qemu", "-name", "g", "-cpu", "host"]
-      p.environment = ProcessInfo.processInfo.environment.merging(["APVIRT_MOUNT": d.mount]) { $1 }
-      let err = Pipe()
-      p.standardError = err
-      try p.run()
+      let g = try GuestProcess(d, ["-name", "g", "-cpu", "host"])
       for _ in 0..<100 where !((try? d.apvirt(["status"]))?.stdout.contains("vm g") ?? false) {
         usleep(50_000)
       }
       if kill { d.kill9() } else { d.stop() }
-      #expect(waitForExit(p), "apvirt qemu outlived its host")
-      if p.isRunning { p.terminate() }
-      p.waitUntilExit()
-      let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-      #expect(p.terminationStatus == 1)
+      let (exited, status, text) = g.finish()
+      #expect(exited, "apvirt qemu outlived its host")
+      #expect(status == 1)
       #expect(
         text.contains(kill ? "lost the apvirt host" : "the apvirt host at \(d.mount) stopped"), "\(text)")
     }

@@ -125,11 +125,11 @@ struct QMPTests {
     let host = try makeHost()
     let g = try guest(host, ["-cpu", "host"], version: QEMUVersion(9, 2, 0))
     func add(_ props: [(String, QMPValue)]) -> String? {
-      do {
+      do throws(DeviceError) {
         try g.deviceAdd(props)
         return nil
       } catch {
-        return (error as? DeviceError)?.message
+        return error.message
       }
     }
     #expect(add([("id", .string("x"))]) == "Parameter 'driver' is missing")

@@ -9,37 +9,19 @@ import Testing
   import Glibc
 #endif
 
-/// A raw client of a shared server: connects, reads lines with a time-out (a reply that does not
-/// come within it is a hang, and fails the test).
+/// A client of a shared server whose reads time out (a reply that does not come within the
+/// time-out is a hang, and fails the test).
 final class TimedClient {
-  let fd: Int32
-  var buffer: [UInt8] = []
+  var client: JSONStreamClient
 
   init(path: String, timeout: Int = 1) throws {
-    let c = try JSONStreamClient(path: path, timeout: Double(timeout))
-    fd = c.fd
+    client = try JSONStreamClient(path: path, timeout: Double(timeout))
   }
 
-  func send(_ text: String) {
-    let b = Array(text.utf8)
-    _ = b.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-  }
+  func send(_ text: String) { client.sendBytes(Array(text.utf8)) }
 
-  /// The next line, or nil when none came within the time-out (or the stream ended).
-  func line() -> String? {
-    while true {
-      if let i = buffer.firstIndex(of: 10) {
-        var l = Array(buffer[..<i])
-        buffer.removeSubrange(...i)
-        if l.last == 13 { l.removeLast() }
-        return String(decoding: l, as: UTF8.self)
-      }
-      var chunk = [UInt8](repeating: 0, count: 65536)
-      let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-      if n <= 0 { return nil }
-      buffer += chunk[0..<n]
-    }
-  }
+  /// The next line without its line end, or nil when none came in time (or the stream ended).
+  func line() -> String? { (try? client.receiveLine()).map { String(decoding: $0, as: UTF8.self) } }
 
   /// The next reply (`return` or `error`), skipping events; nil if none came in time.
   func reply() -> String? {
@@ -49,7 +31,7 @@ final class TimedClient {
     return nil
   }
 
-  deinit { close(fd) }
+  deinit { client.close() }
 }
 
 /// Finding 1 of the reliability audit: a QMP client that stops reading must not stall the
@@ -163,7 +145,7 @@ struct TransportReliabilityTests {
     #expect(c.line() == nil)
     #expect(server.connectionCount == 2)
     // One goes; the third is served.
-    close(a.fd)
+    a.client.close()
     let c2 = c
     var served: String?
     for _ in 0..<5 where served == nil { served = c2.line() }

@@ -393,8 +393,10 @@ public struct JSONStreamClient {
   }
 
   /// Sends one prepared JSON text and a newline.
-  public func sendLine(_ data: Data) {
-    let bytes = Array(data) + [10]
+  public func sendLine(_ data: Data) { sendBytes(Array(data) + [10]) }
+
+  /// Sends bytes as they are (half a request, a 0xFF reset, ...).
+  public func sendBytes(_ bytes: [UInt8]) {
     var off = 0
     while off < bytes.count {
       let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
