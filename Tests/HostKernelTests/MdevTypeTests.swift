@@ -8,6 +8,20 @@ import Testing
 struct MdevTypeTests {
   let typeDir = "/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough"
 
+  /// A removed device's uevent names the path it had (it used to be taken after the directory
+  /// left the tree, and read `/<uuid>`), for mdevs and for queues.
+  @Test func removeUEventsCarryTheDevicesPath() throws {
+    let k = bootWithFreedAdapters()
+    #expect(echo(k, uuid1, createPath) == nil)
+    #expect(k.uevents.last == UEvent(.add, mdevPath(uuid1), ["MDEV_TYPE=vfio_ap-passthrough"]))
+    #expect(echo(k, "1", mdevPath(uuid1) + "/remove") == nil)
+    #expect(k.uevents.last == UEvent(.remove, mdevPath(uuid1)))
+    try k.machine.removeUsageDomain(7)
+    k.notifyConfigurationChange()
+    #expect(k.uevents.contains(UEvent(.remove, "/devices/ap/card05/05.0007")))
+    #expect(!k.uevents.contains { $0.action == .remove && !$0.devpath.hasPrefix("/devices/") })
+  }
+
   @Test func matrixDeviceAndType() throws {
     let k = HostKernel()
     #expect(cat(k, "/devices/vfio_ap/matrix/features") == "guest_matrix hotplug ap_config\n")

@@ -64,8 +64,12 @@ final class Daemon {
   var wrapper: [String] = []
   var log: String { (try? String(contentsOfFile: root + "/up.log", encoding: .utf8)) ?? "" }
 
-  init(state: String? = nil, wrapper: [String] = []) throws {
+  /// More options for `apvirt up` (`--udev-events`).
+  var options: [String] = []
+
+  init(state: String? = nil, wrapper: [String] = [], options: [String] = []) throws {
     self.wrapper = wrapper
+    self.options = options
     root = "/tmp/apvirt-test-\(UUID().uuidString.prefix(8))"
     mount = root + "/sys"
     self.state = state ?? root + "/state"
@@ -76,7 +80,7 @@ final class Daemon {
   /// Starts the daemon and waits until `bus/ap/apmask` can be read.
   func start() throws {
     let p = Process()
-    let command = [apvirtBinary, "up", "--mount", mount, "--state", state]
+    let command = [apvirtBinary, "up", "--mount", mount, "--state", state] + options
     let argv = wrapper + command
     p.executableURL = URL(fileURLWithPath: argv[0])
     p.arguments = Array(argv.dropFirst())

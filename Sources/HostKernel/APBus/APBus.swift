@@ -249,10 +249,12 @@ public final class APBus {
   func removeQueue(_ apqn: APQN) {
     guard let q = queues[apqn.rawValue] else { return }
     if q.driver != nil { unbind(q) }
+    // The device's path, before its directory leaves the tree.
+    let devpath = q.directory.path
     q.card.directory.remove(q.name)
     busDevices.remove(q.name)
     queues[apqn.rawValue] = nil
-    kernel.uevent(.remove, q.directory.path)
+    kernel.uevent(.remove, devpath)
   }
 
   // MARK: - Binding

@@ -149,11 +149,13 @@ public final class VFIOAPDriver {
     unlinkFromQueues(m)
     for a in m.matrix.apm { for q in m.matrix.aqm { owners[a << 8 | q] = nil } }
     mdevs[m.uuid] = nil
+    // The device's path, before its directory leaves the tree.
+    let devpath = m.directory.path
     matrixDirectory.remove(m.uuid)
     typeDevices.remove(m.uuid)
     mdevBusDevices.remove(m.uuid)
     mdevDriverDevices.remove(m.uuid)
-    kernel.uevent(.remove, m.directory.path)
+    kernel.uevent(.remove, devpath)
   }
 
   func unlinkFromQueues(_ m: MediatedDevice) {

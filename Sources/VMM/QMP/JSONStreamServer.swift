@@ -144,6 +144,8 @@ public final class JSONStreamServer: Sendable {
     }
   }
 
+  deinit { close(listener) }
+
   /// How many connections are being served.
   public var connectionCount: Int { live.withLock { $0.count } }
 
@@ -151,8 +153,10 @@ public final class JSONStreamServer: Sendable {
   /// served, and removes the socket file.
   public func stop() {
     guard !stopped.exchange(true, ordering: .relaxed) else { return }
+    // Shut down, not closed: a blocked `accept` returns at once, and the descriptor's number
+    // cannot be reused (by another server's socket, which the loop would then accept on)
+    // until the server goes (deinit).
     Glibc.shutdown(listener, Int32(SHUT_RDWR))
-    close(listener)
     unlink(path)
     for c in live.withLock({ Array($0.values) }) { c.shutdown() }
     // Wake a run loop that waits for a free slot.
@@ -299,7 +303,14 @@ public final class JSONStreamServer: Sendable {
     nonisolated(unsafe) private var streamer: JSONStreamer?
 
     /// Ends the connection from the server's side: the reader sees end of stream.
-    func shutdown() { Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+    ///
+    /// Only while the descriptor is still open: once closed its number may already belong to
+    /// another connection, which a late shutdown would cut.
+    func shutdown() {
+      output.withLock { o in
+        if !o.closed { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+      }
+    }
 
     /// Closes once, after giving queued output up to a second to reach a client that is still
     /// reading (one that sent its last request and shut down its side, say).

@@ -51,6 +51,17 @@ struct Up: ParsableCommand {
       discussion: "Without it only the daemon's user can (mode 0600, runtime directory 0700)."))
   var group: String?
 
+  @Flag(
+    name: .long,
+    help: ArgumentHelp(
+      "Send the host's uevents to libudev listeners, as udevd re-broadcasts them.",
+      discussion: """
+        libvirt's node devices and `udevadm monitor --udev` follow devices through these
+        netlink messages. They reach every libudev listener in the network namespace,
+        the host's own udev clients included, so they are off unless asked for.
+        """))
+  var udevEvents = false
+
   func validate() throws {
     guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1 to 64") }
   }
@@ -88,7 +99,7 @@ struct Up: ParsableCommand {
     do {
       daemon = try HostDaemon(
         definition: definition, paths: RuntimePaths(mount: mount, state: state), threads: threads,
-        group: gid, logger: logger)
+        group: gid, udevEvents: udevEvents, logger: logger)
     } catch {
       logger.error("\(error)")
       throw ExitCode.failure

@@ -36,6 +36,8 @@ final class HostDaemon: Sendable {
   let guests: GuestRegistry
   /// Held for the daemon's life: no second daemon on the same directories.
   let runtimeLock: DirectoryLock
+  /// Sends the kernel's uevents to libudev listeners (`--udev-events`), or nil.
+  let broadcaster: UEventBroadcaster?
   let stateLock: DirectoryLock
 
   struct StartError: Error, CustomStringConvertible {
@@ -47,9 +49,11 @@ final class HostDaemon: Sendable {
   /// Nothing is touched before the runtime and state directories are this daemon's: each is
   /// resolved (so that `//`, `.` and symbolic links name one directory), checked (this user's,
   /// writable by nobody else) and locked; a second daemon on either is refused with a message.
-  init(definition: MachineDefinition, paths: RuntimePaths, threads: Int, group: gid_t? = nil, logger: Logger)
-    throws
-  {
+  init(
+    definition: MachineDefinition, paths: RuntimePaths, threads: Int, group: gid_t? = nil,
+    udevEvents: Bool = false,
+    logger: Logger
+  ) throws {
     self.paths = paths
     self.logger = logger
     let fm = FileManager.default
@@ -93,10 +97,29 @@ final class HostDaemon: Sendable {
       control.stop()
       throw StartError(description: "\(error)")
     }
-    // The log file follows every store (a refused assignment logs why).
+    // What udevd would re-broadcast, from now on (libudev listeners enumerate what exists).
+    if udevEvents {
+      do throws(UEventBroadcaster.Failure) {
+        broadcaster = try UEventBroadcaster(after: host.withKernel { $0.uevents.lastSeqnum })
+      } catch {
+        mount.unmount()
+        control.stop()
+        throw StartError(description: error.description)
+      }
+    } else {
+      broadcaster = nil
+    }
+    // The log file follows every store (a refused assignment logs why), and so do the uevents.
     let syncLog = DmesgSync(host: host, path: paths.dmesg)
     dmesgSync = syncLog
-    let fs = SysfsFileSystem(host: host, afterWrite: { syncLog.sync() })
+    let events = broadcaster
+    let notifyHost = host
+    let fs = SysfsFileSystem(
+      host: host,
+      afterWrite: {
+        syncLog.sync()
+        events?.flush(notifyHost)
+      })
     // The kernel may cache entries and attributes for a second: what a store removes is
     // invalidated at once (FUSE_NOTIFY_INVAL_ENTRY), what it adds is never cached as missing, and
     // file contents are never cached (direct I/O), so readers see every change.
@@ -165,7 +188,11 @@ final class HostDaemon: Sendable {
     }
   }
 
-  func syncDmesg() { dmesgSync.sync() }
+  /// After anything that may have logged or raised uevents: the log file and the listeners.
+  func syncDmesg() {
+    dmesgSync.sync()
+    broadcaster?.flush(host)
+  }
 
   func writePidFile() {
     RuntimePaths.writeFile(paths.pidFile, "\(getpid())\n", mode: 0o644)
