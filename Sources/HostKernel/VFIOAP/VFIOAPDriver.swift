@@ -15,7 +15,7 @@ public final class VFIOAPDriver {
   var bus: APBus { kernel.apBus }
 
   /// The name of vfio_ap's mdev driver (`vfio_ap_matrix_driver`), under `/sys/bus/mdev/drivers`.
-  public static let mdevDriverName = "vfio_mdev"
+  public static let mdevDriverName = "vfio_ap_mdev"
   /// What `dev_uevent` gives the matrix device: its driver (it has no device type, and the
   /// matrix bus no uevent callback).
   static let matrixUEventVariables = ["DRIVER=vfio_ap"]
@@ -40,7 +40,7 @@ public final class VFIOAPDriver {
   let matrixDirectory: SysfsDirectory
   let typeDirectory: SysfsDirectory
   let typeDevices: SysfsDirectory
-  /// `/bus/mdev/devices` and `/bus/mdev/drivers/vfio_mdev`: every mdev is linked from both.
+  /// `/bus/mdev/devices` and `/bus/mdev/drivers/vfio_ap_mdev`: every mdev is linked from both.
   let mdevBusDevices: SysfsDirectory
   let mdevDriverDevices: SysfsDirectory
 
