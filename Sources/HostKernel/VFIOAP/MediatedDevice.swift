@@ -35,6 +35,8 @@ public final class MediatedDevice {
   public internal(set) var removalPending = false
   let directory: SysfsDirectory
   unowned let driver: VFIOAPDriver
+  /// The IOMMU group vfio gave the device when vfio_ap registered it.
+  public internal(set) var iommuGroup: IOMMUGroup?
 
   init(uuid: String, sequence: Int, directory: SysfsDirectory, driver: VFIOAPDriver) {
     self.driver = driver

@@ -117,6 +117,8 @@ public final class VFIOAPDriver {
     typeDevices.symlink(uuid, toAbsolute: dir.path)
     mdevBusDevices.symlink(uuid, toAbsolute: dir.path)
     mdevDriverDevices.symlink(uuid, toAbsolute: dir.path)
+    // `vfio_ap_mdev_probe` registers an emulated-IOMMU vfio device: a group of its own.
+    m.iommuGroup = kernel.allocateIOMMUGroup(for: dir)
     kernel.uevent(.add, dir.path, ["MDEV_TYPE=vfio_ap-passthrough"])
     return m
   }
@@ -162,6 +164,8 @@ public final class VFIOAPDriver {
     unlinkFromQueues(m)
     for a in m.matrix.apm { for q in m.matrix.aqm { owners[a << 8 | q] = nil } }
     mdevs[m.uuid] = nil
+    if let g = m.iommuGroup { kernel.releaseIOMMUGroup(g, of: m.directory) }
+    m.iommuGroup = nil
     matrixDirectory.remove(m.uuid)
     typeDevices.remove(m.uuid)
     mdevBusDevices.remove(m.uuid)
