@@ -27,7 +27,8 @@ extension HostKernel {
   /// `iommu_group_alloc` and `iommu_group_add_device`: a group with the lowest free id (the
   /// kernel's `iommu_group_ida`), its `devices/<name>` link to the device, and the device's
   /// `iommu_group` link to it.
-  func allocateIOMMUGroup(for device: SysfsDirectory) -> IOMMUGroup {
+  /// `driver` is the device's driver, whose name prefixes the log line as `dev_info` writes it.
+  func allocateIOMMUGroup(for device: SysfsDirectory, driver: String) -> IOMMUGroup {
     var id = 0
     while iommuGroups[id] != nil { id += 1 }
     let dir = iommuGroupsDirectory.directory(String(id))
@@ -36,12 +37,14 @@ extension HostKernel {
     dir.addGroup(IOMMUGroup.attributes, owner: g)
     dir.directory("devices").symlink(device.name, toAbsolute: device.path)
     device.symlink("iommu_group", toAbsolute: dir.path)
+    devLog(driver: driver, device: device.name, "Adding to iommu group \(id)")
     return g
   }
 
   /// `iommu_group_remove_device` and the group's release: the links go, then the group and its
   /// id, which the next group may take.
-  func releaseIOMMUGroup(_ g: IOMMUGroup, of device: SysfsDirectory) {
+  func releaseIOMMUGroup(_ g: IOMMUGroup, of device: SysfsDirectory, driver: String) {
+    devLog(driver: driver, device: device.name, "Removing from iommu group \(g.id)")
     device.remove("iommu_group")
     iommuGroupsDirectory.remove(String(g.id))
     iommuGroups[g.id] = nil

@@ -25,6 +25,7 @@ struct IOMMUGroupTests {
     }
     #expect(try k.sysfs.list("/kernel/iommu_groups/0/devices").map(\.name) == [uuid1])
     #expect(k.vfioAP.mdev(uuid1)?.iommuGroup?.id == 0)
+    #expect(k.log.messages.last == "vfio_ap_mdev \(uuid1): Adding to iommu group 0")
   }
 
   @Test func idsAreTheLowestFreeAndReused() throws {
@@ -37,6 +38,7 @@ struct IOMMUGroupTests {
     #expect(echo(k, "1", mdevPath(uuid2) + "/remove") == nil)
     #expect(try k.sysfs.list("/kernel/iommu_groups").map(\.name).sorted() == ["0", "2"])
     #expect((try? k.sysfs.info("/kernel/iommu_groups/1")) == nil)
+    #expect(k.log.messages.contains("vfio_ap_mdev \(uuid2): Removing from iommu group 1"))
     let u4 = "0b0ad1f3-7b8a-4a63-9d3e-1c5e8f4a2b61"
     makeMdev(k, u4)
     #expect(try k.sysfs.canonicalPath(mdevPath(u4) + "/iommu_group") == "/kernel/iommu_groups/1")

@@ -118,7 +118,7 @@ public final class VFIOAPDriver {
     mdevBusDevices.symlink(uuid, toAbsolute: dir.path)
     mdevDriverDevices.symlink(uuid, toAbsolute: dir.path)
     // `vfio_ap_mdev_probe` registers an emulated-IOMMU vfio device: a group of its own.
-    m.iommuGroup = kernel.allocateIOMMUGroup(for: dir)
+    m.iommuGroup = kernel.allocateIOMMUGroup(for: dir, driver: Self.mdevDriverName)
     kernel.uevent(.add, dir.path, ["MDEV_TYPE=vfio_ap-passthrough"])
     return m
   }
@@ -164,7 +164,7 @@ public final class VFIOAPDriver {
     unlinkFromQueues(m)
     for a in m.matrix.apm { for q in m.matrix.aqm { owners[a << 8 | q] = nil } }
     mdevs[m.uuid] = nil
-    if let g = m.iommuGroup { kernel.releaseIOMMUGroup(g, of: m.directory) }
+    if let g = m.iommuGroup { kernel.releaseIOMMUGroup(g, of: m.directory, driver: Self.mdevDriverName) }
     m.iommuGroup = nil
     matrixDirectory.remove(m.uuid)
     typeDevices.remove(m.uuid)
