@@ -27,6 +27,9 @@ public final class HostKernel {
   /// The kernels of the guests running on this host, by KVM VM id. They share the emulated
   /// machine with the host, so they run under the host's lock; the host's clock drives theirs.
   public private(set) var guestKernels: [Int: HostKernel] = [:]
+  /// The IOMMU groups by id, and `/sys/kernel/iommu_groups`, which `iommu_init` creates at boot.
+  public internal(set) var iommuGroups: [Int: IOMMUGroup] = [:]
+  lazy var iommuGroupsDirectory: SysfsDirectory = sysfs.makeDirectories("/kernel/iommu_groups")
   /// Answers the authority of this kernel's AP instructions: the LPAR, or the guest's APCB now.
   let authorityProvider: () -> APAuthority
   /// Whether this kernel's CPU offers QCI (facility 12) and APFT (facility 15). A guest has
@@ -65,6 +68,7 @@ public final class HostKernel {
     hasAPFT = machine.definition.facilities.apft
     kvm = KVM(crycbFormat: machine.definition.crycbFormat)
     sysfs.onTruncatedShow = { [unowned self] message in self.printk(message) }
+    _ = iommuGroupsDirectory
     apBus = APBus(kernel: self)
     vfioAP = VFIOAPDriver(kernel: self)
     apBus.initialScan()
@@ -81,6 +85,7 @@ public final class HostKernel {
     kvm = KVM(crycbFormat: 0)
     now = host.now
     sysfs.onTruncatedShow = { [unowned self] message in self.printk(message) }
+    _ = iommuGroupsDirectory
     apBus = APBus(kernel: self)
     apBus.initialScan()
   }

@@ -105,7 +105,7 @@ public struct KernelLog: Sendable {
 
 /// A kobject uevent, as udev would receive it.
 public struct UEvent: Hashable, Sendable {
-  public enum Action: String, Sendable { case add, remove, change, bind, unbind }
+  public enum Action: String, Sendable { case add, remove, change, move, online, offline, bind, unbind }
   public var action: Action
   /// The device path below `/sys`, `/devices/ap/card05`.
   public var devpath: String

@@ -64,7 +64,12 @@ struct MdevTypeTests {
         == "/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough")
     #expect(cat(k, "/bus/mdev/devices/\(uuid1)/mdev_type/device_api") == "vfio-ap\n")
     #expect(try k.sysfs.readlink(typeDir + "/devices/\(uuid1)") == "../../../\(uuid1)")
-    #expect(try k.sysfs.canonicalPath("/bus/mdev/drivers/vfio_mdev/\(uuid1)") == dir)
+    #expect(try k.sysfs.canonicalPath("/bus/mdev/drivers/vfio_ap_mdev/\(uuid1)") == dir)
+    #expect(try k.sysfs.readlink(dir + "/driver") == "../../../../bus/mdev/drivers/vfio_ap_mdev")
+    #expect(
+      try k.sysfs.readlink("/bus/mdev/drivers/vfio_ap_mdev/\(uuid1)")
+        == "../../../../devices/vfio_ap/matrix/\(uuid1)")
+    #expect(try k.sysfs.canonicalPath(dir + "/driver") == "/bus/mdev/drivers/vfio_ap_mdev")
     let modes = Dictionary(
       uniqueKeysWithValues: try k.sysfs.list(dir).filter { $0.kind == .attribute }.map {
         ($0.name, try k.sysfs.info(dir + "/" + $0.name).mode)
@@ -73,7 +78,7 @@ struct MdevTypeTests {
       modes == [
         "assign_adapter": 0o200, "unassign_adapter": 0o200, "assign_domain": 0o200, "unassign_domain": 0o200,
         "assign_control_domain": 0o200, "unassign_control_domain": 0o200, "control_domains": 0o444,
-        "matrix": 0o444, "guest_matrix": 0o444, "ap_config": 0o644, "remove": 0o200,
+        "matrix": 0o444, "guest_matrix": 0o444, "ap_config": 0o644, "remove": 0o200, "uevent": 0o644,
       ])
     // A write-only attribute cannot be read, a read-only one not written.
     #expect(throws: Errno.permissionDenied) { try k.sysfs.read(dir + "/assign_adapter") }

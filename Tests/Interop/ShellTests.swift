@@ -72,10 +72,12 @@ struct ShellTests {
         -r--r--r-- control_domains
         lrwxrwxrwx driver
         -r--r--r-- guest_matrix
+        lrwxrwxrwx iommu_group
         -r--r--r-- matrix
         lrwxrwxrwx mdev_type
         --w------- remove
         lrwxrwxrwx subsystem
+        -rw-r--r-- uevent
         --w------- unassign_adapter
         --w------- unassign_control_domain
         --w------- unassign_domain
@@ -96,8 +98,42 @@ struct ShellTests {
     #expect(
       try d.bash("stat -c '%A' /sys/bus/ap/apmask /sys/bus/ap/bindings /sys/bus/ap/drivers_probe").stdout
         == "-rw-r--r--\n-r--r--r--\n--w-------\n")
+    #expect(
+      try d.bash("readlink /sys/bus/mdev/devices/\(u1)/driver").stdout
+        == "../../../../bus/mdev/drivers/vfio_ap_mdev\n")
+    // vfio gives the mdev an IOMMU group of its own, bound in place under /sys/kernel.
+    #expect(
+      try d.bash("readlink -f /sys/bus/mdev/devices/\(u1)/iommu_group").stdout
+        == "/sys/kernel/iommu_groups/0\n")
+    #expect(
+      try d.bash("readlink -f /sys/kernel/iommu_groups/0/devices/\(u1)").stdout
+        == "/sys/devices/vfio_ap/matrix/\(u1)\n")
+    #expect(try d.bash("cat /sys/kernel/iommu_groups/0/type").stdout == "unknown\n")
+    #expect(
+      try d.bash("cat /sys/devices/ap/card05/05.0004/uevent").stdout
+        == "DEVTYPE=ap_queue\nDRIVER=cex4queue\nMODE=cca\n")
+    #expect(try d.bash("echo $SYSTEMD_DEVICE_VERIFY_SYSFS").stdout == "0\n")
     // The mount itself can be used directly, without a namespace.
     #expect(try run("/bin/cat", [d.mount + "/devices/vfio_ap/matrix/\(u1)/matrix"]).status == 0)
+  }
+
+  /// Debian's udevadm (libudev) reads a card's properties from its uevent file through the
+  /// namespace's /sys.
+  @Test func udevadmReadsACardsProperties() throws {
+    guard FileManager.default.isExecutableFile(atPath: "/usr/bin/udevadm") else {
+      Issue.record("udevadm is not installed (apt-get install udev)")
+      return
+    }
+    let d = try Daemon()
+    let r = try d.exec(["udevadm", "info", "-q", "property", "-p", "/devices/ap/card05"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let lines = Set(r.stdout.split(separator: "\n").map(String.init))
+    for p in [
+      "DEVPATH=/devices/ap/card05", "SUBSYSTEM=ap", "DEVTYPE=ap_card", "DRIVER=cex4card", "DEV_TYPE=000E",
+      "MODALIAS=ap:t0E", "MODE=cca",
+    ] {
+      #expect(lines.contains(p), "\(p) in \(r.stdout)")
+    }
   }
 
   /// kernfs cuts a write to a sysfs attribute to one page and returns the short count (E2BIG is

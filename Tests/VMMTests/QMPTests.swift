@@ -146,7 +146,7 @@ struct QMPTests {
     for form in [
       "/sys/devices/vfio_ap/matrix/\(uuid1)",
       "/sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/devices/\(uuid1)",
-      "/sys/bus/mdev/devices/\(uuid1)", "/sys/bus/mdev/drivers/vfio_mdev/\(uuid1)",
+      "/sys/bus/mdev/devices/\(uuid1)", "/sys/bus/mdev/drivers/vfio_ap_mdev/\(uuid1)",
     ] {
       #expect(add([("driver", .string("vfio-ap")), ("sysfsdev", .string(form))]) == nil)
       #expect(g.device?.uuid == uuid1)

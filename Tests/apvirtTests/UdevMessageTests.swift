@@ -61,6 +61,8 @@ struct UdevMessageTests {
     #expect(
       UdevMessage.subsystem(of: "/devices/vfio_ap/matrix/62177883-f1bb-47f0-914d-32a22e3a8804") == "mdev")
     #expect(UdevMessage.subsystem(of: "/devices/vfio_ap") == nil)
+    #expect(UdevMessage.subsystem(of: "/bus/ap") == "bus")
+    #expect(UdevMessage.subsystem(of: "/bus/ap/drivers/cex4queue") == "drivers")
     // An event whose device has no subsystem is dropped, as kobject_uevent_env drops it.
     #expect(
       UdevMessage.forUEvent(

@@ -48,6 +48,7 @@ public final class APBus {
     busDevices = busDirectory.directory("devices")
     attributes = APBusAttributes()
     busDirectory.addGroup(attributes.busGroup, owner: self)
+    devicesRoot.addGroup(attributes.rootGroup, owner: self)
     busDirectory.directory("drivers")
     // zcrypt's drivers are built in; vfio_ap registers its own when its module loads, so a
     // guest's kernel, which never loads it, has no `drivers/vfio_ap`.

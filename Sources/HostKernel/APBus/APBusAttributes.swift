@@ -10,14 +10,29 @@ struct APBusAttributes {
   let driverGroup: SysfsAttributeGroup
   let cardGroup: SysfsAttributeGroup
   let queueGroup: SysfsAttributeGroup
+  let rootGroup = SysfsAttributeGroup(APBusAttributes.rootDevice)
   let zcryptCardGroup = ZcryptAttributes.cardGroup
   let zcryptQueueGroup = ZcryptAttributes.queueGroup
+
+  /// The AP root device (`/sys/devices/ap`): on the AP bus, so not filtered, but neither
+  /// `dev_uevent` nor `ap_uevent` gives it a variable.
+  static let rootDevice: [SysfsAttribute] = [
+    .readWrite(
+      "uevent", show: { (_: APBus) in "" },
+      store: { (bus: APBus, b) throws(Errno) in
+        try bus.kernel.synthUEvent(
+          .device(devpath: "/devices/ap", subsystem: "ap", variables: [], logName: "ap", logDriver: "ap"), b)
+      })
+  ]
 
   init() {
     busGroup = SysfsAttributeGroup(Self.bus)
     driverGroup = SysfsAttributeGroup([
       .writeOnly("bind") { (h: APDriverHandle, b) throws(Errno) in try h.bus.bindStore(h.driver, b) },
       .writeOnly("unbind") { (h: APDriverHandle, b) throws(Errno) in try h.bus.unbindStore(h.driver, b) },
+      .writeOnly("uevent") { (h: APDriverHandle, b) throws(Errno) in
+        try h.bus.kernel.synthUEvent(.driver("/bus/ap/drivers/" + h.driver.name), b)
+      },
     ])
     cardGroup = SysfsAttributeGroup(Self.card)
     queueGroup = SysfsAttributeGroup(Self.queue)
@@ -79,6 +94,7 @@ struct APBusAttributes {
       return qci.featureNames.joined(separator: " ") + "\n"
     },
     .writeOnly("drivers_probe") { (bus: APBus, b) throws(Errno) in try bus.driversProbe(b) },
+    .writeOnly("uevent") { (bus: APBus, b) throws(Errno) in try bus.kernel.synthUEvent(.bus("/bus/ap"), b) },
     .readWrite(
       "drivers_autoprobe", show: { (_: APBus) in "1\n" },
       store: { (_: APBus, b) throws(Errno) in _ = try KernelNumber.kstrtobool(b) }),
@@ -106,6 +122,9 @@ struct APBusAttributes {
       store: { (c: APCard, b) throws(Errno) in try c.bus.storeCardConfig(c, try zeroOrOne(b)) }),
     .readOnly("chkstop") { (c: APCard) in c.chkstop ? "1\n" : "0\n" },
     .readOnly("max_msg_size") { (c: APCard) in "\(c.maxMessageSize)\n" },
+    .readWrite(
+      "uevent", show: { (c: APCard) in HostKernel.ueventText(c.ueventVariables) },
+      store: { (c: APCard, b) throws(Errno) in try c.bus.kernel.synthUEvent(c.ueventObject, b) }),
   ]
 
   static let queue: [SysfsAttribute] = [
@@ -132,5 +151,8 @@ struct APBusAttributes {
         if s.last == UInt8(ascii: "\n") { s.removeLast() }
         q.driverOverride = s.isEmpty ? nil : String(decoding: s, as: UTF8.self)
       }),
+    .readWrite(
+      "uevent", show: { (q: APQueue) in HostKernel.ueventText(q.ueventVariables) },
+      store: { (q: APQueue, b) throws(Errno) in try q.card.bus.kernel.synthUEvent(q.ueventObject, b) }),
   ]
 }

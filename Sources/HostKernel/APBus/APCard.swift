@@ -46,6 +46,21 @@ public final class APCard {
   /// zcrypt's `type`: `CEX8C`.
   public var typeName: String { type.name + mode.typeSuffix }
 
+  /// What `dev_uevent` and `ap_uevent` give the card: its device type, its driver when bound,
+  /// then `DEV_TYPE`, `MODALIAS` (both of the type the kernel works with) and `MODE`.
+  public var ueventVariables: [String] {
+    ["DEVTYPE=ap_card"] + (driver.map { ["DRIVER=" + $0.name] } ?? []) + [
+      "DEV_TYPE=" + padHex(type.rawValue, 4, uppercase: true),
+      "MODALIAS=ap:t" + padHex(type.rawValue, 2, uppercase: true), "MODE=" + mode.ueventName,
+    ]
+  }
+
+  var ueventObject: UEventObject {
+    .device(
+      devpath: directory.path, subsystem: "ap", variables: ueventVariables, logName: name,
+      logDriver: driver?.name ?? "ap")
+  }
+
   /// `max_msg_size`: ml x 4096, or 12288 when ml is 0.
   public var maxMessageSize: Int { ml == 0 ? 12288 : ml * 4096 }
 }

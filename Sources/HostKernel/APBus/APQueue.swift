@@ -30,6 +30,18 @@ public final class APQueue {
 
   /// `05.0004`
   public var name: String { apqn.description }
+
+  /// What `dev_uevent` and `ap_uevent` give the queue: its device type, its driver when bound,
+  /// and the card's `MODE`.
+  public var ueventVariables: [String] {
+    ["DEVTYPE=ap_queue"] + (driver.map { ["DRIVER=" + $0.name] } ?? []) + ["MODE=" + card.mode.ueventName]
+  }
+
+  var ueventObject: UEventObject {
+    .device(
+      devpath: directory.path, subsystem: "ap", variables: ueventVariables, logName: name,
+      logDriver: driver?.name ?? "ap")
+  }
 }
 
 /// What vfio_ap keeps per bound queue (`struct vfio_ap_queue`).

@@ -6,8 +6,43 @@ import SystemPackage
 /// `status` of each queue bound to vfio_ap.
 enum MdevAttributes {
   static let matrixGroup = SysfsAttributeGroup([
-    .readOnly("features") { (_: VFIOAPDriver) in "guest_matrix hotplug ap_config\n" }
+    .readOnly("features") { (_: VFIOAPDriver) in "guest_matrix hotplug ap_config\n" },
+    .readWrite(
+      "uevent", show: { (_: VFIOAPDriver) in HostKernel.ueventText(VFIOAPDriver.matrixUEventVariables) },
+      store: { (d: VFIOAPDriver, b) throws(Errno) in
+        try d.kernel.synthUEvent(
+          .device(
+            devpath: d.matrixDirectory.path, subsystem: "matrix",
+            variables: VFIOAPDriver.matrixUEventVariables,
+            logName: "matrix", logDriver: "vfio_ap"), b)
+      }),
   ])
+
+  /// `/sys/devices/vfio_ap`, a root device with neither bus nor class: the kset filters it, so
+  /// its `uevent` reads empty and a write sends nothing.
+  static let rootGroup = SysfsAttributeGroup([
+    .readWrite(
+      "uevent", show: { (_: VFIOAPDriver) in "" },
+      store: { (d: VFIOAPDriver, b) throws(Errno) in
+        try d.kernel.synthUEvent(
+          .device(
+            devpath: "/devices/vfio_ap", subsystem: "", variables: nil, logName: "vfio_ap", logDriver: ""), b)
+      })
+  ])
+
+  /// `uevent` of the `matrix` and `mdev` buses and of their drivers.
+  static func busGroup(_ path: String) -> SysfsAttributeGroup {
+    SysfsAttributeGroup([
+      .writeOnly("uevent") { (d: VFIOAPDriver, b) throws(Errno) in try d.kernel.synthUEvent(.bus(path), b) }
+    ])
+  }
+
+  static func driverGroup(_ path: String) -> SysfsAttributeGroup {
+    SysfsAttributeGroup([
+      .writeOnly("uevent") { (d: VFIOAPDriver, b) throws(Errno) in try d.kernel.synthUEvent(.driver(path), b)
+      }
+    ])
+  }
 
   static let typeGroup = SysfsAttributeGroup([
     .readOnly("name") { (_: VFIOAPDriver) in "VFIO AP Passthrough Device\n" },
@@ -50,6 +85,14 @@ enum MdevAttributes {
       "ap_config", show: { (m: MediatedDevice) in m.matrix.apConfigText },
       store: { (m: MediatedDevice, b) throws(Errno) in try m.driver.storeAPConfig(m, b) }),
     .writeOnly("remove") { (m: MediatedDevice, b) throws(Errno) in try m.driver.removeStore(m, b) },
+    .readWrite(
+      "uevent", show: { (_: MediatedDevice) in HostKernel.ueventText(MediatedDevice.ueventVariables) },
+      store: { (m: MediatedDevice, b) throws(Errno) in
+        try m.driver.kernel.synthUEvent(
+          .device(
+            devpath: m.directory.path, subsystem: "mdev", variables: MediatedDevice.ueventVariables,
+            logName: m.uuid, logDriver: VFIOAPDriver.mdevDriverName), b)
+      }),
   ])
 
   /// `status` of a queue bound to vfio_ap.

@@ -35,6 +35,8 @@ public final class MediatedDevice {
   public internal(set) var removalPending = false
   let directory: SysfsDirectory
   unowned let driver: VFIOAPDriver
+  /// The IOMMU group vfio gave the device when vfio_ap registered it.
+  public internal(set) var iommuGroup: IOMMUGroup?
 
   init(uuid: String, sequence: Int, directory: SysfsDirectory, driver: VFIOAPDriver) {
     self.driver = driver
@@ -46,6 +48,10 @@ public final class MediatedDevice {
   /// Whether a change of the host configuration that adds resources to this mdev is being
   /// handled (between `on_config_changed` and `on_scan_complete`).
   var hasPendingAdditions: Bool { !apmAdd.isEmpty || !aqmAdd.isEmpty || !admAdd.isEmpty }
+
+  /// What `dev_uevent` gives an mdev: only its driver, as the mdev bus has no uevent callback
+  /// and an mdev no device type.
+  static let ueventVariables = ["DRIVER=" + VFIOAPDriver.mdevDriverName]
 
   /// The APQNs of the linked queues, ascending.
   public var linkedAPQNs: [APQN] { queues.keys.sorted().map { APQN(rawValue: $0) } }

@@ -14,6 +14,12 @@ public final class VFIOAPDriver {
   var machine: APMachine { kernel.machine }
   var bus: APBus { kernel.apBus }
 
+  /// The name of vfio_ap's mdev driver (`vfio_ap_matrix_driver`), under `/sys/bus/mdev/drivers`.
+  public static let mdevDriverName = "vfio_ap_mdev"
+  /// What `dev_uevent` gives the matrix device: its driver (it has no device type, and the
+  /// matrix bus no uevent callback).
+  static let matrixUEventVariables = ["DRIVER=vfio_ap"]
+
   /// The most mdevs the type offers (`available_instances` starts here).
   public static let maxInstances = 65536
 
@@ -34,7 +40,7 @@ public final class VFIOAPDriver {
   let matrixDirectory: SysfsDirectory
   let typeDirectory: SysfsDirectory
   let typeDevices: SysfsDirectory
-  /// `/bus/mdev/devices` and `/bus/mdev/drivers/vfio_mdev`: every mdev is linked from both.
+  /// `/bus/mdev/devices` and `/bus/mdev/drivers/vfio_ap_mdev`: every mdev is linked from both.
   let mdevBusDevices: SysfsDirectory
   let mdevDriverDevices: SysfsDirectory
 
@@ -51,11 +57,18 @@ public final class VFIOAPDriver {
     typeDirectory = matrix.directory("mdev_supported_types").directory("vfio_ap-passthrough")
     typeDevices = typeDirectory.directory("devices")
     mdevBusDevices = tree.makeDirectories("/bus/mdev/devices")
-    mdevDriverDevices = tree.makeDirectories("/bus/mdev/drivers/vfio_mdev")
+    mdevDriverDevices = tree.makeDirectories("/bus/mdev/drivers/" + Self.mdevDriverName)
     matrix.addGroup(MdevAttributes.matrixGroup, owner: self)
     matrix.symlink("driver", toAbsolute: "/bus/matrix/drivers/vfio_ap")
     matrix.symlink("subsystem", toAbsolute: "/bus/matrix")
     tree.makeDirectories("/bus/matrix/drivers/vfio_ap").symlink("matrix", toAbsolute: matrix.path)
+    tree.makeDirectories("/devices/vfio_ap").addGroup(MdevAttributes.rootGroup, owner: self)
+    for bus in ["/bus/matrix", "/bus/mdev"] {
+      tree.makeDirectories(bus).addGroup(MdevAttributes.busGroup(bus), owner: self)
+    }
+    for drv in ["/bus/matrix/drivers/vfio_ap", "/bus/mdev/drivers/" + Self.mdevDriverName] {
+      tree.makeDirectories(drv).addGroup(MdevAttributes.driverGroup(drv), owner: self)
+    }
     tree.makeDirectories("/bus/matrix/devices").symlink("matrix", toAbsolute: matrix.path)
     typeDirectory.addGroup(MdevAttributes.typeGroup, owner: self)
     tree.makeDirectories("/class/mdev_bus").symlink("matrix", toAbsolute: matrix.path)
@@ -99,11 +112,13 @@ public final class VFIOAPDriver {
     mdevs[uuid] = m
     dir.addGroup(MdevAttributes.mdevGroup, owner: m)
     dir.symlink("mdev_type", toAbsolute: typeDirectory.path)
-    dir.symlink("driver", toAbsolute: "/bus/mdev/drivers/vfio_mdev")
+    dir.symlink("driver", toAbsolute: "/bus/mdev/drivers/" + Self.mdevDriverName)
     dir.symlink("subsystem", toAbsolute: "/bus/mdev")
     typeDevices.symlink(uuid, toAbsolute: dir.path)
     mdevBusDevices.symlink(uuid, toAbsolute: dir.path)
     mdevDriverDevices.symlink(uuid, toAbsolute: dir.path)
+    // `vfio_ap_mdev_probe` registers an emulated-IOMMU vfio device: a group of its own.
+    m.iommuGroup = kernel.allocateIOMMUGroup(for: dir, driver: Self.mdevDriverName)
     kernel.uevent(.add, dir.path, ["MDEV_TYPE=vfio_ap-passthrough"])
     return m
   }
@@ -149,6 +164,8 @@ public final class VFIOAPDriver {
     unlinkFromQueues(m)
     for a in m.matrix.apm { for q in m.matrix.aqm { owners[a << 8 | q] = nil } }
     mdevs[m.uuid] = nil
+    if let g = m.iommuGroup { kernel.releaseIOMMUGroup(g, of: m.directory, driver: Self.mdevDriverName) }
+    m.iommuGroup = nil
     // The device's path, before its directory leaves the tree.
     let devpath = m.directory.path
     matrixDirectory.remove(m.uuid)

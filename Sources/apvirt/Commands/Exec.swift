@@ -12,9 +12,11 @@ struct Exec: ParsableCommand {
     discussion: """
       CMD runs in a private mount namespace whose /sys is the host's, with the emulated tree's
       nodes (/sys/bus/ap, /sys/devices/ap, /sys/devices/vfio_ap, /sys/bus/mdev,
-      /sys/class/mdev_bus, ...) bound in their places, and STATE/etc/mdevctl.d over
-      /etc/mdevctl.d, so that unmodified tools (mdevctl, lszcrypt, shell scripts, Ansible modules)
-      behave as on the LPAR.
+      /sys/class/mdev_bus, /sys/kernel/iommu_groups, ...) bound in their places, and
+      STATE/etc/mdevctl.d over /etc/mdevctl.d, so that unmodified tools (mdevctl, lszcrypt,
+      udevadm, shell scripts, Ansible modules) behave as on the LPAR.
+      CMD's environment has SYSTEMD_DEVICE_VERIFY_SYSFS=0: libudev (udevadm, libvirt) otherwise
+      refuses a /sys that is not a sysfs mount, as the emulated nodes (a FUSE tree) are not.
       The exit status is CMD's. Needs root (a mount namespace).
 
         apvirt exec -- mdevctl types
@@ -33,6 +35,9 @@ struct Exec: ParsableCommand {
   @Argument(parsing: .captureForPassthrough, help: "The command and its arguments.")
   var command: [String] = []
 
+  /// The variable by which libudev skips its check that /sys is a sysfs mount.
+  static let verifySysfsVariable = "SYSTEMD_DEVICE_VERIFY_SYSFS"
+
   /// `unshare(CLONE_NEWNS)`. Glibc's module map hides `unshare` (it needs _GNU_SOURCE), so the
   /// symbol is looked up at run time.
   static func unshareMountNamespace() -> Int32 {
@@ -47,7 +52,7 @@ struct Exec: ParsableCommand {
 
   /// Builds the namespace's /sys: the host's real sysfs, with the emulated tree's nodes bound in
   /// place of (or beside) the real ones at the second level (`bus/ap`, `bus/mdev`, `devices/ap`,
-  /// `devices/vfio_ap`, `class/mdev_bus`, ...), so that tools find the emulated AP world and
+  /// `devices/vfio_ap`, `class/mdev_bus`, `kernel/iommu_groups`, ...), so that tools find the emulated AP world and
   /// everything else where it always is. A tmpfs holds the composition; the real sysfs is
   /// reached through a bind at `scratch`.
   static func composeSys(emulated: String, scratch: String, check: (Int32, String) throws -> Void) throws {
@@ -119,6 +124,8 @@ struct Exec: ParsableCommand {
     try check(
       Glibc.mount(paths.mdevctlDirectory, "/etc/mdevctl.d", nil, UInt(MS_BIND), nil),
       "binding \(paths.mdevctlDirectory) over /etc/mdevctl.d")
+    // libudev checks that /sys is sysfs by its magic number unless told not to.
+    setenv(Self.verifySysfsVariable, "0", 1)
     var cargs = argv.map { strdup($0) } + [nil]
     execvp(program, &cargs)
     throw ValidationError("\(program): \(String(cString: strerror(errno)))")

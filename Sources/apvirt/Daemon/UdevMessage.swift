@@ -110,8 +110,11 @@ struct UdevMessage: Equatable {
   /// The subsystem the kernel names a device's uevents with (`kobject_uevent_env` takes it
   /// from the device's bus): AP devices and the AP root device (whose bus is set to the AP bus)
   /// are `ap`, the matrix device `matrix`, its mdevs `mdev`. Other paths send no uevent.
+  /// A bus's own kobject is of subsystem `bus`, a driver's `drivers` (their synthetic uevents).
   static func subsystem(of devpath: String) -> String? {
     let parts = devpath.split(separator: "/")
+    if parts.count == 2 && parts[0] == "bus" { return "bus" }
+    if parts.count == 4 && parts[0] == "bus" && parts[2] == "drivers" { return "drivers" }
     guard parts.count >= 2, parts[0] == "devices" else { return nil }
     switch parts[1] {
     case "ap": return "ap"
