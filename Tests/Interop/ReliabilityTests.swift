@@ -43,7 +43,14 @@ final class JSONLineClient {
   /// The next line without its line end, or nil after the time-out or at the end.
   func line() -> String? { (try? client.receiveLine()).map { String(decoding: $0, as: UTF8.self) } }
 
-  func close() { client.close() }
+  /// Closes once: a second close could hit a descriptor another test has been given since.
+  func close() {
+    guard !closed else { return }
+    closed = true
+    client.close()
+  }
+
+  private var closed = false
 }
 
 /// The reliability audit's findings 2 to 7 and 10 against a running daemon: what clients send

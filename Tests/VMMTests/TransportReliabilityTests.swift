@@ -31,7 +31,17 @@ final class TimedClient {
     return nil
   }
 
-  deinit { client.close() }
+  /// Closes once. (The test process runs every suite at once: a second close could hit a
+  /// descriptor number another test has been given since.)
+  func close() {
+    guard !closed else { return }
+    closed = true
+    client.close()
+  }
+
+  private var closed = false
+
+  deinit { close() }
 }
 
 /// Finding 1 of the reliability audit: a QMP client that stops reading must not stall the
@@ -145,7 +155,7 @@ struct TransportReliabilityTests {
     #expect(c.line() == nil)
     #expect(server.connectionCount == 2)
     // One goes; the third is served.
-    a.client.close()
+    a.close()
     let c2 = c
     var served: String?
     for _ in 0..<5 where served == nil { served = c2.line() }
