@@ -45,7 +45,7 @@ let package = Package(
     .testTarget(name: "HostKernelTests", dependencies: ["HostKernel"]),
     .testTarget(name: "FUSETests", dependencies: ["FUSE"]),
     .testTarget(name: "VMMTests", dependencies: ["VMM", "HostKernel"]),
-    .testTarget(name: "Interop", dependencies: ["apvirt", "VMM"], path: "Tests/Interop", exclude: ["Scripts"]),
+    .testTarget(name: "Interop", dependencies: ["apvirt", "VMM", "FUSE"], path: "Tests/Interop", exclude: ["Scripts"]),
     .testTarget(name: "apvirtTests", dependencies: ["apvirt", "HostKernel"]),
   ],
   swiftLanguageModes: [.v6]

@@ -155,9 +155,7 @@ public struct FUSEMount: Sendable {
 
   /// Whether something is mounted exactly at `path` (from /proc/self/mountinfo).
   public static func isMountPoint(_ path: String) -> Bool {
-    guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else {
-      return false
-    }
+    guard let text = readProcFile("/proc/self/mountinfo") else { return false }
     // Plain string work: anything that stats the path would hang on a mount nobody serves.
     var target = path
     while target.count > 1 && target.hasSuffix("/") { target.removeLast() }
@@ -165,5 +163,24 @@ public struct FUSEMount: Sendable {
       let fields = line.split(separator: " ")
       return fields.count > 4 && fields[4].replacingOccurrences(of: "\\040", with: " ") == target
     }
+  }
+
+  /// The whole of a /proc file. Foundation's `String(contentsOfFile:)` trusts the size that
+  /// `stat` reports, 0 for these, and returns what one read gives: about 4 KiB of
+  /// `/proc/self/mountinfo`, so that with a few dozen mounts the later ones were not found.
+  public static func readProcFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+      let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+      if n < 0 && errno == EINTR { continue }
+      if n < 0 { return nil }
+      if n == 0 { break }
+      out += chunk[0..<n]
+    }
+    return String(decoding: out, as: UTF8.self)
   }
 }

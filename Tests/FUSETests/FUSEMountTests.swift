@@ -140,6 +140,29 @@ struct FUSEMountTests {
     }
   }
 
+  /// Among many mounts, a mount point is still found (reading mountinfo with Foundation gave its
+  /// first 4 KiB only, and a host with a few dozen mounts lost the later ones).
+  @Test func aMountPointIsFoundAmongManyMounts() throws {
+    let base = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "many-\(UUID().uuidString.prefix(8))"
+    ).path
+    var made: [String] = []
+    defer {
+      for d in made.reversed() { _ = umount2(d, Int32(MNT_DETACH)) }
+      try? FileManager.default.removeItem(atPath: base)
+    }
+    for i in 0..<80 {
+      let d = base + "/m\(i)"
+      try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+      guard mount("none", d, "tmpfs", 0, "size=4k") == 0 else { break }
+      made.append(d)
+    }
+    #expect(made.count == 80)
+    #expect((FUSEMount.readProcFile("/proc/self/mountinfo") ?? "").utf8.count > 8192)
+    #expect(FUSEMount.isMountPoint(made.last!))
+    #expect(!FUSEMount.isMountPoint(base))
+  }
+
   @Test func unmountEndsTheSessionAndStaleMountsAreCleared() throws {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fuse-stale-\(UUID().uuidString)")
       .path

@@ -1,3 +1,4 @@
+import FUSE
 import Foundation
 import Testing
 
@@ -96,7 +97,7 @@ struct UnprivilegedTests {
       usleep(50_000)
     }
     #expect(ready, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
-    let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+    let mounts = FUSEMount.readProcFile("/proc/self/mountinfo") ?? ""
     #expect(mounts.contains("\(root)/sys") && mounts.contains("user_id=65534"))
     let r = try run(
       "/usr/bin/setpriv",
@@ -109,6 +110,6 @@ struct UnprivilegedTests {
     _ = try run("/usr/bin/setpriv", asNobody + [apvirtBinary, "down", "--mount", root + "/sys"])
     #expect(waitForExit(p))
     #expect(p.terminationStatus == 0)
-    #expect(!(try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)).contains("\(root)/sys"))
+    #expect(!(FUSEMount.readProcFile("/proc/self/mountinfo") ?? "").contains("\(root)/sys"))
   }
 }

@@ -1,3 +1,4 @@
+import FUSE
 import Foundation
 import Testing
 
@@ -120,7 +121,7 @@ final class Daemon {
     if p.terminationReason == .uncaughtSignal {
       Issue.record("apvirt up died of signal \(p.terminationStatus):\n\(log)")
     }
-    let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+    let mounts = FUSEMount.readProcFile("/proc/self/mountinfo") ?? ""
     for m in [mount, root + "/guests"] where mounts.contains(" \(m) ") {
       Issue.record("\(m) is still mounted after apvirt down")
       _ = umount2(m, Int32(MNT_DETACH))
