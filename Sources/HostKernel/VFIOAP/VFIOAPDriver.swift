@@ -123,19 +123,9 @@ public final class VFIOAPDriver {
     return m
   }
 
-  /// The kernel's `uuid_is_valid` + parse: 36 characters, hex digits with hyphens at 8, 13,
-  /// 18 and 23. Returns the lower-case form.
-  static func parseUUID(_ s: [UInt8]) -> String? {
-    guard s.count == 36 else { return nil }
-    for (i, c) in s.enumerated() {
-      if i == 8 || i == 13 || i == 18 || i == 23 {
-        guard c == UInt8(ascii: "-") else { return nil }
-      } else {
-        guard KernelNumber.isHexDigit(c) else { return nil }
-      }
-    }
-    return String(decoding: s, as: UTF8.self).lowercased()
-  }
+  /// The kernel's `uuid_is_valid` + parse (``SyntheticUEvent/uuidText(_:)``). Returns the
+  /// lower-case form.
+  static func parseUUID(_ s: [UInt8]) -> String? { SyntheticUEvent.uuidText(s)?.lowercased() }
 
   /// The errno with which a `remove` store reports that it must wait for the VMM to release
   /// the device: the kernel's internal ERESTARTSYS. The owner of the kernel waits (without the
