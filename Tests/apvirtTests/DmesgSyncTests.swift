@@ -36,12 +36,12 @@ struct DmesgSyncTests {
     "[    0.000000] vfio_ap_mdev \(u2): Userspace may not assign queue 05.0047 to mdev: already assigned to \(u1)\n"
 
   /// What one refused store and the sync after it cost.
-  static func costOfOneRefusal(_ host: EmulatedHost, _ sync: DmesgSync) -> DmesgSync.Stats {
+  static func costOfOneRefusal(_ host: EmulatedHost, _ sync: KernelLogFile) -> KernelLogFile.Stats {
     let before = sync.stats
     refuse(host)
     sync.sync()
     let after = sync.stats
-    return DmesgSync.Stats(
+    return KernelLogFile.Stats(
       linesFormatted: after.linesFormatted - before.linesFormatted,
       bytesWritten: after.bytesWritten - before.bytesWritten, rewrites: after.rewrites - before.rewrites,
       missed: after.missed - before.missed)
@@ -51,11 +51,11 @@ struct DmesgSyncTests {
     let host = try Self.refusingHost()
     let path = Self.temporaryPath()
     defer { try? FileManager.default.removeItem(atPath: path) }
-    let sync = DmesgSync(host: host, path: path)
+    let sync = KernelLogFile(host: host, path: path)
     sync.sync()
     #expect(sync.stats.rewrites == 1)
     let empty = Self.costOfOneRefusal(host, sync)
-    let one = DmesgSync.Stats(
+    let one = KernelLogFile.Stats(
       linesFormatted: 1, bytesWritten: Self.refusal.utf8.count, rewrites: 0, missed: 0)
     #expect(empty == one)
     // Fill the ring until it drops lines, syncing after each store as the daemon does.
@@ -84,7 +84,7 @@ struct DmesgSyncTests {
     let host = try Self.refusingHost(logBufferLength: 4096)
     let path = Self.temporaryPath()
     defer { try? FileManager.default.removeItem(atPath: path) }
-    let sync = DmesgSync(host: host, path: path, maxFileBytes: 16384)
+    let sync = KernelLogFile(host: host, path: path, maxFileBytes: 16384)
     sync.sync()
     for _ in 0..<1000 {
       Self.refuse(host)
@@ -107,7 +107,7 @@ struct DmesgSyncTests {
     let host = try Self.refusingHost(logBufferLength: 4096)
     let path = Self.temporaryPath()
     defer { try? FileManager.default.removeItem(atPath: path) }
-    let sync = DmesgSync(host: host, path: path)
+    let sync = KernelLogFile(host: host, path: path)
     sync.sync()
     let start = try String(contentsOfFile: path, encoding: .utf8)
     for _ in 0..<100 { Self.refuse(host) }

@@ -32,7 +32,7 @@ final class HostDaemon: Sendable {
   /// Whether the daemon is stopping (or stopped), and why.
   var isStopping: Bool { stopping.load(ordering: .relaxed) }
   private let finished = DispatchSemaphore(value: 0)
-  let dmesgSync: DmesgSync
+  let dmesgSync: KernelLogFile
   let guests: GuestRegistry
   /// Held for the daemon's life: no second daemon on the same directories.
   let runtimeLock: DirectoryLock
@@ -110,7 +110,7 @@ final class HostDaemon: Sendable {
       broadcaster = nil
     }
     // The log file follows every store (a refused assignment logs why), and so do the uevents.
-    let syncLog = DmesgSync(host: host, path: paths.dmesg)
+    let syncLog = KernelLogFile(host: host, path: paths.dmesg)
     dmesgSync = syncLog
     let events = broadcaster
     let notifyHost = host
