@@ -119,9 +119,13 @@ public final class HostKernel {
     printk("\(driver) \(device): \(message)")
   }
 
-  func uevent(_ action: UEvent.Action, _ devpath: String, _ env: [String] = []) {
+  func uevent(_ action: UEvent.Action, _ devpath: String, _ env: [String] = [], subsystem: String? = nil) {
     // Numbered even when not recorded, as `uevent_seqnum` counts every event.
-    if recordsUEvents { uevents.send(UEvent(action, devpath, env)) } else { uevents.sendUnrecorded() }
+    if recordsUEvents {
+      uevents.send(UEvent(action, devpath, env, subsystem: subsystem))
+    } else {
+      uevents.sendUnrecorded()
+    }
   }
 
   /// Queues a signal to a VMM (an eventfd write).

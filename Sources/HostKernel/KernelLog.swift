@@ -110,11 +110,33 @@ public struct UEvent: Hashable, Sendable {
   /// The device path below `/sys`, `/devices/ap/card05`.
   public var devpath: String
   public var environment: [String]
+  /// `SUBSYSTEM`, as `kobject_uevent_env` names the event: the device's bus, or `bus` and
+  /// `drivers` for a bus's and a driver's own kobject.
+  public var subsystem: String
 
-  public init(_ action: Action, _ devpath: String, _ environment: [String] = []) {
+  /// An event of `devpath`, whose subsystem is the one of its place in the tree unless given.
+  public init(_ action: Action, _ devpath: String, _ environment: [String] = [], subsystem: String? = nil) {
     self.action = action
     self.devpath = devpath
     self.environment = environment
+    self.subsystem = subsystem ?? Self.subsystem(of: devpath)
+  }
+
+  /// The subsystem of what the emulated kernel sends uevents for: AP devices and the AP root
+  /// device (whose bus is set to the AP bus) are `ap`, the matrix device `matrix`, its mdevs
+  /// `mdev`, `/bus/X` is `bus` and `/bus/X/drivers/Y` is `drivers`. Anything else has none
+  /// (empty), and the kernel would drop its events.
+  public static func subsystem(of devpath: String) -> String {
+    let parts = devpath.split(separator: "/")
+    if parts.count == 2 && parts[0] == "bus" { return "bus" }
+    if parts.count == 4 && parts[0] == "bus" && parts[2] == "drivers" { return "drivers" }
+    guard parts.count >= 2, parts[0] == "devices" else { return "" }
+    switch parts[1] {
+    case "ap": return "ap"
+    case "vfio_ap" where parts.count == 3 && parts[2] == "matrix": return "matrix"
+    case "vfio_ap" where parts.count == 4 && parts[2] == "matrix": return "mdev"
+    default: return ""
+    }
   }
 }
 

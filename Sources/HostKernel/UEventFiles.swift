@@ -128,7 +128,7 @@ extension HostKernel {
     {
       try failSynth(object, path, "failed to send uevent", .noMemory)
     }
-    uevent(action, path, env)
+    uevent(action, path, env, subsystem: subsystem)
   }
 
   /// Logs a failed synthetic uevent as the kernel does and throws `errno`.

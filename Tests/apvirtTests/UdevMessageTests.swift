@@ -1,4 +1,6 @@
 import Foundation
+import HostKernel
+import Machine
 import Testing
 
 @testable import apvirt
@@ -7,7 +9,7 @@ import Testing
 @Suite("udev messages: libudev's netlink format")
 struct UdevMessageTests {
   let message = UdevMessage.forUEvent(
-    action: "add", devpath: "/devices/ap/card05", environment: ["CONFIG=1"],
+    action: "add", devpath: "/devices/ap/card05", subsystem: "ap", environment: ["CONFIG=1"],
     deviceVariables: [
       "DEVTYPE=ap_card", "DRIVER=cex4card", "DEV_TYPE=000E", "MODALIAS=ap:t0E", "MODE=cca", "CONFIG=0",
     ],
@@ -55,18 +57,23 @@ struct UdevMessageTests {
   }
 
   @Test func subsystems() {
-    #expect(UdevMessage.subsystem(of: "/devices/ap") == "ap")
-    #expect(UdevMessage.subsystem(of: "/devices/ap/card05/05.0004") == "ap")
-    #expect(UdevMessage.subsystem(of: "/devices/vfio_ap/matrix") == "matrix")
+    #expect(UEvent.subsystem(of: "/devices/ap") == "ap")
+    #expect(UEvent.subsystem(of: "/devices/ap/card05/05.0004") == "ap")
+    #expect(UEvent.subsystem(of: "/devices/vfio_ap/matrix") == "matrix")
     #expect(
-      UdevMessage.subsystem(of: "/devices/vfio_ap/matrix/62177883-f1bb-47f0-914d-32a22e3a8804") == "mdev")
-    #expect(UdevMessage.subsystem(of: "/devices/vfio_ap") == nil)
-    #expect(UdevMessage.subsystem(of: "/bus/ap") == "bus")
-    #expect(UdevMessage.subsystem(of: "/bus/ap/drivers/cex4queue") == "drivers")
+      UEvent.subsystem(of: "/devices/vfio_ap/matrix/62177883-f1bb-47f0-914d-32a22e3a8804") == "mdev")
+    #expect(UEvent.subsystem(of: "/devices/vfio_ap") == "")
+    #expect(UEvent.subsystem(of: "/bus/ap") == "bus")
+    #expect(UEvent.subsystem(of: "/bus/ap/drivers/cex4queue") == "drivers")
+    // The kernel records the subsystem it sends with: a bus's synthetic uevent is `bus`.
+    let host = EmulatedHost(definition: .embeddedDefault)
+    #expect((try? host.write("/bus/ap/uevent", Array("change".utf8))) != nil)
+    #expect(host.withKernel { $0.uevents.last?.subsystem } == "bus")
     // An event whose device has no subsystem is dropped, as kobject_uevent_env drops it.
     #expect(
       UdevMessage.forUEvent(
-        action: "add", devpath: "/62177883", environment: [], deviceVariables: [], seqnum: 1,
+        action: "add", devpath: "/62177883", subsystem: UEvent.subsystem(of: "/62177883"), environment: [],
+        deviceVariables: [], seqnum: 1,
         usecInitialized: 1)
         == nil)
   }

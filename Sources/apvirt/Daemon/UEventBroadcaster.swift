@@ -74,7 +74,8 @@ final class UEventBroadcaster: Sendable {
       let usec = UInt64(clock_gettime_monotonic_usec())
       return zip(follow.events, variables).compactMap { r, vars in
         UdevMessage.forUEvent(
-          action: r.element.action.rawValue, devpath: r.element.devpath, environment: r.element.environment,
+          action: r.element.action.rawValue, devpath: r.element.devpath, subsystem: r.element.subsystem,
+          environment: r.element.environment,
           deviceVariables: vars, seqnum: r.seq, usecInitialized: usec)
       }
     }

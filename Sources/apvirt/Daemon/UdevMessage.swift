@@ -107,33 +107,15 @@ struct UdevMessage: Equatable {
     return h
   }
 
-  /// The subsystem the kernel names a device's uevents with (`kobject_uevent_env` takes it
-  /// from the device's bus): AP devices and the AP root device (whose bus is set to the AP bus)
-  /// are `ap`, the matrix device `matrix`, its mdevs `mdev`. Other paths send no uevent.
-  /// A bus's own kobject is of subsystem `bus`, a driver's `drivers` (their synthetic uevents).
-  static func subsystem(of devpath: String) -> String? {
-    let parts = devpath.split(separator: "/")
-    if parts.count == 2 && parts[0] == "bus" { return "bus" }
-    if parts.count == 4 && parts[0] == "bus" && parts[2] == "drivers" { return "drivers" }
-    guard parts.count >= 2, parts[0] == "devices" else { return nil }
-    switch parts[1] {
-    case "ap": return "ap"
-    case "vfio_ap":
-      if parts.count == 3 && parts[2] == "matrix" { return "matrix" }
-      if parts.count == 4 && parts[2] == "matrix" { return "mdev" }
-      return nil
-    default: return nil
-    }
-  }
-
   /// The message udevd sends for a kernel uevent: the kernel's `ACTION`, `DEVPATH`, `SUBSYSTEM`,
   /// the event's own variables, the device's variables (its `uevent` file, when it still has one),
   /// `SEQNUM`, and udevd's `USEC_INITIALIZED`. A key given twice keeps its first value.
   static func forUEvent(
-    action: String, devpath: String, environment: [String], deviceVariables: [String], seqnum: UInt64,
-    usecInitialized: UInt64
+    action: String, devpath: String, subsystem: String, environment: [String], deviceVariables: [String],
+    seqnum: UInt64, usecInitialized: UInt64
   ) -> UdevMessage? {
-    guard let subsystem = subsystem(of: devpath) else { return nil }
+    // An event without a subsystem is one `kobject_uevent_env` drops.
+    guard !subsystem.isEmpty else { return nil }
     var props: [(String, String)] = [("ACTION", action), ("DEVPATH", devpath), ("SUBSYSTEM", subsystem)]
     var seen: Set<String> = ["ACTION", "DEVPATH", "SUBSYSTEM", "SEQNUM", "USEC_INITIALIZED"]
     for item in environment + deviceVariables {
