@@ -119,10 +119,14 @@ public final class HostKernel {
     printk("\(driver) \(device): \(message)")
   }
 
+  /// `kobject_uevent_env`: an event with the caller's variables `env`, then what the kset's
+  /// callback adds for the object as it is at this moment (for a device, `dev_uevent`: what its
+  /// `uevent` file shows; buses and drivers add nothing, and their files are write-only).
   func uevent(_ action: UEvent.Action, _ devpath: String, _ env: [String] = [], subsystem: String? = nil) {
     // Numbered even when not recorded, as `uevent_seqnum` counts every event.
     if recordsUEvents {
-      uevents.send(UEvent(action, devpath, env, subsystem: subsystem))
+      let own = (try? sysfs.readString(devpath + "/uevent"))?.split(separator: "\n").map(String.init) ?? []
+      uevents.send(UEvent(action, devpath, env + own, subsystem: subsystem))
     } else {
       uevents.sendUnrecorded()
     }

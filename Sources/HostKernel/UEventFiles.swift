@@ -109,26 +109,27 @@ extension HostKernel {
         }
       try failSynth(object, path, message, .invalidArgument)
     }
-    var env = synth
+    var own: [String] = []
     let subsystem: String
     switch object {
     case .device(_, let sub, let variables, _, _):
       // Filtered out: `kobject_uevent_env` returns 0 without sending.
       guard let variables else { return }
-      env += variables
+      own = variables
       subsystem = sub
     case .bus: subsystem = "bus"
     case .driver: subsystem = "drivers"
     }
     let all =
-      ["ACTION=" + action.rawValue, "DEVPATH=" + path, "SUBSYSTEM=" + subsystem] + env
+      ["ACTION=" + action.rawValue, "DEVPATH=" + path, "SUBSYSTEM=" + subsystem] + synth + own
       + ["SEQNUM=\(uevents.lastSeqnum + 1)"]
     if all.count > SyntheticUEvent.maxVariables
       || all.reduce(0, { $0 + $1.utf8.count + 1 }) > SyntheticUEvent.bufferSize
     {
       try failSynth(object, path, "failed to send uevent", .noMemory)
     }
-    uevent(action, path, env, subsystem: subsystem)
+    // The device's own variables are added as for every event.
+    uevent(action, path, synth, subsystem: subsystem)
   }
 
   /// Logs a failed synthetic uevent as the kernel does and throws `errno`.

@@ -105,7 +105,8 @@ struct APBusTests {
     #expect(try! k.sysfs.list("/bus/ap/drivers/vfio_ap").filter { $0.kind == .symlink }.count == 512)
     #expect(cat(k, "/bus/ap/bindings") == "3072/3072 (complete)\n")
     #expect(
-      k.uevents.last == UEvent(.change, "/devices/ap", ["APMASK=0xf9" + String(repeating: "f", count: 62)]))
+      k.uevents.last
+        == UEvent(.change, "/devices/ap", ["APMASK=0xf9" + String(repeating: "f", count: 62) + "\n"]))
     // Every unbind ends with a ZAPQ.
     #expect(k.machine.queueState(APQN(5, 4)).zeroizeCount == 1)
     // An unchanged mask does nothing at all.

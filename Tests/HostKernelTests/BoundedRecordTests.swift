@@ -112,7 +112,9 @@ struct BoundedRecordTests {
     #expect(f.missed == 0)
     // 256 unbinds and 256 binds, then the mask's change.
     #expect(f.events.count == 513)
-    #expect(f.events.first?.element == UEvent(.unbind, "/devices/ap/card05/05.0000"))
+    #expect(
+      f.events.first?.element
+        == UEvent(.unbind, "/devices/ap/card05/05.0000", ["DEVTYPE=ap_queue", "MODE=cca"]))
     #expect(f.events.last?.element.environment.first?.hasPrefix("APMASK=") == true)
     #expect(k.uevents.count == 4096)
     k.recordsUEvents = false

@@ -8,18 +8,56 @@ import Testing
 struct MdevTypeTests {
   let typeDir = "/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough"
 
-  /// A removed device's uevent names the path it had (it used to be taken after the directory
-  /// left the tree, and read `/<uuid>`), for mdevs and for queues.
-  @Test func removeUEventsCarryTheDevicesPath() throws {
+  /// An mdev's uevents are `mdev_device_create`'s and `device_del`'s: add (the mdev bus adds no
+  /// variable, and the driver is not bound yet), bind with the driver, then unbind and remove
+  /// without it. A removed device's uevent names the path it had (it used to be taken after the
+  /// directory left the tree, and read `/<uuid>`) and carries its own variables, for mdevs and
+  /// for queues.
+  @Test func mdevUEventsAndRemovedDevicesPaths() throws {
     let k = bootWithFreedAdapters()
+    let seq = k.uevents.lastSeqnum
     #expect(echo(k, uuid1, createPath) == nil)
-    #expect(k.uevents.last == UEvent(.add, mdevPath(uuid1), ["MDEV_TYPE=vfio_ap-passthrough"]))
     #expect(echo(k, "1", mdevPath(uuid1) + "/remove") == nil)
-    #expect(k.uevents.last == UEvent(.remove, mdevPath(uuid1)))
+    #expect(
+      k.uevents.events(after: seq).events.map(\.element) == [
+        UEvent(.add, mdevPath(uuid1)), UEvent(.bind, mdevPath(uuid1), ["DRIVER=vfio_ap_mdev"]),
+        UEvent(.unbind, mdevPath(uuid1)), UEvent(.remove, mdevPath(uuid1)),
+      ])
     try k.machine.removeUsageDomain(7)
     k.notifyConfigurationChange()
-    #expect(k.uevents.contains(UEvent(.remove, "/devices/ap/card05/05.0007")))
+    #expect(
+      k.uevents.contains(UEvent(.remove, "/devices/ap/card05/05.0007", ["DEVTYPE=ap_queue", "MODE=cca"])))
     #expect(!k.uevents.contains { $0.action == .remove && !$0.devpath.hasPrefix("/devices/") })
+  }
+
+  /// At boot, `vfio_ap_init` announces the matrix device, binds its driver and registers it as
+  /// the mdev parent (the change that mdevctl's udev rule starts defined mdevs on), after the AP
+  /// bus announced each card and queue with its own variables.
+  @Test func bootAnnouncesTheMatrixAndTheMdevParent() throws {
+    // Small enough that the record keeps every boot event.
+    let k = HostKernel(definition: machine(adapters: [5], domains: 0...15))
+    let events = Array(k.uevents)
+    let matrix = "/devices/vfio_ap/matrix"
+    #expect(
+      Array(events.prefix(3)) == [
+        UEvent(.add, matrix), UEvent(.bind, matrix, ["DRIVER=vfio_ap"]),
+        UEvent(.change, matrix, ["MDEV_STATE=registered", "DRIVER=vfio_ap"]),
+      ])
+    #expect(k.log.lines.contains { $0.text == "vfio_ap matrix: MDEV: Registered" })
+    #expect(
+      events.contains(
+        UEvent(
+          .add, "/devices/ap/card05", ["DEVTYPE=ap_card", "DEV_TYPE=000E", "MODALIAS=ap:t0E", "MODE=cca"])))
+    #expect(
+      events.contains(
+        UEvent(
+          .bind, "/devices/ap/card05",
+          ["DEVTYPE=ap_card", "DRIVER=cex4card", "DEV_TYPE=000E", "MODALIAS=ap:t0E", "MODE=cca"])))
+    #expect(events.last == UEvent(.change, "/devices/ap", ["INITSCAN=done"]))
+    #expect(events.contains(UEvent(.add, "/devices/ap/card05/05.0004", ["DEVTYPE=ap_queue", "MODE=cca"])))
+    #expect(
+      events.contains(
+        UEvent(.bind, "/devices/ap/card05/05.0004", ["DEVTYPE=ap_queue", "DRIVER=cex4queue", "MODE=cca"])))
   }
 
   @Test func matrixDeviceAndType() throws {

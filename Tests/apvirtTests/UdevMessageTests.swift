@@ -9,9 +9,10 @@ import Testing
 @Suite("udev messages: libudev's netlink format")
 struct UdevMessageTests {
   let message = UdevMessage.forUEvent(
-    action: "add", devpath: "/devices/ap/card05", subsystem: "ap", environment: ["CONFIG=1"],
-    deviceVariables: [
-      "DEVTYPE=ap_card", "DRIVER=cex4card", "DEV_TYPE=000E", "MODALIAS=ap:t0E", "MODE=cca", "CONFIG=0",
+    action: "add", devpath: "/devices/ap/card05", subsystem: "ap",
+    environment: [
+      "CONFIG=1", "DEVTYPE=ap_card", "DRIVER=cex4card", "DEV_TYPE=000E", "MODALIAS=ap:t0E", "MODE=cca",
+      "CONFIG=0",
     ],
     seqnum: 42, usecInitialized: 1234)!
 
@@ -73,7 +74,7 @@ struct UdevMessageTests {
     #expect(
       UdevMessage.forUEvent(
         action: "add", devpath: "/62177883", subsystem: UEvent.subsystem(of: "/62177883"), environment: [],
-        deviceVariables: [], seqnum: 1,
+        seqnum: 1,
         usecInitialized: 1)
         == nil)
   }

@@ -213,13 +213,8 @@ public final class APBus {
     dir.addGroup(attributes.cardGroup, owner: card)
     dir.symlink("subsystem", toAbsolute: "/bus/ap")
     busDevices.symlink(card.name, toAbsolute: dir.path)
-    kernel.uevent(
-      .add, dir.path,
-      [
-        "DEV_TYPE=\(padHex(info.type.compatible.rawValue, 4, uppercase: true))",
-        "MODALIAS=ap:t\(padHex(info.type.compatible.rawValue, 2, uppercase: true))",
-        "CONFIG=\(card.config ? 1 : 0)", "ONLINE=1", "MODE=\(card.mode.ueventName)",
-      ])
+    // `device_add`: the card's own variables (`dev_uevent`, `ap_uevent`), nothing else.
+    kernel.uevent(.add, dir.path)
     bindCard(card, .cex4card)
     return card
   }
@@ -228,10 +223,11 @@ public final class APBus {
     guard let card = cards[apid] else { return }
     for q in 0...255 where queues[APQN(apid, q).rawValue] != nil { removeQueue(APQN(apid, q)) }
     if card.driver != nil { unbindCard(card) }
+    // `device_del` announces the removal while the device is still there.
+    kernel.uevent(.remove, card.directory.path)
     devicesRoot.remove(card.name)
     busDevices.remove(card.name)
     cards[apid] = nil
-    kernel.uevent(.remove, "/devices/ap/" + card.name)
   }
 
   func createQueue(_ apqn: APQN, card: APCard, info: TAPQInfo) {
@@ -243,19 +239,19 @@ public final class APBus {
     dir.addGroup(attributes.queueGroup, owner: q)
     dir.symlink("subsystem", toAbsolute: "/bus/ap")
     busDevices.symlink(q.name, toAbsolute: dir.path)
-    kernel.uevent(.add, dir.path, ["CONFIG=\(q.config ? 1 : 0)", "ONLINE=1"])
+    // `device_register` in `ap_scan_domains`: the queue's own variables, nothing else.
+    kernel.uevent(.add, dir.path)
     attach(q)
   }
 
   func removeQueue(_ apqn: APQN) {
     guard let q = queues[apqn.rawValue] else { return }
     if q.driver != nil { unbind(q) }
-    // The device's path, before its directory leaves the tree.
-    let devpath = q.directory.path
+    // `device_del` announces the removal while the device is still there.
+    kernel.uevent(.remove, q.directory.path)
     q.card.directory.remove(q.name)
     busDevices.remove(q.name)
     queues[apqn.rawValue] = nil
-    kernel.uevent(.remove, devpath)
   }
 
   // MARK: - Binding
@@ -294,7 +290,7 @@ public final class APBus {
     case .cex4card:
       break
     }
-    kernel.uevent(.bind, q.directory.path, ["DRIVER=\(d.name)"])
+    kernel.uevent(.bind, q.directory.path)
   }
 
   /// `device_release_driver`: the driver's remove, then the AP bus's own: flush and ZAPQ.
@@ -322,6 +318,7 @@ public final class APBus {
     card.directory.symlink("driver", toAbsolute: "/bus/ap/drivers/" + d.name)
     driverDirectories[d]!.symlink(card.name, toAbsolute: card.directory.path)
     card.directory.addGroup(attributes.zcryptCardGroup, owner: card)
+    kernel.uevent(.bind, card.directory.path)
   }
 
   func unbindCard(_ card: APCard) {
@@ -330,6 +327,7 @@ public final class APBus {
     card.driver = nil
     card.directory.remove("driver")
     driverDirectories[d]!.remove(card.name)
+    kernel.uevent(.unbind, card.directory.path)
   }
 
   /// `ap_bus_revise_bindings`: every queue whose reservation no longer matches the kind of
@@ -387,7 +385,9 @@ public final class APBus {
     }
     if adapters { apmask = new } else { aqmask = new }
     reviseBindings()
-    kernel.uevent(.change, "/devices/ap", [adapters ? "APMASK=\(new.hexString)" : "AQMASK=\(new.hexString)"])
+    // `ap_send_mask_changed_uevent` prints the mask with a newline, which the variable keeps.
+    kernel.uevent(
+      .change, "/devices/ap", [(adapters ? "APMASK=" : "AQMASK=") + new.hexString + "\n"])
   }
 
   /// Sets both masks at boot (module parameters) without checks.

@@ -86,11 +86,11 @@ enum MdevAttributes {
       store: { (m: MediatedDevice, b) throws(Errno) in try m.driver.storeAPConfig(m, b) }),
     .writeOnly("remove") { (m: MediatedDevice, b) throws(Errno) in try m.driver.removeStore(m, b) },
     .readWrite(
-      "uevent", show: { (_: MediatedDevice) in HostKernel.ueventText(MediatedDevice.ueventVariables) },
+      "uevent", show: { (m: MediatedDevice) in HostKernel.ueventText(m.ueventVariables) },
       store: { (m: MediatedDevice, b) throws(Errno) in
         try m.driver.kernel.synthUEvent(
           .device(
-            devpath: m.directory.path, subsystem: "mdev", variables: MediatedDevice.ueventVariables,
+            devpath: m.directory.path, subsystem: "mdev", variables: m.ueventVariables,
             logName: m.uuid, logDriver: VFIOAPDriver.mdevDriverName), b)
       }),
   ])

@@ -49,9 +49,13 @@ public final class MediatedDevice {
   /// handled (between `on_config_changed` and `on_scan_complete`).
   var hasPendingAdditions: Bool { !apmAdd.isEmpty || !aqmAdd.isEmpty || !admAdd.isEmpty }
 
-  /// What `dev_uevent` gives an mdev: only its driver, as the mdev bus has no uevent callback
-  /// and an mdev no device type.
-  static let ueventVariables = ["DRIVER=" + VFIOAPDriver.mdevDriverName]
+  /// Whether vfio_ap's mdev driver is bound: from its probe in `mdev_device_create` until
+  /// `device_del` releases it.
+  var isBound = false
+
+  /// What `dev_uevent` gives an mdev: only its driver while bound, as the mdev bus has no
+  /// uevent callback and an mdev no device type.
+  var ueventVariables: [String] { isBound ? ["DRIVER=" + VFIOAPDriver.mdevDriverName] : [] }
 
   /// The APQNs of the linked queues, ascending.
   public var linkedAPQNs: [APQN] { queues.keys.sorted().map { APQN(rawValue: $0) } }

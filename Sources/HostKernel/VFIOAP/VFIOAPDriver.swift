@@ -58,7 +58,12 @@ public final class VFIOAPDriver {
     typeDevices = typeDirectory.directory("devices")
     mdevBusDevices = tree.makeDirectories("/bus/mdev/devices")
     mdevDriverDevices = tree.makeDirectories("/bus/mdev/drivers/" + Self.mdevDriverName)
+    // `vfio_ap_matrix_dev_create`: `device_register` announces the matrix device (unbound: its
+    // `uevent` file comes with the driver's attributes), and `driver_register` binds the matrix
+    // driver to it (the matrix bus matches every device).
+    kernel.uevent(.add, matrix.path)
     matrix.addGroup(MdevAttributes.matrixGroup, owner: self)
+    kernel.uevent(.bind, matrix.path)
     matrix.symlink("driver", toAbsolute: "/bus/matrix/drivers/vfio_ap")
     matrix.symlink("subsystem", toAbsolute: "/bus/matrix")
     tree.makeDirectories("/bus/matrix/drivers/vfio_ap").symlink("matrix", toAbsolute: matrix.path)
@@ -72,8 +77,12 @@ public final class VFIOAPDriver {
     tree.makeDirectories("/bus/matrix/devices").symlink("matrix", toAbsolute: matrix.path)
     typeDirectory.addGroup(MdevAttributes.typeGroup, owner: self)
     tree.makeDirectories("/class/mdev_bus").symlink("matrix", toAbsolute: matrix.path)
-    // `vfio_ap_init` registers the queue driver with the AP bus after the matrix device.
+    // `vfio_ap_init` registers the queue driver with the AP bus after the matrix device, then
+    // the matrix device as the mdev parent (`mdev_register_parent`), which udev rules (mdevctl's)
+    // take as the moment to start defined mdevs.
     kernel.apBus.registerDriver(.vfioAP)
+    kernel.devLog(driver: "vfio_ap", device: "matrix", "MDEV: Registered")
+    kernel.uevent(.change, matrix.path, ["MDEV_STATE=registered"])
   }
 
   /// `apm_max`, `aqm_max`, `adm_max`.
@@ -117,9 +126,13 @@ public final class VFIOAPDriver {
     typeDevices.symlink(uuid, toAbsolute: dir.path)
     mdevBusDevices.symlink(uuid, toAbsolute: dir.path)
     mdevDriverDevices.symlink(uuid, toAbsolute: dir.path)
-    // `vfio_ap_mdev_probe` registers an emulated-IOMMU vfio device: a group of its own.
+    // `mdev_device_create`: `device_add` announces the device (the mdev bus adds no variables),
+    // then `device_driver_attach` probes it: `vfio_ap_mdev_probe` registers an emulated-IOMMU
+    // vfio device, in a group of its own, and `driver_bound` announces the binding.
+    kernel.uevent(.add, dir.path)
     m.iommuGroup = kernel.allocateIOMMUGroup(for: dir, driver: Self.mdevDriverName)
-    kernel.uevent(.add, dir.path, ["MDEV_TYPE=vfio_ap-passthrough"])
+    m.isBound = true
+    kernel.uevent(.bind, dir.path)
     return m
   }
 
@@ -156,13 +169,15 @@ public final class VFIOAPDriver {
     mdevs[m.uuid] = nil
     if let g = m.iommuGroup { kernel.releaseIOMMUGroup(g, of: m.directory, driver: Self.mdevDriverName) }
     m.iommuGroup = nil
-    // The device's path, before its directory leaves the tree.
-    let devpath = m.directory.path
+    // `device_del` releases the driver (the unbind event), announces the removal, and then the
+    // device leaves the tree.
+    m.isBound = false
+    kernel.uevent(.unbind, m.directory.path)
+    kernel.uevent(.remove, m.directory.path)
     matrixDirectory.remove(m.uuid)
     typeDevices.remove(m.uuid)
     mdevBusDevices.remove(m.uuid)
     mdevDriverDevices.remove(m.uuid)
-    kernel.uevent(.remove, devpath)
   }
 
   func unlinkFromQueues(_ m: MediatedDevice) {

@@ -12,8 +12,8 @@ import Synchronization
 /// It follows the kernel's uevent ring by `SEQNUM` and sends each new event as a ``UdevMessage``
 /// on `NETLINK_KOBJECT_UEVENT` multicast group 2. Such messages reach every libudev listener in
 /// the network namespace, the host's own included, which is why the daemon sends them only when
-/// asked (`apvirt up --udev-events`). The device's variables are read from its `uevent` file
-/// when the event is sent, which is after the store that raised it.
+/// asked (`apvirt up --udev-events`). Each carries the variables the kernel recorded when it
+/// raised the event, the device's own among them.
 final class UEventBroadcaster: Sendable {
   let fd: Int32
   private let sent = Mutex<UInt64>(0)
@@ -61,22 +61,14 @@ final class UEventBroadcaster: Sendable {
   /// held only to copy the events.
   func flush(_ host: EmulatedHost) {
     let messages: [UdevMessage] = sent.withLock { last in
-      let (follow, variables) = host.withKernel { k -> (UEventRing.Follow, [[String]]) in
-        let f = k.uevents.events(after: last)
-        let vars = f.events.map { r -> [String] in
-          guard let text = try? k.read(r.element.devpath + "/uevent") else { return [] }
-          return text.split(separator: "\n").map(String.init)
-        }
-        return (f, vars)
-      }
+      let follow = host.withKernel { $0.uevents.events(after: last) }
       last = follow.lastSeqnum
       if follow.missed > 0 { counts.withLock { $0.missed += follow.missed } }
       let usec = UInt64(clock_gettime_monotonic_usec())
-      return zip(follow.events, variables).compactMap { r, vars in
+      return follow.events.compactMap { r in
         UdevMessage.forUEvent(
           action: r.element.action.rawValue, devpath: r.element.devpath, subsystem: r.element.subsystem,
-          environment: r.element.environment,
-          deviceVariables: vars, seqnum: r.seq, usecInitialized: usec)
+          environment: r.element.environment, seqnum: r.seq, usecInitialized: usec)
       }
     }
     var destination = Self.address(groups: Self.udevGroup)

@@ -108,17 +108,17 @@ struct UdevMessage: Equatable {
   }
 
   /// The message udevd sends for a kernel uevent: the kernel's `ACTION`, `DEVPATH`, `SUBSYSTEM`,
-  /// the event's own variables, the device's variables (its `uevent` file, when it still has one),
+  /// the event's variables as the kernel recorded them (the caller's, then the device's own),
   /// `SEQNUM`, and udevd's `USEC_INITIALIZED`. A key given twice keeps its first value.
   static func forUEvent(
-    action: String, devpath: String, subsystem: String, environment: [String], deviceVariables: [String],
+    action: String, devpath: String, subsystem: String, environment: [String],
     seqnum: UInt64, usecInitialized: UInt64
   ) -> UdevMessage? {
     // An event without a subsystem is one `kobject_uevent_env` drops.
     guard !subsystem.isEmpty else { return nil }
     var props: [(String, String)] = [("ACTION", action), ("DEVPATH", devpath), ("SUBSYSTEM", subsystem)]
     var seen: Set<String> = ["ACTION", "DEVPATH", "SUBSYSTEM", "SEQNUM", "USEC_INITIALIZED"]
-    for item in environment + deviceVariables {
+    for item in environment {
       guard let eq = item.firstIndex(of: "=") else { continue }
       let key = String(item[..<eq])
       guard !key.isEmpty, seen.insert(key).inserted else { continue }
