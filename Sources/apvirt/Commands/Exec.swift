@@ -10,17 +10,35 @@ struct Exec: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Run a command that sees the emulated host as its /sys and /etc/mdevctl.d.",
     discussion: """
-      CMD runs in a private mount namespace whose /sys is the host's, with the emulated tree's
-      nodes (/sys/bus/ap, /sys/devices/ap, /sys/devices/vfio_ap, /sys/bus/mdev,
-      /sys/class/mdev_bus, /sys/kernel/iommu_groups, ...) bound in their places, and
-      STATE/etc/mdevctl.d over /etc/mdevctl.d, so that unmodified tools (mdevctl, lszcrypt,
-      udevadm, shell scripts, Ansible modules) behave as on the LPAR.
-      CMD's environment has SYSTEMD_DEVICE_VERIFY_SYSFS=0: libudev (udevadm, libvirt) otherwise
-      refuses a /sys that is not a sysfs mount, as the emulated nodes (a FUSE tree) are not.
-      The exit status is CMD's. Needs root (a mount namespace).
+      CMD runs in a private mount namespace whose /sys is the host's, with the emulated \
+      tree's nodes (/sys/bus/ap, /sys/devices/ap, /sys/devices/vfio_ap, /sys/bus/mdev, \
+      /sys/class/mdev_bus, /sys/kernel/iommu_groups, ...) bound in their places, \
+      STATE/etc/mdevctl.d over /etc/mdevctl.d, and the host's vfio nodes (/dev/vfio/vfio, \
+      /dev/vfio/N for each IOMMU group, kept current while the host runs) at /dev/vfio, \
+      so that unmodified tools (mdevctl, lszcrypt, udevadm, libvirt, shell scripts, \
+      Ansible modules) behave as on the LPAR. The exit status is CMD's. Needs root.
+
+      CMD's environment has SYSTEMD_DEVICE_VERIFY_SYSFS=0: libudev (udevadm, libvirt) \
+      otherwise refuses a /sys that is not a sysfs mount, as the emulated nodes (a FUSE \
+      tree) are not. The vfio nodes can be stat'ed, chowned and allowed in a device \
+      cgroup; opening a group node fails (ENXIO): there is no vfio driver behind it.
+
+      --private DIR (repeatable) puts STATE/private/DIR over DIR, so that a daemon run \
+      here keeps its sockets, configuration and state apart from the machine's, and every \
+      exec naming the same DIR shares them. The runtime directory stays reachable.
 
         apvirt exec -- mdevctl types
         apvirt exec -- sh -c 'echo -5 > /sys/bus/ap/apmask'
+        apvirt exec -- udevadm info -q property -p /devices/ap/card05
+
+      libvirt's node devices against the host (start it with --udev-events, so that \
+      libvirt sees devices come and go; libvirtd needs the user libvirt-qemu, which \
+      Debian's libvirt-daemon-system creates):
+
+        L="--private /run --private /etc/libvirt --private /var/lib/libvirt"
+        apvirt exec $L -- libvirtd --daemon
+        apvirt exec $L -- virsh nodedev-list --cap ap_matrix
+        apvirt exec $L -- virsh nodedev-dumpxml ap_05_0004
       """)
 
   @Option(name: .long, help: "The daemon's sysfs mount.")
@@ -31,6 +49,12 @@ struct Exec: ParsableCommand {
 
   @Option(name: .long, help: "Run with this guest's view (its own /sys/bus/ap and /sys/devices/ap) instead.")
   var guest: String?
+
+  @Option(
+    name: .long,
+    help: ArgumentHelp(
+      "Give CMD its own DIR: STATE/private/DIR, shared by every exec naming DIR.", valueName: "DIR"))
+  var `private`: [String] = []
 
   @Argument(parsing: .captureForPassthrough, help: "The command and its arguments.")
   var command: [String] = []
@@ -68,7 +92,7 @@ struct Exec: ParsableCommand {
       if isDirectory(source) {
         try fm.createDirectory(atPath: target, withIntermediateDirectories: true)
       } else if !fm.fileExists(atPath: target) {
-        fm.createFile(atPath: target, contents: nil)
+        _ = fm.createFile(atPath: target, contents: nil)
       }
       try check(
         Glibc.mount(source, target, nil, UInt(MS_BIND | MS_REC), nil), "binding \(source) at \(target)")
@@ -90,8 +114,82 @@ struct Exec: ParsableCommand {
     }
   }
 
+  /// A directory that `--private` replaces, and the directory in the state that replaces it.
+  struct PrivateDirectory: Equatable {
+    var target: String
+    var source: String
+  }
+
+  /// Checks and orders the `--private` directories: absolute paths without `.` or `..`, none of
+  /// `/`, `/sys`, `/proc`, `/dev` (or inside them) or of apvirt's own directories, each named
+  /// once; a parent comes before what is inside it, so that both can be private.
+  static func privateDirectories(_ dirs: [String], paths: RuntimePaths) throws -> [PrivateDirectory] {
+    var result: [PrivateDirectory] = []
+    for dir in dirs {
+      guard dir.hasPrefix("/") else {
+        throw ValidationError("--private \(dir): not an absolute path")
+      }
+      let parts = dir.split(separator: "/").map(String.init)
+      if parts.contains(where: { $0 == "." || $0 == ".." }) {
+        throw ValidationError("--private \(dir): a path without . or .. components")
+      }
+      // A directory that exists is named by its real path (/var/run is /run).
+      let lexical = "/" + parts.joined(separator: "/")
+      let target = RuntimePaths.resolve(lexical) ?? lexical
+      func within(_ base: String) -> Bool { target == base || target.hasPrefix(base + "/") }
+      if target == "/" || ["/sys", "/proc", "/dev"].contains(where: within) {
+        throw ValidationError("--private \(dir): / , /sys, /proc and /dev are apvirt exec's to build")
+      }
+      let own = [paths.runtime, paths.state].map { RuntimePaths.resolve($0) ?? $0 }
+      if own.contains(where: within) || target == "/etc/mdevctl.d" {
+        throw ValidationError("--private \(dir): that is the emulated host's own directory")
+      }
+      if result.contains(where: { $0.target == target }) {
+        throw ValidationError("--private \(dir): given twice")
+      }
+      result.append(PrivateDirectory(target: target, source: paths.privateRoot + target))
+    }
+    return result.sorted { $0.target.count < $1.target.count }
+  }
+
+  /// Binds a private directory over its target (both created when missing). When the runtime
+  /// directory lies inside the target, it is bound into the private copy first, so that the
+  /// control socket and the mount stay where they were.
+  static func bindPrivate(_ p: PrivateDirectory, paths: RuntimePaths, check: (Int32, String) throws -> Void)
+    throws
+  {
+    let fm = FileManager.default
+    try fm.createDirectory(atPath: p.source, withIntermediateDirectories: true)
+    try fm.createDirectory(atPath: p.target, withIntermediateDirectories: true)
+    let runtime = RuntimePaths.resolve(paths.runtime) ?? paths.runtime
+    if runtime.hasPrefix(p.target + "/") {
+      let inside = p.source + runtime.dropFirst(p.target.count)
+      try fm.createDirectory(atPath: inside, withIntermediateDirectories: true)
+      try check(
+        Glibc.mount(runtime, inside, nil, UInt(MS_BIND | MS_REC), nil), "binding \(runtime) at \(inside)")
+    }
+    try check(
+      Glibc.mount(p.source, p.target, nil, UInt(MS_BIND | MS_REC), nil),
+      "binding \(p.source) over \(p.target)")
+  }
+
+  /// Binds the host's vfio nodes at /dev/vfio, device nodes allowed on the bind. A host whose
+  /// daemon could not make them (no CAP_MKNOD) has none, and /dev is left alone. /dev/vfio is
+  /// created on the machine's /dev when it has none (an empty directory).
+  static func bindVFIONodes(paths: RuntimePaths, check: (Int32, String) throws -> Void) throws {
+    let nodes = paths.vfioDevices
+    var st = stat()
+    guard stat(nodes + "/vfio", &st) == 0, st.st_mode & S_IFMT == S_IFCHR else { return }
+    try FileManager.default.createDirectory(atPath: "/dev/vfio", withIntermediateDirectories: true)
+    try check(Glibc.mount(nodes, "/dev/vfio", nil, UInt(MS_BIND), nil), "binding \(nodes) at /dev/vfio")
+    // The runtime directory's file system may be nodev (/run usually is); the bind need not be.
+    _ = Glibc.mount(nil, "/dev/vfio", nil, UInt(MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC), nil)
+  }
+
   func run() throws {
     var argv = command
+    // The command's arguments are passed through whole, so --help before `--` is looked at here.
+    if argv.first == "--help" || argv.first == "-h" { throw CleanExit.helpRequest(self) }
     if argv.first == "--" { argv.removeFirst() }
     guard let program = argv.first else {
       throw ValidationError("no command given: apvirt exec -- CMD ARGS...")
@@ -117,6 +215,8 @@ struct Exec: ParsableCommand {
         throw ValidationError("no guest named '\(guest)' is running on the host at \(paths.mount)")
       }
     }
+    let privates = try Self.privateDirectories(self.private, paths: paths)
+    for p in privates { try Self.bindPrivate(p, paths: paths, check: check) }
     try Self.composeSys(emulated: tree, scratch: paths.runtime + "/realsys", check: check)
     if !FileManager.default.fileExists(atPath: "/etc/mdevctl.d") {
       try FileManager.default.createDirectory(atPath: "/etc/mdevctl.d", withIntermediateDirectories: true)
@@ -124,6 +224,7 @@ struct Exec: ParsableCommand {
     try check(
       Glibc.mount(paths.mdevctlDirectory, "/etc/mdevctl.d", nil, UInt(MS_BIND), nil),
       "binding \(paths.mdevctlDirectory) over /etc/mdevctl.d")
+    try Self.bindVFIONodes(paths: paths, check: check)
     // libudev checks that /sys is sysfs by its magic number unless told not to.
     setenv(Self.verifySysfsVariable, "0", 1)
     var cargs = argv.map { strdup($0) } + [nil]

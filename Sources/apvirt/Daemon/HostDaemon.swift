@@ -38,6 +38,8 @@ final class HostDaemon: Sendable {
   let runtimeLock: DirectoryLock
   /// Sends the kernel's uevents to libudev listeners (`--udev-events`), or nil.
   let broadcaster: UEventBroadcaster?
+  /// `/dev/vfio`'s nodes, or nil where they cannot be made (no CAP_MKNOD).
+  let vfioNodes: VFIODeviceNodes?
   let stateLock: DirectoryLock
 
   struct StartError: Error, CustomStringConvertible {
@@ -109,16 +111,23 @@ final class HostDaemon: Sendable {
     } else {
       broadcaster = nil
     }
-    // The log file follows every store (a refused assignment logs why), and so do the uevents.
+    do throws(VFIODeviceNodes.Failure) {
+      vfioNodes = try VFIODeviceNodes(directory: paths.vfioDevices)
+    } catch {
+      vfioNodes = nil
+      logger.notice("no /dev/vfio nodes for apvirt exec: \(error)")
+    }
+    // The log file follows every store (a refused assignment logs why), and so do the device
+    // nodes and the uevents: a node is there before the uevent that makes a listener look.
     let syncLog = KernelLogFile(host: host, path: paths.dmesg)
     dmesgSync = syncLog
     let events = broadcaster
+    let nodes = vfioNodes
     let notifyHost = host
     let fs = SysfsFileSystem(
       host: host,
       afterWrite: {
-        syncLog.sync()
-        events?.flush(notifyHost)
+        Self.follow(notifyHost, log: syncLog, nodes: nodes, events: events)
       })
     // The kernel may cache entries and attributes for a second: what a store removes is
     // invalidated at once (FUSE_NOTIFY_INVAL_ENTRY), what it adds is never cached as missing, and
@@ -171,6 +180,7 @@ final class HostDaemon: Sendable {
     mount.unmount()
     control.stop()
     try? FileManager.default.removeItem(atPath: paths.pidFile)
+    try? FileManager.default.removeItem(atPath: paths.vfioDevices)
     finished.signal()
   }
 
@@ -190,8 +200,16 @@ final class HostDaemon: Sendable {
 
   /// After anything that may have logged or raised uevents: the log file and the listeners.
   func syncDmesg() {
-    dmesgSync.sync()
-    broadcaster?.flush(host)
+    Self.follow(host, log: dmesgSync, nodes: vfioNodes, events: broadcaster)
+  }
+
+  /// Brings what follows the kernel up to date: the log file, `/dev/vfio`, the uevent listeners.
+  static func follow(
+    _ host: EmulatedHost, log: KernelLogFile, nodes: VFIODeviceNodes?, events: UEventBroadcaster?
+  ) {
+    log.sync()
+    if let nodes { nodes.sync(groups: host.withKernel { Set($0.iommuGroups.keys) }) }
+    events?.flush(host)
   }
 
   func writePidFile() {

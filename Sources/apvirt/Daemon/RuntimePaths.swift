@@ -29,7 +29,11 @@ struct RuntimePaths {
   var guests: String { runtime + "/guests" }
   var dmesg: String { runtime + "/dmesg" }
   var pidFile: String { runtime + "/apvirt.pid" }
+  /// The host's `/dev/vfio` nodes, which `apvirt exec` binds at `/dev/vfio`.
+  var vfioDevices: String { runtime + "/dev-vfio" }
   var mdevctlDirectory: String { state + "/etc/mdevctl.d" }
+  /// The directories that `apvirt exec --private DIR` puts over DIR (`STATE/private/DIR`).
+  var privateRoot: String { state + "/private" }
 
   /// The directories mdevctl's package installs under /etc/mdevctl.d and mdevctl insists on.
   var mdevctlScriptDirectories: [String] {

@@ -1,0 +1,103 @@
+import FUSE
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The character devices that vfio gives the host in `/dev/vfio`: `vfio`, the container (misc
+/// minor `VFIO_MINOR`, 196), and one node `N` per IOMMU group, as devtmpfs creates them when vfio
+/// registers a group (`vfio_group_alloc` names the device after the group number; an
+/// emulated-IOMMU group such as an mdev's has no `noiommu-` prefix).
+///
+/// The daemon keeps them in a directory beside the mount (``RuntimePaths/vfioDevices``), created
+/// and unlinked as groups come and go, and `apvirt exec` binds that directory at `/dev/vfio`, so
+/// that a process in the namespace (libvirt resolving an mdev's `iommu_group` to `/dev/vfio/N`)
+/// can stat the node, chown it and allow it in a device cgroup while the host runs.
+///
+/// The group nodes' major is the one the kernel would give vfio's dynamic region
+/// (`alloc_chrdev_region` takes the highest free major from 254 down to 234) on the kernel this
+/// runs on, read from `/proc/devices`: no driver owns it, so opening a group node fails with
+/// ENXIO instead of reaching a real device. Nodes need CAP_MKNOD: a daemon without it has none.
+final class VFIODeviceNodes: Sendable {
+  let directory: String
+  /// The major number of the group nodes.
+  let groupMajor: UInt32
+  /// The groups that have a node.
+  private let present = Mutex<Set<Int>>([])
+
+  /// `VFIO_MINOR` on the misc major.
+  static let containerDevice = (major: UInt32(10), minor: UInt32(196))
+
+  struct Failure: Error, CustomStringConvertible {
+    var description: String
+  }
+
+  /// Creates the directory (emptying what an earlier daemon left) with the container node.
+  init(directory: String, proc: String = "/proc/devices") throws(Failure) {
+    self.directory = directory
+    groupMajor = Self.dynamicMajor(procDevices: FUSEMount.readProcFile(proc) ?? "") ?? 0
+    try? FileManager.default.removeItem(atPath: directory)
+    guard mkdir(directory, 0o755) == 0 || errno == EEXIST else {
+      throw Failure(description: "cannot create \(directory): \(String(cString: strerror(errno)))")
+    }
+    _ = chmod(directory, 0o755)
+    try Self.makeNode(
+      directory + "/vfio", major: Self.containerDevice.major, minor: Self.containerDevice.minor,
+      mode: 0o666)
+  }
+
+  /// The highest major in the kernel's dynamic range (254 down to 234) that no character driver
+  /// listed in `/proc/devices` holds, as `find_dynamic_major` picks it.
+  static func dynamicMajor(procDevices: String) -> UInt32? {
+    var taken = Set<UInt32>()
+    var inCharacter = false
+    for line in procDevices.split(separator: "\n", omittingEmptySubsequences: false) {
+      if line.hasPrefix("Character devices:") {
+        inCharacter = true
+      } else if line.hasSuffix("devices:") {
+        inCharacter = false
+      } else if inCharacter, let number = line.split(separator: " ").first.flatMap({ UInt32($0) }) {
+        taken.insert(number)
+      }
+    }
+    return (234...254).reversed().first { !taken.contains(UInt32($0)) }.map(UInt32.init)
+  }
+
+  /// glibc's `makedev` (a macro Swift does not import): the kernel's 12-bit major and 20-bit
+  /// minor in the layout of `dev_t`.
+  static func deviceNumber(_ major: UInt32, _ minor: UInt32) -> dev_t {
+    let ma = UInt64(major), mi = UInt64(minor)
+    return dev_t(((ma & 0xffff_f000) << 32) | ((ma & 0xfff) << 8) | ((mi & 0xffff_ff00) << 12) | (mi & 0xff))
+  }
+
+  private static func makeNode(_ path: String, major: UInt32, minor: UInt32, mode: mode_t) throws(Failure) {
+    unlink(path)
+    guard mknod(path, S_IFCHR | mode, Self.deviceNumber(major, minor)) == 0 else {
+      throw Failure(description: "cannot create the device node \(path): \(String(cString: strerror(errno)))")
+    }
+    // mknod applies the umask.
+    _ = chmod(path, mode)
+  }
+
+  /// Makes the group nodes those of `groups`: a node for each new group (root's, mode 0600, as
+  /// devtmpfs makes it), none for a group that is gone. The group number is also the minor: vfio
+  /// takes the lowest free minor as the IOMMU layer takes the lowest free group number, and here
+  /// every group is a vfio group.
+  func sync(groups: Set<Int>) {
+    present.withLock { present in
+      for gone in present.subtracting(groups) {
+        unlink(directory + "/\(gone)")
+        present.remove(gone)
+      }
+      for new in groups.subtracting(present) {
+        if (try? Self.makeNode(directory + "/\(new)", major: groupMajor, minor: UInt32(new), mode: 0o600))
+          != nil
+        {
+          present.insert(new)
+        }
+      }
+    }
+  }
+}
