@@ -151,13 +151,14 @@ struct FUSEMountTests {
       for d in made.reversed() { _ = umount2(d, Int32(MNT_DETACH)) }
       try? FileManager.default.removeItem(atPath: base)
     }
-    for i in 0..<80 {
-      let d = base + "/m\(i)"
+    // Enough, with long enough names, that mountinfo passes 8 KiB on a machine with few mounts.
+    for i in 0..<120 {
+      let d = base + "/mount-point-with-a-long-name-\(i)"
       try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
       guard mount("none", d, "tmpfs", 0, "size=4k") == 0 else { break }
       made.append(d)
     }
-    #expect(made.count == 80)
+    #expect(made.count == 120)
     #expect((FUSEMount.readProcFile("/proc/self/mountinfo") ?? "").utf8.count > 8192)
     #expect(FUSEMount.isMountPoint(made.last!))
     #expect(!FUSEMount.isMountPoint(base))

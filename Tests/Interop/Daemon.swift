@@ -148,6 +148,20 @@ final class Daemon {
     try exec(["/bin/bash", "-c", script])
   }
 
+  /// A daemon that sends its uevents (`--udev-events`) in a network namespace of its own, so that
+  /// only the listeners a test starts in it (``inItsNetwork(_:)``) receive them: the messages
+  /// reach every libudev listener in the sender's network namespace, and tests run side by side.
+  static func sendingUEvents() throws -> Daemon {
+    try Daemon(wrapper: ["/usr/bin/unshare", "--net"], options: ["--udev-events"])
+  }
+
+  /// `argv` run in the daemon's network namespace (`unshare --net` execs `apvirt up`, so the
+  /// process is the daemon).
+  func inItsNetwork(_ argv: [String]) -> [String] {
+    guard let pid = process?.processIdentifier else { return argv }
+    return ["/usr/bin/nsenter", "--net=/proc/\(pid)/ns/net", "--"] + argv
+  }
+
   func apvirt(_ args: [String]) throws -> CommandResult {
     try run(apvirtBinary, args + ["--mount", mount])
   }
