@@ -101,11 +101,11 @@ public final class Guest: Sendable {
     for sink in sinks.withLock({ Array($0.values) }) { sink(value) }
   }
 
-  func addSink(_ key: ObjectIdentifier, _ sink: @escaping @Sendable (QMPValue) -> Void) {
+  public func addSink(_ key: ObjectIdentifier, _ sink: @escaping @Sendable (QMPValue) -> Void) {
     sinks.withLock { $0[key] = sink }
   }
 
-  func removeSink(_ key: ObjectIdentifier) { _ = sinks.withLock { $0.removeValue(forKey: key) } }
+  public func removeSink(_ key: ObjectIdentifier) { _ = sinks.withLock { $0.removeValue(forKey: key) } }
 
   // MARK: - Device hot plug
 

@@ -18,6 +18,12 @@ public struct GuestConfiguration: Sendable {
   public var daemonize = false
   /// `-S`: do not start the CPUs (run state "prelaunch").
   public var startPaused = false
+  /// `-pidfile PATH`: where the emulator process writes its pid.
+  public var pidfile: String?
+  /// The accelerators asked for, in order (`-machine ...,accel=kvm:tcg`, `-accel kvm`).
+  public var accelerators: [String] = []
+  /// `-machine none`: no guest, as libvirt's capability probe starts QEMU.
+  public var isMachineNone: Bool { machineType == "none" }
 
   public init() {}
 }
@@ -36,9 +42,10 @@ public enum QEMUCommandLine {
   static let withArgument: Set<String> = [
     "name", "machine", "M", "cpu", "smp", "m", "device", "qmp", "chardev", "mon", "display", "serial",
     "monitor", "kernel", "initrd", "append", "drive", "netdev", "boot", "accel", "object", "global",
+    "pidfile",
   ]
   static let flags: Set<String> = [
-    "nographic", "daemonize", "S", "nodefaults", "no-shutdown", "enable-kvm", "no-reboot",
+    "nographic", "daemonize", "S", "nodefaults", "no-shutdown", "enable-kvm", "no-reboot", "no-user-config",
   ]
 
   public static func parse(_ args: [String]) throws(Failure) -> GuestConfiguration {
@@ -57,6 +64,7 @@ public enum QEMUCommandLine {
         case "nographic": c.nographic = true
         case "daemonize": c.daemonize = true
         case "S": c.startPaused = true
+        case "enable-kvm": c.accelerators.append("kvm")
         default: break
         }
         i += 1
@@ -73,6 +81,9 @@ public enum QEMUCommandLine {
       case "machine", "M":
         let p = options(value, implied: "type")
         let type = p.first { $0.0 == "type" }?.1 ?? "s390-ccw-virtio"
+        if let accel = p.first(where: { $0.0 == "accel" })?.1 {
+          c.accelerators += accel.split(separator: ":").map(String.init)
+        }
         guard type.hasPrefix("s390-ccw-virtio") || type == "none" else {
           throw Failure(
             message: "unsupported machine type: \"\(type)\"\nUse -machine help to list supported machines")
@@ -88,6 +99,12 @@ public enum QEMUCommandLine {
         c.vcpus = n
       case "m":
         c.memory = value
+      case "pidfile":
+        c.pidfile = value
+      case "accel":
+        if let a = options(value, implied: "accel").first(where: { $0.0 == "accel" })?.1 {
+          c.accelerators.append(a)
+        }
       case "device":
         let spec: [(String, QMPValue)]
         if value.hasPrefix("{") {

@@ -6,14 +6,14 @@ import Testing
 #endif
 
 /// Debian's libvirtd (9.0) inside `apvirt exec`, with private /run, /etc/libvirt,
-/// /var/lib/libvirt and /var/log/libvirt, against a daemon that sends its uevents
+/// /var/lib/libvirt, /var/log/libvirt and /var/cache/libvirt, against a daemon that sends its uevents
 /// (`--udev-events`) with the kernel documentation's masks; virsh drives it as on an LPAR.
 final class LibvirtHost {
   let daemon: Daemon
   let libvirtd = Process()
   static let privates = [
     "--private", "/run", "--private", "/etc/libvirt", "--private", "/var/lib/libvirt", "--private",
-    "/var/log/libvirt",
+    "/var/log/libvirt", "--private", "/var/cache/libvirt",
   ]
   var socket: String { daemon.state + "/private/run/libvirt/libvirt-sock" }
   var libvirtdLog: String {
@@ -117,7 +117,7 @@ func nodeName(_ uuid: String) -> String {
   "mdev_" + uuid.replacingOccurrences(of: "-", with: "_") + "_matrix"
 }
 
-@Suite("Interop: libvirt's node devices (virsh nodedev-*)", .serialized)
+@Suite("Interop: libvirt (virsh nodedev-*, domcapabilities)", .serialized)
 struct LibvirtNodeDeviceTests {
   let u1 = "8a3ce2fb-0f4e-44b6-b7c2-1c3b0e7c8e9a"
   let u2 = "11111111-2222-4333-8444-555555555555"
@@ -257,5 +257,32 @@ struct LibvirtNodeDeviceTests {
     #expect(try h.eventually { try !h.nodes(["--cap", "ap_card"]).contains("ap_card20") })
     #expect(try h.eventually { try !h.nodes(["--cap", "ap_queue"]).contains { $0.hasPrefix("ap_20_") } })
     #expect(h.libvirtd.isRunning)
+  }
+
+  /// libvirt probes apvirt's qemu-system-s390x (`-machine none`, run as libvirt-qemu, with no
+  /// host variable) and describes what a domain can have: the machine type, the CPU models with
+  /// their AP features, KVM.
+  @Test func domcapabilitiesOfApvirtsEmulator() throws {
+    let h = try LibvirtHost()
+    let link = h.daemon.root + "/bin/qemu-system-s390x"
+    try FileManager.default.createDirectory(atPath: h.daemon.root + "/bin", withIntermediateDirectories: true)
+    try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: apvirtBinary)
+    for virttype in ["kvm", "qemu"] {
+      let caps = try h.virsh([
+        "domcapabilities", "--emulatorbin", link, "--arch", "s390x", "--virttype", virttype,
+      ])
+      #expect(caps.status == 0, "\(caps.stderr)")
+      let xml = caps.stdout
+      for line in [
+        "<path>\(link)</path>", "<domain>\(virttype)</domain>", "<machine>s390-ccw-virtio-10.2</machine>",
+        "<arch>s390x</arch>", "<vcpu max='248'/>", "<model usable='yes' vendor='unknown'>z15</model>",
+        "<model usable='yes' vendor='unknown'>z16</model>",
+      ] {
+        #expect(xml.contains(line), "\(line) in\n\(xml.prefix(1500))")
+      }
+    }
+    // The emulator answered and went: no probe process is left.
+    let left = try run("/usr/bin/pgrep", ["-f", "machine none"])
+    #expect(left.stdout.isEmpty, "\(left.stdout)")
   }
 }

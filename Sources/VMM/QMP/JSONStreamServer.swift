@@ -314,7 +314,7 @@ public final class JSONStreamServer: Sendable {
 
     /// Closes once, after giving queued output up to a second to reach a client that is still
     /// reading (one that sent its last request and shut down its side, say).
-    func close() {
+    public func close() {
       let deadline = ContinuousClock.now + .seconds(1)
       while pendingOutput > 0 && !overrun && ContinuousClock.now < deadline {
         var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)

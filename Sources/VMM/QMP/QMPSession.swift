@@ -1,25 +1,54 @@
 import Foundation
 import Synchronization
 
-/// One QMP connection to a guest: greeting, capabilities negotiation, then commands handled
-/// strictly in order, replies with the request's `id` copied, events once negotiated. QEMU's
-/// texts and error classes throughout.
+/// What a QMP monitor talks to: a guest, or the empty machine of a capability probe
+/// (`-machine none`). The session does the protocol (negotiation, the request's members, `id`,
+/// `quit`); the target runs every other command.
+public protocol QMPTarget: AnyObject, Sendable {
+  var version: QEMUVersion { get }
+  /// The commands it answers besides the session's own, as `query-commands` lists them.
+  var commandNames: [String] { get }
+  var isQuit: Bool { get }
+  /// `quit`, after its reply went out.
+  func quitFromMonitor()
+  /// Where a negotiated monitor's events go, and when it closes.
+  func addSink(_ key: ObjectIdentifier, _ sink: @escaping @Sendable (QMPValue) -> Void)
+  func removeSink(_ key: ObjectIdentifier)
+  /// Runs a command (arguments checked by the target) or throws QEMU's error.
+  func execute(_ name: String, _ args: QMPValue) throws(DeviceError) -> QMPValue
+}
+
+/// One QMP connection: greeting, capabilities negotiation, then commands handled strictly in
+/// order, replies with the request's `id` copied, events once negotiated. QEMU's texts and
+/// error classes throughout.
 public final class QMPSession: Sendable {
-  let guest: Guest
+  let target: any QMPTarget
   let negotiated = Atomic<Bool>(false)
   /// The client enabled the `oob` capability: `exec-oob` is then understood.
   let oobEnabled = Atomic<Bool>(false)
   /// A `quit` was answered; the guest quits once the reply is out.
   let quitRequested = Atomic<Bool>(false)
 
-  public init(guest: Guest) {
-    self.guest = guest
+  public init(target: any QMPTarget) {
+    self.target = target
   }
 
+  public convenience init(guest: Guest) {
+    self.init(target: guest)
+  }
+
+  /// The commands the session answers itself, whatever its target.
+  static let sessionCommands = ["qmp_capabilities", "query-version", "query-commands", "quit"]
+
+  /// A guest's monitor's commands.
   public static let commands = [
     "qmp_capabilities", "query-version", "query-commands", "query-status", "device_add", "device_del",
     "qom-list", "qom-get", "human-monitor-command", "stop", "cont", "system_reset", "quit",
   ]
+
+  var commandNames: [String] {
+    Self.sessionCommands + target.commandNames.filter { !Self.sessionCommands.contains($0) }
+  }
 
   public var greeting: QMPValue {
     .object([
@@ -38,8 +67,8 @@ public final class QMPSession: Sendable {
       (
         "qemu",
         .object([
-          ("micro", .int(guest.version.micro)), ("minor", .int(guest.version.minor)),
-          ("major", .int(guest.version.major)),
+          ("micro", .int(target.version.micro)), ("minor", .int(target.version.minor)),
+          ("major", .int(target.version.major)),
         ])
       ),
       ("package", .string("")),
@@ -50,18 +79,18 @@ public final class QMPSession: Sendable {
   public func serve(_ connection: JSONStreamServer.Connection) {
     connection.sendLine(greeting.json)
     let key = ObjectIdentifier(self)
-    defer { guest.removeSink(key) }
+    defer { target.removeSink(key) }
     while let received = connection.receive() {
       let replies = handle(received) { [connection] event in connection.sendLine(event.json) }
       for r in replies { connection.sendLine(r.json) }
       finishPending()
-      if guest.isQuit { return }
+      if target.isQuit { return }
     }
   }
 
   /// What must follow the reply just sent: a `quit` takes effect (and SHUTDOWN is emitted).
   public func finishPending() {
-    if quitRequested.exchange(false, ordering: .relaxed) { guest.quit() }
+    if quitRequested.exchange(false, ordering: .relaxed) { target.quitFromMonitor() }
   }
 
   /// Handles one received text; returns the replies to send (after any events it emitted).
@@ -151,10 +180,10 @@ public final class QMPSession: Sendable {
       }
       oobEnabled.store(enableOOB, ordering: .relaxed)
       negotiated.store(true, ordering: .relaxed)
-      guest.addSink(ObjectIdentifier(self), eventSink)
+      target.addSink(ObjectIdentifier(self), eventSink)
       return Self.success(.emptyObject, id: id)
     }
-    if oob && Self.commands.contains(name) {
+    if oob && commandNames.contains(name) {
       return Self.error("GenericError", "The command \(name) does not support OOB", id: id)
     }
     do throws(DeviceError) {
@@ -200,98 +229,17 @@ public final class QMPSession: Sendable {
       return versionValue
     case "query-commands":
       _ = try Self.arguments(args, required: [])
-      return .array(Self.commands.map { .object([("name", .string($0))]) })
-    case "query-status":
-      _ = try Self.arguments(args, required: [])
-      let status = guest.status
-      return .object([("running", .bool(status == "running")), ("status", .string(status))])
-    case "stop":
-      _ = try Self.arguments(args, required: [])
-      guest.stop()
-      return .emptyObject
-    case "cont":
-      _ = try Self.arguments(args, required: [])
-      guest.cont()
-      return .emptyObject
-    case "system_reset":
-      _ = try Self.arguments(args, required: [])
-      _ = guest.systemReset()
-      return .emptyObject
+      return .array(commandNames.map { .object([("name", .string($0))]) })
     case "quit":
       _ = try Self.arguments(args, required: [])
       // The reply goes first; the SHUTDOWN event follows it (`finishPending`).
       quitRequested.store(true, ordering: .relaxed)
       return .emptyObject
-    case "device_add":
-      guard case .object(let props) = args else { throw DeviceError("Parameter 'driver' is missing") }
-      let ordered = props.sorted { a, b in a.0 == "driver" ? true : (b.0 == "driver" ? false : a.0 < b.0) }
-      try guest.deviceAdd(ordered)
-      return .emptyObject
-    case "device_del":
-      let a = try Self.arguments(args, required: ["id"])
-      try guest.deviceDel(try Self.string(a, "id")!)
-      return .emptyObject
-    case "qom-list":
-      let a = try Self.arguments(args, required: ["path"])
-      return try qomList(try Self.string(a, "path")!)
-    case "qom-get":
-      let a = try Self.arguments(args, required: ["path", "property"])
-      return try qomGet(try Self.string(a, "path")!, try Self.string(a, "property")!)
-    case "human-monitor-command":
-      let a = try Self.arguments(args, required: ["command-line"], optional: ["cpu-index"])
-      return .string(HMP.run(try Self.string(a, "command-line")!, guest: guest))
     default:
-      throw DeviceError("The command \(name) has not been found", errorClass: "CommandNotFound")
-    }
-  }
-
-  // MARK: - QOM
-
-  func qomList(_ path: String) throws(DeviceError) -> QMPValue {
-    func entries(_ e: [(String, String)]) -> QMPValue {
-      .array(e.map { .object([("name", .string($0.0)), ("type", .string($0.1))]) })
-    }
-    let d = guest.device
-    switch path {
-    case "/":
-      return entries([("type", "string"), ("machine", "child<s390-ccw-virtio-machine>")])
-    case "/machine":
-      var e = [
-        ("type", "string"), ("peripheral", "child<container>"), ("peripheral-anon", "child<container>"),
-      ]
-      if guest.hasAPBus { e.append(("ap-bridge", "child<ap-bridge>")) }
-      return entries(e)
-    case "/machine/peripheral":
-      return entries(d.flatMap { $0.id }.map { [($0, "child<vfio-ap>")] } ?? [])
-    case "/machine/peripheral-anon":
-      return entries(
-        d.flatMap { $0.id == nil ? $0.qomPath.split(separator: "/").last.map(String.init) : nil }.map {
-          [($0, "child<vfio-ap>")]
-        } ?? [])
-    case "/machine/ap-bridge" where guest.hasAPBus:
-      return entries([("type", "string"), ("ap-bus", "child<ap-bus>")])
-    default:
-      if let d, path == d.qomPath {
-        return entries([
-          ("type", "string"), ("parent_bus", "link<bus>"), ("realized", "bool"), ("hotpluggable", "bool"),
-          ("hotplugged", "bool"), ("sysfsdev", "str"),
-        ])
+      guard target.commandNames.contains(name) else {
+        throw DeviceError("The command \(name) has not been found", errorClass: "CommandNotFound")
       }
-      throw DeviceError("Device '\(path)' not found", errorClass: "DeviceNotFound")
-    }
-  }
-
-  func qomGet(_ path: String, _ property: String) throws(DeviceError) -> QMPValue {
-    guard let d = guest.device, path == d.qomPath || path == d.id else {
-      if path == "/machine/ap-bridge" && guest.hasAPBus && property == "type" { return .string("ap-bridge") }
-      throw DeviceError("Device '\(path)' not found", errorClass: "DeviceNotFound")
-    }
-    switch property {
-    case "sysfsdev": return .string(d.sysfsdev)
-    case "type": return .string("vfio-ap")
-    case "realized", "hotpluggable": return .bool(true)
-    case "parent_bus": return .string("/machine/ap-bridge/ap-bus")
-    default: throw DeviceError("Property '\(property)' not found")
+      return try target.execute(name, args)
     }
   }
 }

@@ -36,6 +36,7 @@ struct Exec: ParsableCommand {
       Debian's libvirt-daemon-system creates):
 
         L="--private /run --private /etc/libvirt --private /var/lib/libvirt"
+        L="$L --private /var/log/libvirt --private /var/cache/libvirt"
         apvirt exec $L -- libvirtd --daemon
         apvirt exec $L -- virsh nodedev-list --cap ap_matrix
         apvirt exec $L -- virsh nodedev-dumpxml ap_05_0004

@@ -2,6 +2,10 @@ import ArgumentParser
 import Foundation
 import VMM
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// `apvirt qemu ARGS...`, also reachable as `qemu-system-s390x ARGS...` (a link to apvirt).
 struct Qemu: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -10,7 +14,16 @@ struct Qemu: ParsableCommand {
       Takes QEMU's command line: -name, -machine s390-ccw-virtio, -cpu host|z13|z14|z15|z16 with
       ap=on|off,apqci=...,apft=...,apqi=..., -smp, -m, -device vfio-ap,sysfsdev=PATH[,id=ID] (or
       libvirt's JSON form), -qmp unix:PATH,server=on,wait=off, -chardev socket,id=X,path=PATH,
-      server=on,wait=off with -mon chardev=X,mode=control, -nographic, -daemonize, -S.
+      server=on,wait=off with -mon chardev=X,mode=control, -nographic, -daemonize, -pidfile PATH,
+      -no-user-config, -accel, -S.
+
+      -machine none starts no guest and needs no host: the monitor answers what the binary can
+      do (versions, machine types, CPU models and their AP features, the vfio-ap device type),
+      which is how libvirt probes an emulator's capabilities.
+
+      -daemonize leaves the emulator process in the background (a session of its own, its pid in
+      -pidfile) once its monitor is ready, and returns; that process lives as long as its guest,
+      and SIGTERM or SIGKILL to it ends the guest, as with QEMU.
 
       The guest runs in the daemon (`apvirt up`) next to the host kernel; this command stays in
       the foreground until the guest quits (QMP `quit`), like QEMU. Killing it kills the guest.
@@ -44,6 +57,14 @@ struct Qemu: ParsableCommand {
       FileHandle.standardError.write(Data("\(error)\n".utf8))
       throw ExitCode(1)
     }
+    let daemonized = config.daemonize && env[Self.daemonizedVariable] != nil
+    if config.daemonize && !daemonized {
+      throw ExitCode(Self.daemonize(argv))
+    }
+    if config.isMachineNone {
+      try Self.serveMachineNone(config, version: QEMUVersion(version)!, daemonized: daemonized)
+      return
+    }
     let control = ControlClient(paths: paths)
     func fail(_ message: String) -> ExitCode {
       FileHandle.standardError.write(Data("\(prog): \(message)\n".utf8))
@@ -57,7 +78,7 @@ struct Qemu: ParsableCommand {
     }
     client.sendLine(
       ControlWire.encode(
-        ControlCommands.GuestStart(argv: argv, version: version, daemonize: config.daemonize)))
+        ControlCommands.GuestStart(argv: argv, version: version, daemonize: false)))
     let started: ControlCommands.GuestStart.Reply
     do {
       started = try ControlClient.reply(ControlCommands.GuestStart.self, &client, paths)
@@ -67,12 +88,13 @@ struct Qemu: ParsableCommand {
       throw ExitCode(1)
     }
     for w in started.warnings { FileHandle.standardError.write(Data("\(prog): \(w)\n".utf8)) }
-    if config.daemonize { return }
+    if daemonized { Self.detach(pidfile: config.pidfile) }
     // The guest lives as long as this process and this connection: wait for it without a
     // time-out. A daemon that stops or dies under the guest is not a clean shutdown: say so and
     // exit non-zero, so that whoever started QEMU (libvirt, a script) sees the guest crashed.
     client.clearTimeout()
     client.sendLine(ControlWire.encode(ControlCommands.GuestWait()))
+    defer { if daemonized, let p = config.pidfile { unlink(p) } }
     let ended: ControlCommands.GuestWait.Reply
     do {
       ended = try ControlClient.reply(ControlCommands.GuestWait.self, &client, paths)
@@ -83,6 +105,143 @@ struct Qemu: ParsableCommand {
     }
     if ended.reason == "host-stopped" {
       throw fail("terminating: the apvirt host at \(paths.mount) stopped; guest '\(started.name)' is gone")
+    }
+  }
+
+  /// Set in the emulator process that `-daemonize` starts: it signals its parent once ready.
+  static let daemonizedVariable = "APVIRT_QEMU_DAEMONIZED"
+
+  /// `-daemonize`: starts this command again as the emulator process, in a session of its own
+  /// (`posix_spawn` with `POSIX_SPAWN_SETSID`: the child of a Foundation `Process` leads a
+  /// process group and could not call setsid), and waits until it says its monitor is ready (a
+  /// line on its standard output) or fails (its errors reach our standard error). Returns the
+  /// exit status for the parent: 0 once the emulator is ready, the emulator's status if it
+  /// ended first.
+  static func daemonize(_ argv: [String]) -> Int32 {
+    let prog = QEMUCommandLine.programName
+    var ready: [Int32] = [0, 0]
+    guard pipe(&ready) == 0 else {
+      FileHandle.standardError.write(
+        Data("\(prog): cannot daemonize: \(String(cString: strerror(errno)))\n".utf8))
+      return 1
+    }
+    _ = fcntl(ready[0], F_SETFD, FD_CLOEXEC)
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_adddup2(&actions, ready[1], 1)
+    posix_spawn_file_actions_addclose(&actions, ready[1])
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    let setsid: Int16 = 0x80  // POSIX_SPAWN_SETSID, which Glibc's module does not export
+    posix_spawnattr_setflags(&attributes, setsid)
+    // Named as QEMU, the child runs as this command (and its process shows QEMU's command line).
+    let arguments = [prog] + argv
+    var environment = ProcessInfo.processInfo.environment
+    environment[daemonizedVariable] = "1"
+    let cArguments = arguments.map { strdup($0) } + [nil]
+    let cEnvironment = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer {
+      for p in cArguments { free(p) }
+      for p in cEnvironment { free(p) }
+    }
+    keepOnlyNamedDescriptors(argv)
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, "/proc/self/exe", &actions, &attributes, cArguments, cEnvironment)
+    close(ready[1])
+    defer { close(ready[0]) }
+    guard rc == 0 else {
+      FileHandle.standardError.write(
+        Data("\(prog): cannot daemonize: \(String(cString: strerror(rc)))\n".utf8))
+      return 1
+    }
+    var line: [UInt8] = []
+    var byte: UInt8 = 0
+    while line.count < 6, read(ready[0], &byte, 1) == 1 { line.append(byte) }
+    if line == Array("ready\n".utf8) { return 0 }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    // Exited with a status (WIFEXITED): that status, and 1 for any other end.
+    let exited = status & 0x7f == 0
+    let code = (status >> 8) & 0xff
+    return exited && code != 0 ? code : 1
+  }
+
+  /// Lets the emulator inherit only the standard streams and the descriptors its command line
+  /// names (`fd=N`, as libvirt passes its monitor socket): every other descriptor of this
+  /// process is marked close-on-exec. QEMU keeps whatever it inherited; the caller's pipes and
+  /// sockets would then stay open as long as the guest, and a caller that waits for them to
+  /// close (Foundation's `Process` does, to see its child end) would wait that long.
+  static func keepOnlyNamedDescriptors(_ argv: [String]) {
+    var named = Set<Int32>()
+    for arg in argv {
+      for part in arg.split(whereSeparator: { $0 == "," || $0 == "{" || $0 == " " }) {
+        // `fd=3` in QemuOpts, `"fd":3` or `"fd":"3"` in JSON.
+        let item = part.replacingOccurrences(of: "\"", with: "")
+        guard item.hasPrefix("fd=") || item.hasPrefix("fd:") else { continue }
+        if let n = Int32(item.dropFirst(3).prefix { $0.isNumber }) { named.insert(n) }
+      }
+    }
+    guard let dir = opendir("/proc/self/fd") else { return }
+    defer { closedir(dir) }
+    var fds: [Int32] = []
+    while let entry = readdir(dir) {
+      let name = withUnsafeBytes(of: entry.pointee.d_name) {
+        String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+      }
+      if let fd = Int32(name), fd > 2, !named.contains(fd) { fds.append(fd) }
+    }
+    for fd in fds where fd != dirfd(dir) { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+  }
+
+  /// The emulator process, ready: writes its pid file, tells the parent, and puts its standard
+  /// streams on /dev/null, as QEMU's `os_daemonize` and `os_setup_post` do.
+  static func detach(pidfile: String?) {
+    if let pidfile { RuntimePaths.writeFile(pidfile, "\(getpid())\n", mode: 0o600) }
+    FileHandle.standardOutput.write(Data("ready\n".utf8))
+    let null = open("/dev/null", O_RDWR)
+    if null >= 0 {
+      for fd: Int32 in [0, 1, 2] { dup2(null, fd) }
+      if null > 2 { close(null) }
+    }
+  }
+
+  /// `-machine none`: serves the monitor sockets in this process until `quit` (or a signal).
+  static func serveMachineNone(_ config: GuestConfiguration, version: QEMUVersion, daemonized: Bool) throws {
+    let prog = QEMUCommandLine.programName
+    let target = MachineNone(version: version, kvm: MachineNone.usesKVM(accelerators: config.accelerators))
+    let pidfile = config.pidfile
+    let sockets = config.qmpSockets
+    // After `quit` the reply goes out, the connection closes, and the process ends; QEMU
+    // removes its pid file when it ends.
+    let serve: @Sendable (JSONStreamServer.Connection) -> Void = { c in
+      QMPSession(target: target).serve(c)
+      guard target.isQuit else { return }
+      c.close()
+      if daemonized, let pidfile { unlink(pidfile) }
+      for path in sockets { unlink(path) }
+      Glibc.exit(0)
+    }
+    var servers: [JSONStreamServer] = []
+    for path in config.qmpSockets {
+      do {
+        servers.append(try JSONStreamServer(path: path, mode: 0o600))
+      } catch {
+        FileHandle.standardError.write(Data("\(prog): -qmp unix:\(path): \(error)\n".utf8))
+        throw ExitCode(1)
+      }
+    }
+    if daemonized { detach(pidfile: config.pidfile) }
+    for server in servers.dropFirst() {
+      Thread.detachNewThread { server.run(serve) }
+    }
+    if let first = servers.first {
+      first.run(serve)
+    } else {
+      // No monitor: nothing to ask, the process waits to be killed, as QEMU would.
+      while true { pause() }
     }
   }
 }
