@@ -15,6 +15,10 @@ public final class Guest: Sendable {
   public let name: String
   public let cpu: CPUModel
   public let vmID: Int
+  /// `-smp`: the vCPUs the guest has.
+  public let vcpus: Int
+  /// `-no-shutdown`: a guest that shuts down stops and waits (for libvirt to end it).
+  public let noShutdown: Bool
   public let version: QEMUVersion
   let state: Mutex<State>
   /// Events go to every negotiated QMP session.
@@ -33,6 +37,19 @@ public final class Guest: Sendable {
     /// CRWs queued for the guest and not yet drained.
     var crwPending = false
     var crwDelivered = 0
+    var emulatorPID: Int32?
+    /// `system_powerdown` was answered; the guest shuts down once the reply is out.
+    var powerdownRequested = false
+    /// Migration capabilities set with `migrate-set-capabilities`.
+    var migrationCapabilities: [String: Bool] = [:]
+  }
+
+  /// The process that stands for this guest's QEMU (`apvirt qemu`), whose thread `query-cpus-fast`
+  /// names as the vCPU's: libvirt moves that thread into the domain's vCPU cgroup, so it must be
+  /// a live thread.
+  public var emulatorPID: Int32? {
+    get { state.withLock { $0.emulatorPID } }
+    set { state.withLock { $0.emulatorPID = newValue } }
   }
 
   /// Starts a guest: creates its VM, boots its kernel, realizes the command line's devices.
@@ -54,6 +71,8 @@ public final class Guest: Sendable {
     }
     cpu = model
     let vcpus = c.vcpus
+    self.vcpus = vcpus
+    noShutdown = c.noShutdown
     let guestName = c.name
     vmID = host.withKernel { k in k.kvm.createVM(name: guestName, vcpus: vcpus).id }
     state = Mutex(State(status: c.startPaused ? "prelaunch" : "running"))
@@ -302,7 +321,8 @@ public final class Guest: Sendable {
     }
     guard first else { return }
     shutDown()
-    emit("SHUTDOWN", .object([("guest", .bool(false)), ("reason", .string(reason))]))
+    // A shutdown the guest asked for (`guest-shutdown`, after `system_powerdown`) is the guest's.
+    emit("SHUTDOWN", .object([("guest", .bool(reason.hasPrefix("guest-"))), ("reason", .string(reason))]))
     quitSignal.signal()
   }
 

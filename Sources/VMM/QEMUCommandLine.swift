@@ -14,10 +14,17 @@ public struct GuestConfiguration: Sendable {
   public var deviceTexts: [String] = []
   /// QMP monitors: Unix socket paths.
   public var qmpSockets: [String] = []
+  /// QMP monitors on listening sockets the caller passed (`-chardev socket,id=X,fd=N,server=on`
+  /// with `-mon chardev=X,mode=control`, as libvirt starts QEMU): the descriptor numbers.
+  public var monitorDescriptors: [Int32] = []
+  /// `-uuid`.
+  public var uuid: String?
   public var nographic = false
   public var daemonize = false
   /// `-S`: do not start the CPUs (run state "prelaunch").
   public var startPaused = false
+  /// `-no-shutdown`: a guest that shuts down stops instead of ending QEMU (libvirt decides).
+  public var noShutdown = false
   /// `-pidfile PATH`: where the emulator process writes its pid.
   public var pidfile: String?
   /// The accelerators asked for, in order (`-machine ...,accel=kvm:tcg`, `-accel kvm`).
@@ -43,6 +50,9 @@ public enum QEMUCommandLine {
     "name", "machine", "M", "cpu", "smp", "m", "device", "qmp", "chardev", "mon", "display", "serial",
     "monitor", "kernel", "initrd", "append", "drive", "netdev", "boot", "accel", "object", "global",
     "pidfile",
+    // libvirt's: accepted, with no effect on what apvirt emulates (the guest has no RAM, clock,
+    // firmware, audio, sandbox or message format of its own).
+    "uuid", "overcommit", "rtc", "audiodev", "msg", "sandbox", "add-fd",
   ]
   static let flags: Set<String> = [
     "nographic", "daemonize", "S", "nodefaults", "no-shutdown", "enable-kvm", "no-reboot", "no-user-config",
@@ -50,7 +60,7 @@ public enum QEMUCommandLine {
 
   public static func parse(_ args: [String]) throws(Failure) -> GuestConfiguration {
     var c = GuestConfiguration()
-    var chardevs: [String: String] = [:]
+    var chardevs: [String: Chardev] = [:]
     var monitors: [String] = []
     var i = 0
     while i < args.count {
@@ -64,6 +74,7 @@ public enum QEMUCommandLine {
         case "nographic": c.nographic = true
         case "daemonize": c.daemonize = true
         case "S": c.startPaused = true
+        case "no-shutdown": c.noShutdown = true
         case "enable-kvm": c.accelerators.append("kvm")
         default: break
         }
@@ -121,15 +132,31 @@ public enum QEMUCommandLine {
         c.deviceTexts.append(value)
       case "qmp":
         c.qmpSockets.append(try socketPath(value, raw))
+      case "uuid":
+        c.uuid = value
       case "chardev":
         let p = options(value, implied: "backend")
         let backend = p.first { $0.0 == "backend" }?.1 ?? ""
-        guard backend == "socket", let id = p.first(where: { $0.0 == "id" })?.1,
-          let path = p.first(where: { $0.0 == "path" })?.1
-        else {
-          throw Failure(message: "-chardev \(value): only socket chardevs with id and path are emulated")
+        guard let id = p.first(where: { $0.0 == "id" })?.1 else {
+          throw Failure(message: "-chardev \(value): Parameter 'id' is missing")
         }
-        chardevs[id] = path
+        if backend == "pty" || backend == "null" {
+          chardevs[id] = .inert
+          break
+        }
+        guard backend == "socket" else {
+          throw Failure(message: "-chardev \(value): only socket, pty and null chardevs are emulated")
+        }
+        if let path = p.first(where: { $0.0 == "path" })?.1 {
+          chardevs[id] = .path(path)
+        } else if let fd = p.first(where: { $0.0 == "fd" })?.1 {
+          guard let n = Int32(fd), n >= 0 else {
+            throw Failure(message: "-chardev \(value): Parameter 'fd' expects a file descriptor number")
+          }
+          chardevs[id] = .descriptor(n)
+        } else {
+          throw Failure(message: "-chardev \(value): chardev: socket: no path or fd given")
+        }
       case "mon":
         let p = options(value, implied: "chardev")
         guard let dev = p.first(where: { $0.0 == "chardev" })?.1 else {
@@ -142,12 +169,22 @@ public enum QEMUCommandLine {
       }
     }
     for m in monitors {
-      guard let path = chardevs[m] else {
-        throw Failure(message: "-mon chardev=\(m): chardev \"\(m)\" not found")
+      switch chardevs[m] {
+      case .path(let path): c.qmpSockets.append(path)
+      case .descriptor(let fd): c.monitorDescriptors.append(fd)
+      case .inert: throw Failure(message: "-mon chardev=\(m): a QMP monitor needs a socket chardev")
+      case nil: throw Failure(message: "-mon chardev=\(m): chardev \"\(m)\" not found")
       }
-      c.qmpSockets.append(path)
     }
     return c
+  }
+
+  /// What a `-chardev` connects: a socket path, a passed descriptor, or nothing apvirt serves
+  /// (a pty console, a null device).
+  enum Chardev {
+    case path(String)
+    case descriptor(Int32)
+    case inert
   }
 
   /// `unix:PATH,server=on,wait=off` (also `server,nowait`).

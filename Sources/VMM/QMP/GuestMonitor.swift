@@ -7,6 +7,24 @@ extension Guest: QMPTarget {
 
   public func quitFromMonitor() { quit() }
 
+  /// A `system_powerdown` takes effect: the guest shuts down (SHUTDOWN, its own); with
+  /// `-no-shutdown` it then stops (STOP, status `shutdown`) and waits to be ended, as QEMU's
+  /// `qemu_system_shutdown` does; otherwise QEMU, and with it the guest, ends.
+  public func afterReply() {
+    let requested = state.withLock { s in
+      defer { s.powerdownRequested = false }
+      return s.powerdownRequested && !s.quit
+    }
+    guard requested else { return }
+    guard noShutdown else {
+      quit(reason: "guest-shutdown")
+      return
+    }
+    state.withLock { $0.status = "shutdown" }
+    emit("SHUTDOWN", .object([("guest", .bool(true)), ("reason", .string("guest-shutdown"))]))
+    emit("STOP", nil)
+  }
+
   public func execute(_ name: String, _ args: QMPValue) throws(DeviceError) -> QMPValue {
     typealias S = QMPSession
     switch name {
@@ -41,6 +59,77 @@ extension Guest: QMPTarget {
     case "qom-get":
       let a = try S.arguments(args, required: ["path", "property"])
       return try qomGet(try S.string(a, "path")!, try S.string(a, "property")!)
+    case "system_powerdown":
+      // The guest (a Linux that honours the signal quiescence request) shuts down once the
+      // reply is out (`afterReply`).
+      _ = try S.arguments(args, required: [])
+      state.withLock { $0.powerdownRequested = true }
+      return .emptyObject
+    case "query-migrate-capabilities":
+      _ = try S.arguments(args, required: [])
+      let set = state.withLock { $0.migrationCapabilities }
+      return .array([.object([("capability", .string("events")), ("state", .bool(set["events"] ?? false))])])
+    case "migrate-set-capabilities":
+      let a = try S.arguments(args, required: ["capabilities"])
+      guard case .array(let list)? = a["capabilities"] else {
+        throw DeviceError("Invalid parameter type for 'capabilities', expected: array")
+      }
+      var set: [String: Bool] = [:]
+      for item in list {
+        guard let name = item["capability"]?.stringValue, case .bool(let on)? = item["state"] else {
+          throw DeviceError("Parameter 'capabilities' is missing its capability or state")
+        }
+        guard name == "events" else {
+          throw DeviceError("Parameter 'capability' does not accept value '\(name)'")
+        }
+        set[name] = on
+      }
+      state.withLock { $0.migrationCapabilities.merge(set) { $1 } }
+      return .emptyObject
+    case "query-chardev":
+      // The monitors' chardevs are served by the host; none is a console with a pty.
+      _ = try S.arguments(args, required: [])
+      return .array([
+        .object([
+          ("frontend-open", .bool(true)), ("filename", .string("unix:,server=on")),
+          ("label", .string("charmonitor")),
+        ])
+      ])
+    case "query-hotpluggable-cpus":
+      _ = try S.arguments(args, required: [])
+      return .array(
+        (0..<vcpus).reversed().map { i in
+          .object([
+            ("props", .object([("core-id", .int(i))])), ("vcpus-count", .int(1)),
+            ("qom-path", .string("/machine/unattached/device[\(i)]")),
+            ("type", .string("\(cpu.name)-s390x-cpu")),
+          ])
+        })
+    case "query-cpus-fast":
+      // Each vCPU runs on the emulator process's thread: the one live thread libvirt can find.
+      _ = try S.arguments(args, required: [])
+      let thread = Int(emulatorPID ?? getpid())
+      return .array(
+        (0..<vcpus).map { i in
+          .object([
+            ("thread-id", .int(thread)), ("props", .object([("core-id", .int(i))])),
+            ("qom-path", .string("/machine/unattached/device[\(i)]")), ("cpu-index", .int(i)),
+            ("target", .string("s390x")),
+            ("cpu-state", .string(status == "running" ? "operating" : "stopped")),
+          ])
+        })
+    case "query-iothreads", "query-block", "query-blockstats":
+      _ = try S.arguments(args, required: [], optional: name == "query-blockstats" ? ["query-nodes"] : [])
+      return .array([])
+    case "query-named-block-nodes":
+      _ = try S.arguments(args, required: [], optional: ["flat"])
+      return .array([])
+    case "query-target":
+      _ = try S.arguments(args, required: [])
+      return .object([("arch", .string("s390x"))])
+    case "query-kvm":
+      _ = try S.arguments(args, required: [])
+      return .object([("enabled", .bool(true)), ("present", .bool(true))])
     case "human-monitor-command":
       let a = try S.arguments(args, required: ["command-line"], optional: ["cpu-index"])
       return .string(HMP.run(try S.string(a, "command-line")!, guest: self))

@@ -72,6 +72,22 @@ public final class JSONStreamServer: Sendable {
     listener = fd
   }
 
+  /// Serves a socket that is already listening (a monitor whose descriptor QEMU's caller passed:
+  /// `-chardev socket,fd=N,server=on`). The server owns the descriptor from now on; it has no
+  /// file to remove. A descriptor that is not a listening stream socket is refused.
+  public init(listening fd: Int32, maxConnections: Int = 64) throws(ServerError) {
+    var accepting: Int32 = 0
+    var length = socklen_t(MemoryLayout<Int32>.size)
+    guard getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &length) == 0, accepting == 1 else {
+      throw .socket("descriptor \(fd) is not a listening socket")
+    }
+    _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+    path = ""
+    self.maxConnections = max(1, maxConnections)
+    slots = DispatchSemaphore(value: self.maxConnections)
+    listener = fd
+  }
+
   static func address(_ path: String) -> sockaddr_un? {
     var addr = sockaddr_un()
     addr.sun_family = sa_family_t(AF_UNIX)
@@ -157,7 +173,7 @@ public final class JSONStreamServer: Sendable {
     // cannot be reused (by another server's socket, which the loop would then accept on)
     // until the server goes (deinit).
     Glibc.shutdown(listener, Int32(SHUT_RDWR))
-    unlink(path)
+    if !path.isEmpty { unlink(path) }
     for c in live.withLock({ Array($0.values) }) { c.shutdown() }
     // Wake a run loop that waits for a free slot.
     slots.signal()
@@ -170,6 +186,11 @@ public final class JSONStreamServer: Sendable {
     private let wakeRead: Int32
     private let wakeWrite: Int32
     private let output = Mutex(Output())
+    /// Descriptors the client passed (SCM_RIGHTS) and nobody has taken yet, oldest first.
+    private let passed = Mutex<[Int32]>([])
+    /// The most descriptors held for a client at once; what it passes beyond is closed at once,
+    /// so that no client can run the server out of descriptors.
+    public static let passedLimit = 16
     /// The most output held for a client that does not read. QEMU's monitor buffers without
     /// bound; here a client that lets 8 MiB pile up (tens of thousands of events) is taken to
     /// have stopped reading for good and is disconnected, so that it costs a bounded amount of
@@ -289,9 +310,7 @@ public final class JSONStreamServer: Sendable {
         }
         if fds[0].revents & (Int16(POLLIN) | Int16(POLLHUP) | Int16(POLLERR)) != 0 {
           var chunk = [UInt8](repeating: 0, count: 4096)
-          let n = chunk.withUnsafeMutableBytes {
-            Glibc.recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT))
-          }
+          let n = receiveWithDescriptors(&chunk)
           if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
           if n <= 0 { return nil }
           if streamer == nil { streamer = JSONStreamer(limits: .init(tokenSize: maxSize)) }
@@ -301,6 +320,60 @@ public final class JSONStreamServer: Sendable {
     }
 
     nonisolated(unsafe) private var streamer: JSONStreamer?
+
+    /// `recvmsg` with room for passed descriptors: they are kept (``takeDescriptors()``) up to
+    /// ``passedLimit``, and the rest closed. Descriptors arrive close-on-exec.
+    private func receiveWithDescriptors(_ chunk: inout [UInt8]) -> Int {
+      let header = AncillaryData.header
+      let align = AncillaryData.align
+      var control = [UInt8](repeating: 0, count: AncillaryData.space(descriptors: Self.passedLimit))
+      let n = AncillaryData.withMessage(&chunk, &control) {
+        Glibc.recvmsg(fd, $0, Int32(MSG_DONTWAIT) | Int32(MSG_CMSG_CLOEXEC))
+      }
+      guard n >= 0 else { return n }
+      // Walk the control messages: SOL_SOCKET / SCM_RIGHTS carry descriptors.
+      var offset = 0
+      while offset + MemoryLayout<cmsghdr>.size <= control.count {
+        let (length, level, type): (Int, Int32, Int32) = control.withUnsafeBytes { b in
+          let h = b.load(fromByteOffset: offset, as: cmsghdr.self)
+          return (Int(h.cmsg_len), h.cmsg_level, h.cmsg_type)
+        }
+        guard length >= header else { break }
+        if level == SOL_SOCKET && type == Int32(SCM_RIGHTS) {
+          let count = (length - header) / MemoryLayout<Int32>.size
+          for i in 0..<count {
+            let d: Int32 = control.withUnsafeBytes {
+              $0.load(fromByteOffset: offset + header + i * 4, as: Int32.self)
+            }
+            let kept = passed.withLock { p -> Bool in
+              guard p.count < Self.passedLimit else { return false }
+              p.append(d)
+              return true
+            }
+            if !kept { Glibc.close(d) }
+          }
+        }
+        offset += (length + align - 1) / align * align
+      }
+      return n
+    }
+
+    /// The client's process (SO_PEERCRED), or nil.
+    public var peerPID: Int32? {
+      // `struct ucred` (pid, uid, gid), which Glibc's module hides behind _GNU_SOURCE.
+      var cred: (pid: Int32, uid: UInt32, gid: UInt32) = (0, 0, 0)
+      var length = socklen_t(MemoryLayout.size(ofValue: cred))
+      guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) == 0, cred.pid > 0 else { return nil }
+      return cred.pid
+    }
+
+    /// The descriptors the client passed, oldest first; they are the caller's to close.
+    public func takeDescriptors() -> [Int32] {
+      passed.withLock { p in
+        defer { p = [] }
+        return p
+      }
+    }
 
     /// Ends the connection from the server's side: the reader sees end of stream.
     ///
@@ -333,6 +406,7 @@ public final class JSONStreamServer: Sendable {
         Glibc.close(fd)
         Glibc.close(wakeRead)
         Glibc.close(wakeWrite)
+        for d in takeDescriptors() { Glibc.close(d) }
       }
     }
   }
@@ -405,6 +479,34 @@ public struct JSONStreamClient {
 
   /// Sends one prepared JSON text and a newline.
   public func sendLine(_ data: Data) { sendBytes(Array(data) + [10]) }
+
+  /// Sends one JSON text and a newline with `descriptors` attached (SCM_RIGHTS, on the text's
+  /// first byte), as QEMU's callers pass a monitor socket. False if the send failed.
+  @discardableResult
+  public func sendLine(_ data: Data, descriptors: [Int32]) -> Bool {
+    guard !descriptors.isEmpty else {
+      sendLine(data)
+      return true
+    }
+    var bytes = Array(data) + [10]
+    let header = AncillaryData.header
+    let payload = descriptors.count * MemoryLayout<Int32>.size
+    var control = [UInt8](repeating: 0, count: AncillaryData.space(descriptors: descriptors.count))
+    control.withUnsafeMutableBytes { b in
+      var h = cmsghdr()
+      h.cmsg_len = header + payload
+      h.cmsg_level = SOL_SOCKET
+      h.cmsg_type = Int32(SCM_RIGHTS)
+      b.storeBytes(of: h, toByteOffset: 0, as: cmsghdr.self)
+      for (i, d) in descriptors.enumerated() {
+        b.storeBytes(of: d, toByteOffset: header + i * 4, as: Int32.self)
+      }
+    }
+    let n = AncillaryData.withMessage(&bytes, &control) { Glibc.sendmsg(fd, $0, Int32(MSG_NOSIGNAL)) }
+    guard n > 0 else { return false }
+    if n < bytes.count { sendBytes(Array(bytes[n...])) }
+    return true
+  }
 
   /// Sends bytes as they are (half a request, a 0xFF reset, ...).
   public func sendBytes(_ bytes: [UInt8]) {

@@ -50,6 +50,8 @@ public final class MachineNone: QMPTarget {
   /// The monitor's owner ends the process once the reply is out.
   public func quitFromMonitor() { quitFlag.store(true, ordering: .relaxed) }
 
+  public func afterReply() {}
+
   public func addSink(_ key: ObjectIdentifier, _ sink: @escaping @Sendable (QMPValue) -> Void) {}
   public func removeSink(_ key: ObjectIdentifier) {}
 

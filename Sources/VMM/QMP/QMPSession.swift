@@ -11,6 +11,9 @@ public protocol QMPTarget: AnyObject, Sendable {
   var isQuit: Bool { get }
   /// `quit`, after its reply went out.
   func quitFromMonitor()
+  /// Whatever a command left to do once its reply went out (a guest's shutdown after
+  /// `system_powerdown`).
+  func afterReply()
   /// Where a negotiated monitor's events go, and when it closes.
   func addSink(_ key: ObjectIdentifier, _ sink: @escaping @Sendable (QMPValue) -> Void)
   func removeSink(_ key: ObjectIdentifier)
@@ -44,6 +47,10 @@ public final class QMPSession: Sendable {
   public static let commands = [
     "qmp_capabilities", "query-version", "query-commands", "query-status", "device_add", "device_del",
     "qom-list", "qom-get", "human-monitor-command", "stop", "cont", "system_reset", "quit",
+    // What libvirt asks when it starts a domain and later (`virsh shutdown`, `domstats`).
+    "system_powerdown", "query-migrate-capabilities", "migrate-set-capabilities", "query-chardev",
+    "query-hotpluggable-cpus", "query-cpus-fast", "query-iothreads", "query-named-block-nodes", "query-block",
+    "query-blockstats", "query-target", "query-kvm",
   ]
 
   var commandNames: [String] {
@@ -90,6 +97,7 @@ public final class QMPSession: Sendable {
 
   /// What must follow the reply just sent: a `quit` takes effect (and SHUTDOWN is emitted).
   public func finishPending() {
+    target.afterReply()
     if quitRequested.exchange(false, ordering: .relaxed) { target.quitFromMonitor() }
   }
 

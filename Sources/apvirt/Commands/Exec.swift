@@ -21,7 +21,8 @@ struct Exec: ParsableCommand {
       CMD's environment has SYSTEMD_DEVICE_VERIFY_SYSFS=0: libudev (udevadm, libvirt) \
       otherwise refuses a /sys that is not a sysfs mount, as the emulated nodes (a FUSE \
       tree) are not. The vfio nodes can be stat'ed, chowned and allowed in a device \
-      cgroup; opening a group node fails (ENXIO): there is no vfio driver behind it.
+      cgroup, opened and locked (as libvirt does); there is no vfio behind them, so a group \
+      node is the null device (1:3) under the group's name.
 
       --private DIR (repeatable) puts STATE/private/DIR over DIR, so that a daemon run \
       here keeps its sockets, configuration and state apart from the machine's, and every \
@@ -187,6 +188,18 @@ struct Exec: ParsableCommand {
     _ = Glibc.mount(nil, "/dev/vfio", nil, UInt(MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC), nil)
   }
 
+  /// Makes the host's runtime directory the default one (`/run/apvirt`) in the namespace, so that
+  /// what runs there finds the host without being told: `apvirt hw`, `apvirt status`, and the
+  /// `qemu-system-s390x` that libvirt starts with an environment of its own.
+  static func bindRuntimeAtDefault(paths: RuntimePaths, check: (Int32, String) throws -> Void) throws {
+    let runtime = RuntimePaths.resolve(paths.runtime) ?? paths.runtime
+    let target = RuntimePaths(mount: RuntimePaths.defaultMount).runtime
+    guard runtime != (RuntimePaths.resolve(target) ?? target) else { return }
+    try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+    try check(
+      Glibc.mount(runtime, target, nil, UInt(MS_BIND | MS_REC), nil), "binding \(runtime) at \(target)")
+  }
+
   func run() throws {
     var argv = command
     // The command's arguments are passed through whole, so --help before `--` is looked at here.
@@ -226,6 +239,7 @@ struct Exec: ParsableCommand {
       Glibc.mount(paths.mdevctlDirectory, "/etc/mdevctl.d", nil, UInt(MS_BIND), nil),
       "binding \(paths.mdevctlDirectory) over /etc/mdevctl.d")
     try Self.bindVFIONodes(paths: paths, check: check)
+    try Self.bindRuntimeAtDefault(paths: paths, check: check)
     // libudev checks that /sys is sysfs by its magic number unless told not to.
     setenv(Self.verifySysfsVariable, "0", 1)
     var cargs = argv.map { strdup($0) } + [nil]

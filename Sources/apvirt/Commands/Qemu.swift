@@ -11,25 +11,28 @@ struct Qemu: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Start a guest on the running host, as qemu-system-s390x would.",
     discussion: """
-      Takes QEMU's command line: -name, -machine s390-ccw-virtio, -cpu host|z13|z14|z15|z16 with
-      ap=on|off,apqci=...,apft=...,apqi=..., -smp, -m, -device vfio-ap,sysfsdev=PATH[,id=ID] (or
-      libvirt's JSON form), -qmp unix:PATH,server=on,wait=off, -chardev socket,id=X,path=PATH,
-      server=on,wait=off with -mon chardev=X,mode=control, -nographic, -daemonize, -pidfile PATH,
-      -no-user-config, -accel, -S.
+      Takes QEMU's command line: -name, -machine s390-ccw-virtio, -cpu host|z13|z14|z15|z16 with \
+      ap=on|off,apqci=...,apft=...,apqi=..., -smp, -m, -device vfio-ap,sysfsdev=PATH[,id=ID] (or \
+      libvirt's JSON form), -qmp unix:PATH,server=on,wait=off, -chardev socket,id=X,path=PATH, \
+      server=on,wait=off with -mon chardev=X,mode=control, -nographic, -daemonize, -pidfile PATH, \
+      -no-user-config, -accel, -S, -no-shutdown, and libvirt's command line: -chardev socket with \
+      fd=N (the monitor socket the caller passed, which this process hands to the daemon), \
+      -chardev pty, -uuid, -object, -overcommit, -rtc, -boot, -audiodev, -sandbox, -msg (these \
+      last change nothing apvirt emulates).
 
-      -machine none starts no guest and needs no host: the monitor answers what the binary can
-      do (versions, machine types, CPU models and their AP features, the vfio-ap device type),
+      -machine none starts no guest and needs no host: the monitor answers what the binary can \
+      do (versions, machine types, CPU models and their AP features, the vfio-ap device type), \
       which is how libvirt probes an emulator's capabilities.
 
-      -daemonize leaves the emulator process in the background (a session of its own, its pid in
-      -pidfile) once its monitor is ready, and returns; that process lives as long as its guest,
+      -daemonize leaves the emulator process in the background (a session of its own, its pid in \
+      -pidfile) once its monitor is ready, and returns; that process lives as long as its guest, \
       and SIGTERM or SIGKILL to it ends the guest, as with QEMU.
 
-      The guest runs in the daemon (`apvirt up`) next to the host kernel; this command stays in
-      the foreground until the guest quits (QMP `quit`), like QEMU. Killing it kills the guest.
-      A link named qemu-system-s390x to apvirt runs this command directly, for libvirt and
-      scripts. APVIRT_MOUNT names the daemon's mount; APVIRT_QEMU_VERSION (default 10.2.0) the
-      QEMU version emulated, which decides the QMP greeting and version-dependent behaviour (the
+      The guest runs in the daemon (`apvirt up`) next to the host kernel; this command stays in \
+      the foreground until the guest quits (QMP `quit`), like QEMU. Killing it kills the guest. \
+      A link named qemu-system-s390x to apvirt runs this command directly, for libvirt and \
+      scripts. APVIRT_MOUNT names the daemon's mount; APVIRT_QEMU_VERSION (default 10.2.0) the \
+      QEMU version emulated, which decides the QMP greeting and version-dependent behaviour (the \
       config-change IRQ from 10.1, the ap-bus-full message from 10.2).
 
         apvirt qemu -name guest1 -cpu host -qmp unix:/tmp/guest1.qmp,server=on,wait=off \\
@@ -41,6 +44,8 @@ struct Qemu: ParsableCommand {
 
   func run() throws {
     var argv = arguments
+    // QEMU prints its help for -h and --help alone; this prints its manual.
+    if argv == ["--help"] || argv == ["-h"] || argv == ["-help"] { throw CleanExit.helpRequest(self) }
     if argv.first == "--" { argv.removeFirst() }
     let env = ProcessInfo.processInfo.environment
     let paths = RuntimePaths(mount: env["APVIRT_MOUNT"] ?? RuntimePaths.defaultMount)
@@ -76,9 +81,16 @@ struct Qemu: ParsableCommand {
     } catch {
       throw fail("\(error)")
     }
-    client.sendLine(
-      ControlWire.encode(
-        ControlCommands.GuestStart(argv: argv, version: version, daemonize: false)))
+    // The monitor sockets the caller gave this process go to the daemon, which serves them.
+    let passed = client.sendLine(
+      ControlWire.encode(ControlCommands.GuestStart(argv: argv, version: version, daemonize: false)),
+      descriptors: config.monitorDescriptors)
+    if !passed {
+      throw fail("cannot pass the monitor sockets (fd=\(config.monitorDescriptors)) to the apvirt host")
+    }
+    // This process keeps its own copies until the answer: on a refusal the monitor must stay
+    // open until QEMU's message is written, which is what the caller (libvirt) reads when it sees
+    // the monitor close.
     let started: ControlCommands.GuestStart.Reply
     do {
       started = try ControlClient.reply(ControlCommands.GuestStart.self, &client, paths)
@@ -87,6 +99,7 @@ struct Qemu: ParsableCommand {
       FileHandle.standardError.write(Data("\(error)\n".utf8))
       throw ExitCode(1)
     }
+    for fd in config.monitorDescriptors { close(fd) }
     for w in started.warnings { FileHandle.standardError.write(Data("\(prog): \(w)\n".utf8)) }
     if daemonized { Self.detach(pidfile: config.pidfile) }
     // The guest lives as long as this process and this connection: wait for it without a

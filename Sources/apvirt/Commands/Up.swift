@@ -13,15 +13,15 @@ struct Up: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Boot the emulated host and serve its sysfs through FUSE until stopped.",
     discussion: """
-      Boots the machine (the embedded default unless --machine is given), runs the host kernel's
-      AP bus, zcrypt, vfio_ap and KVM, and mounts the kernel's sysfs at --mount (DIR/bus/ap,
-      DIR/devices/ap, DIR/devices/vfio_ap, DIR/bus/mdev, DIR/class/mdev_bus). The AP bus scans
-      every config_time seconds in real time. mdevs that mdevctl defined in the state directory
+      Boots the machine (the embedded default unless --machine is given), runs the host kernel's \
+      AP bus, zcrypt, vfio_ap and KVM, and mounts the kernel's sysfs at --mount (DIR/bus/ap, \
+      DIR/devices/ap, DIR/devices/vfio_ap, DIR/bus/mdev, DIR/class/mdev_bus). The AP bus scans \
+      every config_time seconds in real time. mdevs that mdevctl defined in the state directory \
       (STATE/etc/mdevctl.d) with "start": "auto" are started at boot, as udev does on a real host.
 
-      Beside the mount: control.sock (for `apvirt hw`, `apvirt status`, `apvirt down`), dmesg (the
-      host kernel's log) and apvirt.pid. The host is ready when DIR/bus/ap/apmask can be read.
-      Stop it with Ctrl-C, SIGTERM or `apvirt down`; the mount goes with it. A mount left behind
+      Beside the mount: control.sock (for `apvirt hw`, `apvirt status`, `apvirt down`), dmesg (the \
+      host kernel's log) and apvirt.pid. The host is ready when DIR/bus/ap/apmask can be read. \
+      Stop it with Ctrl-C, SIGTERM or `apvirt down`; the mount goes with it. A mount left behind \
       by a killed daemon is cleared at the next start.
 
       Needs root (mount(2)), or fusermount3 for an unprivileged mount.

@@ -184,7 +184,10 @@ final class ControlSession {
       version = .current
     }
     do throws(GuestRegistry.StartFailure) {
-      let (g, warnings) = try daemon.guests.start(argv: c.argv, version: version)
+      // The monitor sockets the emulator passed with the request, and who it is.
+      let (g, warnings) = try daemon.guests.start(
+        argv: c.argv, version: version, descriptors: connection.takeDescriptors(),
+        emulator: connection.peerPID)
       if c.daemonize != true { owned.append(g) }
       return .init(name: g.name, vm: g.vmID, warnings: warnings)
     } catch {

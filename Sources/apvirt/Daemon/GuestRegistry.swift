@@ -28,13 +28,27 @@ final class GuestRegistry: Sendable {
 
   /// What `qemu-system-s390x ARGS` does: parse, start the guest, realize its devices, open its
   /// monitors. Returns the guest and the warnings QEMU prints.
-  func start(argv: [String], version: QEMUVersion) throws(StartFailure) -> (Guest, [String]) {
+  ///
+  /// `descriptors` are the listening sockets the emulator process was given for its monitors
+  /// (`-chardev socket,fd=N`) and passed on, in the order of the command line; they are this
+  /// call's to keep or close. `emulator` is that process's pid.
+  func start(argv: [String], version: QEMUVersion, descriptors: [Int32] = [], emulator: Int32? = nil)
+    throws(StartFailure) -> (Guest, [String])
+  {
     let prefix = QEMUCommandLine.programName + ": "
+    var unused = descriptors
+    defer { for d in unused { close(d) } }
     let config: GuestConfiguration
     do throws(QEMUCommandLine.Failure) {
       config = try QEMUCommandLine.parse(argv)
     } catch {
       throw StartFailure(message: error.description)
+    }
+    guard config.monitorDescriptors.count == descriptors.count else {
+      throw StartFailure(
+        message: prefix
+          + "-chardev socket,fd=\(config.monitorDescriptors.map(String.init).joined(separator: ",")): the emulator passed \(descriptors.count) of the \(config.monitorDescriptors.count) monitor sockets"
+      )
     }
     if let problem = Self.nameProblem(config.name) {
       throw StartFailure(message: prefix + "-name \(config.name): \(problem)")
@@ -55,7 +69,20 @@ final class GuestRegistry: Sendable {
     } catch {
       throw StartFailure(message: prefix + error.message)
     }
+    guest.emulatorPID = emulator
     var monitors: [JSONStreamServer] = []
+    for (n, fd) in zip(config.monitorDescriptors, descriptors) {
+      do {
+        let server = try JSONStreamServer(listening: fd)
+        unused.removeAll { $0 == fd }
+        monitors.append(server)
+        Thread.detachNewThread { server.run { connection in QMPSession(guest: guest).serve(connection) } }
+      } catch {
+        guest.quit(reason: "host-error")
+        for m in monitors { m.stop() }
+        throw StartFailure(message: prefix + "-chardev socket,fd=\(n): \(error)")
+      }
+    }
     for path in config.qmpSockets {
       do {
         let server = try JSONStreamServer(path: path)

@@ -1,4 +1,3 @@
-import FUSE
 import Foundation
 import Synchronization
 
@@ -16,28 +15,30 @@ import Synchronization
 /// that a process in the namespace (libvirt resolving an mdev's `iommu_group` to `/dev/vfio/N`)
 /// can stat the node, chown it and allow it in a device cgroup while the host runs.
 ///
-/// The group nodes' major is the one the kernel would give vfio's dynamic region
-/// (`alloc_chrdev_region` takes the highest free major from 254 down to 234) on the kernel this
-/// runs on, read from `/proc/devices`: no driver owns it, so opening a group node fails with
-/// ENXIO instead of reaching a real device. Nodes need CAP_MKNOD: a daemon without it has none.
+/// This machine's kernel has no vfio to stand behind a group node, and libvirt opens the node
+/// (read-write, to lock it while it labels it for the guest) before it starts a domain. So a
+/// group node is the null device (1:3) under the group's name: it can be stat'ed, chowned, put
+/// in a device cgroup, opened and locked, and does no VFIO (no ioctl, no EBUSY while a guest
+/// has it: libvirt's in-use check before `nodedev-destroy` cannot see a running guest). The
+/// container node keeps vfio's own number (10:196), which nothing here opens. Nodes need
+/// CAP_MKNOD: a daemon without it has none.
 final class VFIODeviceNodes: Sendable {
   let directory: String
-  /// The major number of the group nodes.
-  let groupMajor: UInt32
   /// The groups that have a node.
   private let present = Mutex<Set<Int>>([])
 
   /// `VFIO_MINOR` on the misc major.
   static let containerDevice = (major: UInt32(10), minor: UInt32(196))
+  /// What a group node is: the null device.
+  static let groupDevice = (major: UInt32(1), minor: UInt32(3))
 
   struct Failure: Error, CustomStringConvertible {
     var description: String
   }
 
   /// Creates the directory (emptying what an earlier daemon left) with the container node.
-  init(directory: String, proc: String = "/proc/devices") throws(Failure) {
+  init(directory: String) throws(Failure) {
     self.directory = directory
-    groupMajor = Self.dynamicMajor(procDevices: FUSEMount.readProcFile(proc) ?? "") ?? 0
     try? FileManager.default.removeItem(atPath: directory)
     guard mkdir(directory, 0o755) == 0 || errno == EEXIST else {
       throw Failure(description: "cannot create \(directory): \(String(cString: strerror(errno)))")
@@ -46,23 +47,6 @@ final class VFIODeviceNodes: Sendable {
     try Self.makeNode(
       directory + "/vfio", major: Self.containerDevice.major, minor: Self.containerDevice.minor,
       mode: 0o666)
-  }
-
-  /// The highest major in the kernel's dynamic range (254 down to 234) that no character driver
-  /// listed in `/proc/devices` holds, as `find_dynamic_major` picks it.
-  static func dynamicMajor(procDevices: String) -> UInt32? {
-    var taken = Set<UInt32>()
-    var inCharacter = false
-    for line in procDevices.split(separator: "\n", omittingEmptySubsequences: false) {
-      if line.hasPrefix("Character devices:") {
-        inCharacter = true
-      } else if line.hasSuffix("devices:") {
-        inCharacter = false
-      } else if inCharacter, let number = line.split(separator: " ").first.flatMap({ UInt32($0) }) {
-        taken.insert(number)
-      }
-    }
-    return (234...254).reversed().first { !taken.contains(UInt32($0)) }.map(UInt32.init)
   }
 
   /// glibc's `makedev` (a macro Swift does not import): the kernel's 12-bit major and 20-bit
@@ -82,9 +66,7 @@ final class VFIODeviceNodes: Sendable {
   }
 
   /// Makes the group nodes those of `groups`: a node for each new group (root's, mode 0600, as
-  /// devtmpfs makes it), none for a group that is gone. The group number is also the minor: vfio
-  /// takes the lowest free minor as the IOMMU layer takes the lowest free group number, and here
-  /// every group is a vfio group.
+  /// devtmpfs makes it), none for a group that is gone.
   func sync(groups: Set<Int>) {
     present.withLock { present in
       for gone in present.subtracting(groups) {
@@ -92,7 +74,8 @@ final class VFIODeviceNodes: Sendable {
         present.remove(gone)
       }
       for new in groups.subtracting(present) {
-        if (try? Self.makeNode(directory + "/\(new)", major: groupMajor, minor: UInt32(new), mode: 0o600))
+        if (try? Self.makeNode(
+          directory + "/\(new)", major: Self.groupDevice.major, minor: Self.groupDevice.minor, mode: 0o600))
           != nil
         {
           present.insert(new)
