@@ -19,6 +19,8 @@ public final class Guest: Sendable {
   public let vcpus: Int
   /// `-no-shutdown`: a guest that shuts down stops and waits (for libvirt to end it).
   public let noShutdown: Bool
+  /// `-m`, in bytes (what `query-balloon` reports).
+  public let memoryBytes: Int
   public let version: QEMUVersion
   let state: Mutex<State>
   /// Events go to every negotiated QMP session.
@@ -38,6 +40,13 @@ public final class Guest: Sendable {
     var crwPending = false
     var crwDelivered = 0
     var emulatorPID: Int32?
+    /// The pseudo-terminals of `-chardev pty` (id, master descriptor, the terminal's path), as
+    /// QEMU opens one for each; what the guest writes to a console is nothing.
+    var ptys: [(id: String, master: Int32, path: String)] = []
+    /// The balloon's size after `balloon` (nil: the whole memory).
+    var balloonTarget: Int?
+    /// Devices that are there for libvirt's domain XML and do nothing here: (id, driver).
+    var inert: [(id: String?, driver: String)] = []
     /// `system_powerdown` was answered; the guest shuts down once the reply is out.
     var powerdownRequested = false
     /// Migration capabilities set with `migrate-set-capabilities`.
@@ -73,9 +82,17 @@ public final class Guest: Sendable {
     let vcpus = c.vcpus
     self.vcpus = vcpus
     noShutdown = c.noShutdown
+    memoryBytes = QEMUCommandLine.memoryBytes(c.memory) ?? 128 << 20
     let guestName = c.name
     vmID = host.withKernel { k in k.kvm.createVM(name: guestName, vcpus: vcpus).id }
     state = Mutex(State(status: c.startPaused ? "prelaunch" : "running"))
+    for id in c.ptyChardevs {
+      guard let pty = Self.openPTY() else {
+        shutDown()
+        throw DeviceError("-chardev pty,id=\(id): Failed to create PTY: \(String(cString: strerror(errno)))")
+      }
+      state.withLock { $0.ptys.append((id, pty.master, pty.path)) }
+    }
     // Cold plug: the command line's devices are realized before the guest runs, so the guest's
     // kernel finds them in its first AP bus scan at boot.
     for (spec, text) in zip(c.devices, c.deviceTexts) {
@@ -128,6 +145,36 @@ public final class Guest: Sendable {
 
   // MARK: - Device hot plug
 
+  /// The devices an ordinary libvirt domain has besides its hostdev, which apvirt's guest accepts
+  /// and which do nothing: the memory balloon (the guest has no memory to give back) and the
+  /// SCLP consoles (it writes nothing to them; their chardev, a pty, serves nothing).
+  public static let inertDevices: Set<String> = ["virtio-balloon-ccw", "sclpconsole", "sclplmconsole"]
+
+  /// Adds an inert device: its id (if any) must be new; its other properties are taken as given.
+  func addInert(_ driver: String, _ props: [(String, QMPValue)]) throws(DeviceError) -> String {
+    var id: String?
+    if let v = props.first(where: { $0.0 == "id" })?.1 {
+      guard case .string(let s) = v else {
+        throw DeviceError("Invalid parameter type for 'id', expected: string")
+      }
+      id = s
+    }
+    return try state.withLock { (s) throws(DeviceError) -> String in
+      if let id, s.device?.id == id || s.inert.contains(where: { $0.id == id }) {
+        throw DeviceError("Duplicate device ID '\(id)'")
+      }
+      s.inert.append((id, driver))
+      if let id { return "/machine/peripheral/\(id)" }
+      s.anonymousCount += 1
+      return "/machine/peripheral-anon/device[\(s.anonymousCount - 1)]"
+    }
+  }
+
+  /// The inert devices with an id, for `qom-list /machine/peripheral`.
+  public var inertDevices: [(id: String, driver: String)] {
+    state.withLock { s in s.inert.compactMap { d in d.id.map { ($0, d.driver) } } }
+  }
+
   /// `device_add` (and `-device`): flat properties, `driver` first. Returns the QOM path.
   @discardableResult
   public func deviceAdd(_ props: [(String, QMPValue)]) throws(DeviceError) -> String {
@@ -137,6 +184,7 @@ public final class Guest: Sendable {
     guard case .string(let driver) = driverValue else {
       throw DeviceError("Invalid parameter type for 'driver', expected: string")
     }
+    if Self.inertDevices.contains(driver) { return try addInert(driver, props) }
     guard driver == "vfio-ap" else {
       if driver == "ap-device" { throw DeviceError("Parameter 'driver' expects a non-abstract device type") }
       throw DeviceError("'\(driver)' is not a valid device model name")
@@ -332,12 +380,34 @@ public final class Guest: Sendable {
     quitSignal.signal()
   }
 
+  /// A pseudo-terminal pair: the master, kept by the guest, and the terminal's path. What
+  /// `posix_openpt`, `unlockpt` and `ptsname` do (Glibc's module hides them behind
+  /// _XOPEN_SOURCE): open /dev/ptmx, clear the lock (TIOCSPTLCK), ask the number (TIOCGPTN).
+  static func openPTY() -> (master: Int32, path: String)? {
+    let master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC)
+    guard master >= 0 else { return nil }
+    var unlock: Int32 = 0
+    var number: UInt32 = 0
+    let setLock: UInt = 0x4004_5431  // TIOCSPTLCK
+    let getNumber: UInt = 0x8004_5430  // TIOCGPTN
+    guard ioctl(master, setLock, &unlock) == 0, ioctl(master, getNumber, &number) == 0 else {
+      close(master)
+      return nil
+    }
+    return (master, "/dev/pts/\(number)")
+  }
+
+  /// The consoles' pseudo-terminals: (chardev id, path).
+  public var ptys: [(id: String, path: String)] { state.withLock { $0.ptys.map { ($0.id, $0.path) } } }
+
   func shutDown() {
-    let d: VFIOAPDevice? = state.withLock { s in
+    let (d, ptys): (VFIOAPDevice?, [Int32]) = state.withLock { s in
       let d = s.device
       s.device = nil
-      return d
+      defer { s.ptys = [] }
+      return (d, s.ptys.map(\.master))
     }
+    for m in ptys { close(m) }
     if let d { unrealize(d) }
     let id = vmID
     host.withKernel { k in

@@ -19,6 +19,8 @@ public struct GuestConfiguration: Sendable {
   public var monitorDescriptors: [Int32] = []
   /// `-uuid`.
   public var uuid: String?
+  /// `-chardev pty,id=X`: the ids, in order (a console's; QEMU gives each a pseudo-terminal).
+  public var ptyChardevs: [String] = []
   public var nographic = false
   public var daemonize = false
   /// `-S`: do not start the CPUs (run state "prelaunch").
@@ -142,6 +144,7 @@ public enum QEMUCommandLine {
         }
         if backend == "pty" || backend == "null" {
           chardevs[id] = .inert
+          if backend == "pty" { c.ptyChardevs.append(id) }
           break
         }
         guard backend == "socket" else {
@@ -177,6 +180,24 @@ public enum QEMUCommandLine {
       }
     }
     return c
+  }
+
+  /// `-m SIZE` (or `size=SIZE`): MiB without a suffix, else k, M, G or T (case as QEMU takes it).
+  public static func memoryBytes(_ text: String) -> Int? {
+    var t = options(text, implied: "size").first { $0.0 == "size" }?.1 ?? text
+    var unit = 1 << 20
+    if let last = t.last, !last.isNumber {
+      switch last {
+      case "k", "K": unit = 1 << 10
+      case "M", "m": unit = 1 << 20
+      case "G", "g": unit = 1 << 30
+      case "T", "t": unit = 1 << 40
+      default: return nil
+      }
+      t.removeLast()
+    }
+    guard let n = Int(t), n >= 0, n <= Int.max / unit else { return nil }
+    return n * unit
   }
 
   /// What a `-chardev` connects: a socket path, a passed descriptor, or nothing apvirt serves

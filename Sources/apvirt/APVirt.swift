@@ -10,12 +10,13 @@ struct APVirt: ParsableCommand {
     commandName: "apvirt",
     abstract: "The IBM Z crypto-adapter (AP) pass-through stack, emulated in user space.",
     discussion: """
-      apvirt boots an emulated IBM Z LPAR (adapters, domains, the AP instructions), runs the host
-      kernel's AP bus, zcrypt and vfio_ap drivers and KVM on it, and serves the kernel's sysfs
-      rules exactly: every store succeeds whole or fails with the kernel's errno.
+      apvirt boots an emulated IBM Z LPAR (adapters, domains, the AP instructions), runs the host \
+      kernel's AP bus, zcrypt and vfio_ap drivers and KVM on it, and serves the kernel's sysfs \
+      through FUSE, keeping its rules exactly: every store succeeds whole or fails with the \
+      kernel's errno.
 
-      Without --machine it uses the embedded default machine: twelve CEX8 adapters 0x00-0x0b
-      (CCA, EP11, accelerator), all 256 domains, CRYCB format 2. Examples/ holds it and other
+      Without --machine it uses the embedded default machine: twelve CEX8 adapters 0x00-0x0b \
+      (CCA, EP11, accelerator), all 256 domains, CRYCB format 2. Examples/ holds it and other \
       machines as YAML.
 
       Start with `apvirt demo`, which walks the kernel documentation's worked example.

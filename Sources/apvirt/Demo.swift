@@ -8,11 +8,11 @@ struct Demo: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Walk the kernel documentation's vfio_ap example and print it as a shell session.",
     discussion: """
-      Boots the machine (the embedded default unless --machine is given), then, as an
-      administrator would on a real LPAR: secures adapters 5 and 6 and domains 4, 0x47, 0xab and
-      0xff for vfio_ap, creates three mediated devices for three guests, starts a guest on the
-      first, hot plugs a domain into it, and shows the kernel refusing an assignment with
-      EADDRINUSE, one with EADDRNOTAVAIL, and a mask change with EBUSY. Every line of output is
+      Boots the machine (the embedded default unless --machine is given), then, as an \
+      administrator would on a real LPAR: secures adapters 5 and 6 and domains 4, 0x47, 0xab and \
+      0xff for vfio_ap, creates three mediated devices for three guests, starts a guest on the \
+      first, hot plugs a domain into it, and shows the kernel refusing an assignment with \
+      EADDRINUSE, one with EADDRNOTAVAIL, and a mask change with EBUSY. Every line of output is \
       what the kernel's sysfs would show.
       """)
 

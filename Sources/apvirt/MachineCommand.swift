@@ -8,8 +8,8 @@ struct MachineCommand: ParsableCommand {
     commandName: "machine",
     abstract: "Check a machine definition (YAML) and print what it describes.",
     discussion: """
-      Without a file, prints the embedded default machine as YAML: a starting point for your own.
-      With a file, reads it, reports the first problem with its key, or summarises the LPAR's AP
+      Without a file, prints the embedded default machine as YAML: a starting point for your own. \
+      With a file, reads it, reports the first problem with its key, or summarises the LPAR's AP \
       configuration.
       """)
 

@@ -74,10 +74,10 @@ struct LibvirtDomainTests {
     return rest.split(separator: "(").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
   }
 
-  /// The emulator processes (`qemu-system-s390x -name guest=...`) still running.
-  func emulators() throws -> [String] {
-    try run("/usr/bin/pgrep", ["-f", "qemu-system-s390x -name guest="]).stdout.split(separator: "\n").map(
-      String.init)
+  /// This host's emulator processes (its `bin/qemu-system-s390x -name guest=...`) still running.
+  func emulators(_ h: LibvirtHost) throws -> [String] {
+    let pattern = h.daemon.root + "/bin/qemu-system-s390x -name guest="
+    return try run("/usr/bin/pgrep", ["-f", pattern]).stdout.split(separator: "\n").map(String.init)
   }
 
   @Test func startDetachAttachAndTheMonitor() throws {
@@ -86,7 +86,7 @@ struct LibvirtDomainTests {
     #expect(started.status == 0, "\(started.stderr)\n\(h.libvirtdLog.suffix(2000))")
     #expect(try h.virsh(["domstate", "guest1"]).stdout == "running\n\n")
     // The emulator runs as libvirt runs QEMU: as libvirt-qemu, with libvirt's environment.
-    let pids = try emulators()
+    let pids = try emulators(h)
     #expect(pids.count == 1)
     let owner = try run("/usr/bin/ps", ["-o", "user=", "-p", pids.first ?? "0"]).stdout
     #expect(owner.hasPrefix("libvirt+") || owner.hasPrefix("libvirt-qemu"), "\(owner)")
@@ -148,14 +148,14 @@ struct LibvirtDomainTests {
     let down = try h.virsh(["shutdown", "guest1"])
     #expect(down.status == 0, "\(down.stderr)")
     #expect(try h.eventually { try h.virsh(["domstate", "guest1"]).stdout == "shut off\n\n" })
-    #expect(try h.eventually { try emulators().isEmpty && apcb(h) == "-" })
+    #expect(try h.eventually { try emulators(h).isEmpty && apcb(h) == "-" })
 
     // virsh destroy ends it too, and nothing of the guest is left in the daemon.
     #expect(try h.virsh(["start", "guest1"]).status == 0)
     #expect(try apcb(h) == "05.0004")
     let destroyed = try h.virsh(["destroy", "guest1"])
     #expect(destroyed.status == 0, "\(destroyed.stderr)")
-    #expect(try h.eventually { try emulators().isEmpty && apcb(h) == "-" })
+    #expect(try h.eventually { try emulators(h).isEmpty && apcb(h) == "-" })
   }
 
   /// The documentation's procedure around a live migration, on one host: detach, remove the
@@ -187,6 +187,26 @@ struct LibvirtDomainTests {
     #expect(try h.virsh(["destroy", "guest1"]).status == 0)
   }
 
+  /// What an ordinary domain XML has besides the hostdev: the default balloon and a pty console.
+  @Test func anOrdinaryDomainWithBalloonAndConsole() throws {
+    let (h, link) = try prepared()
+    let xml = h.daemon.root + "/ordinary.xml"
+    try domainXML(name: "ordinary", uuid: "44444444-2222-4333-8444-555555555555", emulator: link, mdev: mdev)
+      .replacingOccurrences(of: "<memballoon model='none'/>", with: "<console type='pty'/>")
+      .write(toFile: xml, atomically: true, encoding: .utf8)
+    #expect(try h.virsh(["define", xml]).status == 0)
+    let started = try h.virsh(["start", "ordinary"])
+    #expect(started.status == 0, "\(started.stderr)")
+    let live = try h.virsh(["dumpxml", "ordinary"]).stdout
+    #expect(live.contains("<console type='pty' tty='/dev/pts/"), "\(live)")
+    #expect(live.contains("<memballoon model='virtio'>"))
+    #expect(try h.virsh(["setmem", "ordinary", "256M"]).status == 0)
+    #expect(try h.virsh(["dominfo", "ordinary"]).stdout.contains("Used memory:    262144 KiB"))
+    #expect(try apcb(h, "ordinary") == "05.0004")
+    #expect(try h.virsh(["destroy", "ordinary"]).status == 0)
+    #expect(try h.eventually { try emulators(h).isEmpty && apcb(h, "ordinary") == "-" })
+  }
+
   /// A CPU model without `ap` gives the guest no AP bus, and QEMU refuses the vfio-ap device.
   @Test func aCPUWithoutAPCannotStart() throws {
     let (h, link) = try prepared()
@@ -198,6 +218,6 @@ struct LibvirtDomainTests {
     let started = try h.virsh(["start", "noap"])
     #expect(started.status != 0)
     #expect(started.stderr.contains("No 'ap-bus' bus found for device 'vfio-ap'"), "\(started.stderr)")
-    #expect(try h.eventually { try emulators().isEmpty && apcb(h, "noap") == "-" })
+    #expect(try h.eventually { try emulators(h).isEmpty && apcb(h, "noap") == "-" })
   }
 }

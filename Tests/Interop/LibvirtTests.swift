@@ -318,7 +318,7 @@ struct LibvirtNodeDeviceTests {
       }
     }
     // The emulator answered and went: no probe process is left.
-    let left = try run("/usr/bin/pgrep", ["-f", "machine none"])
+    let left = try run("/usr/bin/pgrep", ["-f", link + " .*machine none"])
     #expect(left.stdout.isEmpty, "\(left.stdout)")
   }
 }

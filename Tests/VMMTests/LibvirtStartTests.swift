@@ -173,4 +173,60 @@ struct LibvirtStartTests {
     }
     #expect(h.isQuit && h.quitReason == "guest-shutdown")
   }
+
+  /// An ordinary domain's balloon and console: accepted, listed where libvirt looks for them,
+  /// a real pseudo-terminal for the console, and a balloon that gives what it is asked.
+  @Test func theBalloonAndTheConsole() throws {
+    let host = try makeHost()
+    let g = try guest(
+      host,
+      [
+        "-cpu", "host", "-m", "512", "-chardev", "pty,id=charserial0", "-device",
+        "sclpconsole,chardev=charserial0,id=serial0", "-device",
+        "virtio-balloon-ccw,id=balloon0,devno=fe.0.0000",
+      ])
+    defer { g.quit() }
+    let session = QMPSession(guest: g)
+    var streamer = JSONStreamer(limits: .qemu)
+    let events = Mutex<[String]>([])
+    func ask(_ r: String) -> String {
+      streamer.feed(Array(r.utf8))
+      var out: [String] = []
+      while let v = streamer.next() {
+        out += session.handle(v, eventSink: { e in events.withLock { $0.append(e.json) } }).map(\.json)
+      }
+      return out.joined()
+    }
+    #expect(ask(#"{"execute": "qmp_capabilities"}"#) == #"{"return": {}}"#)
+    #expect(
+      ask(#"{"execute": "qom-list", "arguments": {"path": "/machine/peripheral"}}"#)
+        == #"{"return": [{"name": "serial0", "type": "child<sclpconsole>"}, {"name": "balloon0", "type": "child<virtio-balloon-ccw>"}]}"#
+    )
+    let chardevs = ask(#"{"execute": "query-chardev"}"#)
+    let path = g.ptys.first?.path ?? "?"
+    #expect(path.hasPrefix("/dev/pts/"))
+    #expect(
+      chardevs.contains(#"{"frontend-open": true, "filename": "pty:\#(path)", "label": "charserial0"}"#),
+      "\(chardevs)")
+    #expect(FileManager.default.fileExists(atPath: path))
+    #expect(ask(#"{"execute": "query-balloon"}"#) == #"{"return": {"actual": 536870912}}"#)
+    #expect(ask(#"{"execute": "balloon", "arguments": {"value": 268435456}}"#) == #"{"return": {}}"#)
+    #expect(ask(#"{"execute": "query-balloon"}"#) == #"{"return": {"actual": 268435456}}"#)
+    #expect(
+      events.withLock { $0 }.last?.contains(#""event": "BALLOON_CHANGE", "data": {"actual": 268435456}"#)
+        == true)
+    // Without a balloon there is none to ask, as in QEMU.
+    let plain = QMPSession(guest: try guest(host, ["-cpu", "host", "-name", "plain"]))
+    var st = JSONStreamer(limits: .qemu)
+    var out: [String] = []
+    for r in [#"{"execute": "qmp_capabilities"}"#, #"{"execute": "query-balloon"}"#] {
+      st.feed(Array(r.utf8))
+      while let v = st.next() { out += plain.handle(v, eventSink: { _ in }).map(\.json) }
+    }
+    #expect(
+      out.last == #"{"error": {"class": "DeviceNotActive", "desc": "No balloon device has been activated"}}"#)
+    #expect(
+      QEMUCommandLine.memoryBytes("2G") == 2 << 30 && QEMUCommandLine.memoryBytes("size=64M") == 64 << 20)
+    #expect(QEMUCommandLine.memoryBytes("12x") == nil)
+  }
 }

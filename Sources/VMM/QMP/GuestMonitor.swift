@@ -87,14 +87,20 @@ extension Guest: QMPTarget {
       state.withLock { $0.migrationCapabilities.merge(set) { $1 } }
       return .emptyObject
     case "query-chardev":
-      // The monitors' chardevs are served by the host; none is a console with a pty.
+      // The monitor's chardev, then each console's pseudo-terminal (libvirt reads its path).
       _ = try S.arguments(args, required: [])
-      return .array([
-        .object([
-          ("frontend-open", .bool(true)), ("filename", .string("unix:,server=on")),
-          ("label", .string("charmonitor")),
-        ])
+      let monitor = QMPValue.object([
+        ("frontend-open", .bool(true)), ("filename", .string("unix:,server=on")),
+        ("label", .string("charmonitor")),
       ])
+      return .array(
+        [monitor]
+          + ptys.map {
+            .object([
+              ("frontend-open", .bool(true)), ("filename", .string("pty:" + $0.path)),
+              ("label", .string($0.id)),
+            ])
+          })
     case "query-hotpluggable-cpus":
       _ = try S.arguments(args, required: [])
       return .array(
@@ -127,6 +133,28 @@ extension Guest: QMPTarget {
     case "query-target":
       _ = try S.arguments(args, required: [])
       return .object([("arch", .string("s390x"))])
+    case "query-balloon":
+      _ = try S.arguments(args, required: [])
+      guard inertDevices.contains(where: { $0.driver == "virtio-balloon-ccw" }) else {
+        throw DeviceError("No balloon device has been activated", errorClass: "DeviceNotActive")
+      }
+      return .object([("actual", .int(state.withLock { $0.balloonTarget } ?? memoryBytes))])
+    case "balloon":
+      // The guest's balloon driver gives what it is asked at once: the target is the size.
+      let a = try S.arguments(args, required: ["value"])
+      guard inertDevices.contains(where: { $0.driver == "virtio-balloon-ccw" }) else {
+        throw DeviceError("No balloon device has been activated", errorClass: "DeviceNotActive")
+      }
+      guard case .int(let value)? = a["value"], value > 0 else {
+        throw DeviceError("Parameter 'value' expects a size")
+      }
+      let target = min(value, memoryBytes)
+      let changed = state.withLock { s in
+        defer { s.balloonTarget = target }
+        return (s.balloonTarget ?? memoryBytes) != target
+      }
+      if changed { emit("BALLOON_CHANGE", .object([("actual", .int(target))])) }
+      return .emptyObject
     case "query-kvm":
       _ = try S.arguments(args, required: [])
       return .object([("enabled", .bool(true)), ("present", .bool(true))])
@@ -155,7 +183,9 @@ extension Guest: QMPTarget {
       if hasAPBus { e.append(("ap-bridge", "child<ap-bridge>")) }
       return entries(e)
     case "/machine/peripheral":
-      return entries(d.flatMap { $0.id }.map { [($0, "child<vfio-ap>")] } ?? [])
+      return entries(
+        (d.flatMap { $0.id }.map { [($0, "child<vfio-ap>")] } ?? [])
+          + inertDevices.map { ($0.id, "child<\($0.driver)>") })
     case "/machine/peripheral-anon":
       return entries(
         d.flatMap { $0.id == nil ? $0.qomPath.split(separator: "/").last.map(String.init) : nil }.map {

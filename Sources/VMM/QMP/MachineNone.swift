@@ -67,6 +67,9 @@ public final class MachineNone: QMPTarget {
       (machineTypeName + "-machine", "s390-ccw-virtio-machine", false), ("s390x-cpu", "cpu", true),
       ("secret", "secret_common", false), ("memory-backend-ram", "memory-backend", false),
       ("memory-backend-file", "memory-backend", false), ("memory-backend-memfd", "memory-backend", false),
+      // Accepted and inert (``Guest/inertDevices``): an ordinary domain XML has them.
+      ("virtio-balloon-ccw", "virtio-ccw-device", false), ("sclpconsole", "sclp-event", false),
+      ("sclplmconsole", "sclp-event", false),
     ]
     for m in cpuModels { t.append((m + "-s390x-cpu", "s390x-cpu", false)) }
     return t
@@ -105,6 +108,7 @@ public final class MachineNone: QMPTarget {
     case "device-list-properties":
       let a = try S.arguments(args, required: ["typename"])
       let type = try S.string(a, "typename")!
+      if Guest.inertDevices.contains(type) { return .array([]) }
       guard type == "vfio-ap" else {
         throw DeviceError("Device '\(type)' not found", errorClass: "DeviceNotFound")
       }

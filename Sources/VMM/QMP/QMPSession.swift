@@ -50,7 +50,7 @@ public final class QMPSession: Sendable {
     // What libvirt asks when it starts a domain and later (`virsh shutdown`, `domstats`).
     "system_powerdown", "query-migrate-capabilities", "migrate-set-capabilities", "query-chardev",
     "query-hotpluggable-cpus", "query-cpus-fast", "query-iothreads", "query-named-block-nodes", "query-block",
-    "query-blockstats", "query-target", "query-kvm",
+    "query-blockstats", "query-target", "query-kvm", "query-balloon", "balloon",
   ]
 
   var commandNames: [String] {

@@ -7,8 +7,8 @@ struct GuestAP: ParsableCommand {
     commandName: "guest",
     abstract: "Issue an AP instruction (tapq, nqap, dqap, zapq) from a running guest.",
     discussion: """
-      The instruction runs against the guest's APCB, as the hardware interprets it: an APQN
-      outside it answers rc 01. NQAP sends --payload (hex); DQAP prints the reply (the emulated
+      The instruction runs against the guest's APCB, as the hardware interprets it: an APQN \
+      outside it answers rc 01. NQAP sends --payload (hex); DQAP prints the reply (the emulated \
       adapter answers with the request reversed followed by the APQN).
 
         apvirt guest guest1 nqap 05.0004 --payload 0102

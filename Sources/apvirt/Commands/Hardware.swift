@@ -6,8 +6,8 @@ struct Hardware: ParsableCommand {
     commandName: "hw",
     abstract: "Change the LPAR's AP configuration as the HMC would; the host sees it at once.",
     discussion: """
-      Each change is followed by the AP configuration change notification, so the host kernel
-      scans at once (on_config_changed, then on_scan_complete: one APCB update per affected
+      Each change is followed by the AP configuration change notification, so the host kernel \
+      scans at once (on_config_changed, then on_scan_complete: one APCB update per affected \
       guest). IDs are decimal or 0x-hex.
       """,
     subcommands: [
