@@ -146,9 +146,12 @@ public final class Guest: Sendable {
   // MARK: - Device hot plug
 
   /// The devices an ordinary libvirt domain has besides its hostdev, which apvirt's guest accepts
-  /// and which do nothing: the memory balloon (the guest has no memory to give back) and the
-  /// SCLP consoles (it writes nothing to them; their chardev, a pty, serves nothing).
-  public static let inertDevices: Set<String> = ["virtio-balloon-ccw", "sclpconsole", "sclplmconsole"]
+  /// and which do nothing: the memory balloon (the guest has no memory to give back), the SCLP
+  /// consoles (it writes nothing to them; their chardev, a pty, serves nothing) and virtio disks
+  /// (it does no I/O; their `-blockdev` backends are accepted as given).
+  public static let inertDevices: Set<String> = [
+    "virtio-balloon-ccw", "sclpconsole", "sclplmconsole", "virtio-blk-ccw",
+  ]
 
   /// Adds an inert device: its id (if any) must be new; its other properties are taken as given.
   func addInert(_ driver: String, _ props: [(String, QMPValue)]) throws(DeviceError) -> String {

@@ -54,7 +54,7 @@ public enum QEMUCommandLine {
     "pidfile",
     // libvirt's: accepted, with no effect on what apvirt emulates (the guest has no RAM, clock,
     // firmware, audio, sandbox or message format of its own).
-    "uuid", "overcommit", "rtc", "audiodev", "msg", "sandbox", "add-fd",
+    "uuid", "overcommit", "rtc", "audiodev", "msg", "sandbox", "add-fd", "blockdev",
   ]
   static let flags: Set<String> = [
     "nographic", "daemonize", "S", "nodefaults", "no-shutdown", "enable-kvm", "no-reboot", "no-user-config",
@@ -167,6 +167,24 @@ public enum QEMUCommandLine {
         }
         let mode = p.first { $0.0 == "mode" }?.1 ?? "readline"
         if mode == "control" { monitors.append(dev) }
+      case "object":
+        // A QMP monitor as an object (`monitor-qmp`, which newer libvirt uses instead of -mon);
+        // every other object (secrets, memory backends) changes nothing apvirt emulates.
+        var p: [(String, String)]
+        if value.hasPrefix("{") {
+          guard let data = value.data(using: .utf8),
+            let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+          else { throw Failure(message: "-object \(value): JSON parse error, expecting value") }
+          p = obj.compactMap { k, v in (v as? String).map { (k, $0) } }
+        } else {
+          p = options(value, implied: "qom-type")
+        }
+        if p.first(where: { $0.0 == "qom-type" })?.1 == "monitor-qmp" {
+          guard let dev = p.first(where: { $0.0 == "chardev" })?.1 else {
+            throw Failure(message: "-object \(value): Parameter 'chardev' is missing")
+          }
+          monitors.append(dev)
+        }
       default:
         break  // accepted and ignored: they do not concern AP
       }

@@ -187,12 +187,18 @@ struct LibvirtDomainTests {
     #expect(try h.virsh(["destroy", "guest1"]).status == 0)
   }
 
-  /// What an ordinary domain XML has besides the hostdev: the default balloon and a pty console.
-  @Test func anOrdinaryDomainWithBalloonAndConsole() throws {
+  /// What an ordinary domain XML has besides the hostdev: the default balloon, a pty console and
+  /// a disk (accepted; it does no I/O).
+  @Test func anOrdinaryDomainWithBalloonConsoleAndDisk() throws {
     let (h, link) = try prepared()
     let xml = h.daemon.root + "/ordinary.xml"
+    let image = h.daemon.root + "/disk.img"
+    FileManager.default.createFile(atPath: image, contents: Data(count: 1 << 20))
+    let disk =
+      "<console type='pty'/><disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+      + "<source file='\(image)'/><target dev='vda' bus='virtio'/></disk>"
     try domainXML(name: "ordinary", uuid: "44444444-2222-4333-8444-555555555555", emulator: link, mdev: mdev)
-      .replacingOccurrences(of: "<memballoon model='none'/>", with: "<console type='pty'/>")
+      .replacingOccurrences(of: "<memballoon model='none'/>", with: disk)
       .write(toFile: xml, atomically: true, encoding: .utf8)
     #expect(try h.virsh(["define", xml]).status == 0)
     let started = try h.virsh(["start", "ordinary"])
@@ -200,6 +206,7 @@ struct LibvirtDomainTests {
     let live = try h.virsh(["dumpxml", "ordinary"]).stdout
     #expect(live.contains("<console type='pty' tty='/dev/pts/"), "\(live)")
     #expect(live.contains("<memballoon model='virtio'>"))
+    #expect(try h.virsh(["domblklist", "ordinary"]).stdout.contains("vda      \(image)"))
     #expect(try h.virsh(["setmem", "ordinary", "256M"]).status == 0)
     #expect(try h.virsh(["dominfo", "ordinary"]).stdout.contains("Used memory:    262144 KiB"))
     #expect(try apcb(h, "ordinary") == "05.0004")

@@ -33,6 +33,17 @@ struct LibvirtStartTests {
     #expect(c.uuid == "7de585c2-211a-4d1a-ba6b-f5625711f814")
     #expect(c.accelerators == ["kvm"] && c.noShutdown && c.startPaused)
     #expect(c.cpu == "z15,ap=on,apqci=on,apft=on")
+    // The monitor as newer libvirt gives it: an object.
+    let object = try QEMUCommandLine.parse([
+      "-chardev", "socket,id=charmonitor,fd=31,server=on,wait=off", "-object",
+      #"{"qom-type":"monitor-qmp","id":"monitor","chardev":"charmonitor"}"#,
+    ])
+    #expect(object.monitorDescriptors == [31])
+    #expect(
+      try QEMUCommandLine.parse([
+        "-chardev", "socket,id=m,path=/tmp/m.sock,server=on", "-object", "monitor-qmp,id=x,chardev=m",
+      ])
+      .qmpSockets == ["/tmp/m.sock"])
     // A console on a pty is accepted and serves nothing; a monitor must be a socket.
     let console = try QEMUCommandLine.parse(["-chardev", "pty,id=charconsole0"])
     #expect(console.qmpSockets.isEmpty && console.monitorDescriptors.isEmpty)

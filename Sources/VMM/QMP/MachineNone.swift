@@ -69,7 +69,7 @@ public final class MachineNone: QMPTarget {
       ("memory-backend-file", "memory-backend", false), ("memory-backend-memfd", "memory-backend", false),
       // Accepted and inert (``Guest/inertDevices``): an ordinary domain XML has them.
       ("virtio-balloon-ccw", "virtio-ccw-device", false), ("sclpconsole", "sclp-event", false),
-      ("sclplmconsole", "sclp-event", false),
+      ("sclplmconsole", "sclp-event", false), ("virtio-blk-ccw", "virtio-ccw-device", false),
     ]
     for m in cpuModels { t.append((m + "-s390x-cpu", "s390x-cpu", false)) }
     return t

@@ -17,8 +17,9 @@ struct Qemu: ParsableCommand {
       server=on,wait=off with -mon chardev=X,mode=control, -nographic, -daemonize, -pidfile PATH, \
       -no-user-config, -accel, -S, -no-shutdown, and libvirt's command line: -chardev socket with \
       fd=N (the monitor socket the caller passed, which this process hands to the daemon), \
-      -chardev pty, -uuid, -object, -overcommit, -rtc, -boot, -audiodev, -sandbox, -msg (these \
-      last change nothing apvirt emulates).
+      -chardev pty, -uuid, -object, -overcommit, -rtc, -boot, -audiodev, -sandbox, -msg, -blockdev \
+      (these last change nothing apvirt emulates), and the devices of an ordinary domain, inert: \
+      virtio-balloon-ccw, sclpconsole, virtio-blk-ccw.
 
       -machine none starts no guest and needs no host: the monitor answers what the binary can \
       do (versions, machine types, CPU models and their AP features, the vfio-ap device type), \
