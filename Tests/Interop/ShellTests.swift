@@ -119,6 +119,25 @@ struct ShellTests {
 
   /// Debian's udevadm (libudev) reads a card's properties from its uevent file through the
   /// namespace's /sys.
+  /// `apvirt exec` ends as env(1) does when the command cannot run: 127 for no such command,
+  /// 126 for one that is not executable; a missing host is exit 1, without the usage text.
+  @Test func execsExitStatusesAreEnvs() throws {
+    let d = try Daemon()
+    let missing = try d.exec(["/no/such/command"])
+    #expect(missing.status == 127)
+    #expect(missing.stderr == "apvirt exec: /no/such/command: No such file or directory\n")
+    let plain = d.root + "/not-executable"
+    FileManager.default.createFile(atPath: plain, contents: Data("echo no\n".utf8))
+    let refused = try d.exec([plain])
+    #expect(refused.status == 126)
+    #expect(refused.stderr == "apvirt exec: \(plain): Permission denied\n")
+    let nohost = try run(apvirtBinary, ["exec", "--mount", d.root + "/nothing/sys", "--", "true"])
+    #expect(nohost.status == 1)
+    #expect(
+      nohost.stderr
+        == "Error: no emulated host mounted at \(d.root)/nothing/sys; start one with `apvirt up`\n")
+  }
+
   @Test func udevadmReadsACardsProperties() throws {
     guard FileManager.default.isExecutableFile(atPath: "/usr/bin/udevadm") else {
       Issue.record("udevadm is not installed (apt-get install udev)")

@@ -210,11 +210,16 @@ struct Exec: ParsableCommand {
     }
     let paths = RuntimePaths(mount: mount, state: state)
     guard FileManager.default.fileExists(atPath: paths.mount + "/bus/ap/apmask") else {
-      throw ValidationError("no emulated host mounted at \(paths.mount); start one with `apvirt up`")
+      throw RuntimeError(
+        description: "no emulated host mounted at \(paths.mount); start one with `apvirt up`")
     }
     try paths.prepareState()
     func check(_ rc: Int32, _ what: String) throws {
-      if rc != 0 { throw ValidationError("\(what): \(String(cString: strerror(errno)))") }
+      guard rc != 0 else { return }
+      let e = errno
+      // Without the right to mount, say what it takes.
+      let hint = e == EPERM ? " (apvirt exec needs root: it builds a mount namespace)" : ""
+      throw RuntimeError(description: "\(what): \(String(cString: strerror(e)))\(hint)")
     }
     try check(Self.unshareMountNamespace(), "unshare(CLONE_NEWNS)")
     try check(Glibc.mount("none", "/", nil, UInt(MS_REC | MS_PRIVATE), nil), "making / private")
@@ -226,7 +231,7 @@ struct Exec: ParsableCommand {
       }
       tree = paths.guests + "/" + guest
       guard FileManager.default.fileExists(atPath: tree + "/bus/ap") else {
-        throw ValidationError("no guest named '\(guest)' is running on the host at \(paths.mount)")
+        throw RuntimeError(description: "no guest named '\(guest)' is running on the host at \(paths.mount)")
       }
     }
     let privates = try Self.privateDirectories(self.private, paths: paths)
@@ -244,6 +249,9 @@ struct Exec: ParsableCommand {
     setenv(Self.verifySysfsVariable, "0", 1)
     var cargs = argv.map { strdup($0) } + [nil]
     execvp(program, &cargs)
-    throw ValidationError("\(program): \(String(cString: strerror(errno)))")
+    // As env(1) and unshare(1) end: 127 when there is no such command, 126 when it cannot run.
+    let e = errno
+    FileHandle.standardError.write(Data("apvirt exec: \(program): \(String(cString: strerror(e)))\n".utf8))
+    throw ExitCode(e == ENOENT ? 127 : 126)
   }
 }
