@@ -121,9 +121,7 @@ public enum QEMUCommandLine {
       case "device":
         let spec: [(String, QMPValue)]
         if value.hasPrefix("{") {
-          guard let data = value.data(using: .utf8),
-            let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-          else { throw Failure(message: "-device \(value): JSON parse error, expecting value") }
+          let obj = try jsonOption(value, "-device")
           spec = obj.keys.sorted { a, b in a == "driver" ? true : (b == "driver" ? false : a < b) }.map {
             ($0, QMPValue(obj[$0]!))
           }
@@ -172,10 +170,7 @@ public enum QEMUCommandLine {
         // every other object (secrets, memory backends) changes nothing apvirt emulates.
         var p: [(String, String)]
         if value.hasPrefix("{") {
-          guard let data = value.data(using: .utf8),
-            let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-          else { throw Failure(message: "-object \(value): JSON parse error, expecting value") }
-          p = obj.compactMap { k, v in (v as? String).map { (k, $0) } }
+          p = try jsonOption(value, "-object").compactMap { k, v in (v as? String).map { (k, $0) } }
         } else {
           p = options(value, implied: "qom-type")
         }
@@ -198,6 +193,14 @@ public enum QEMUCommandLine {
       }
     }
     return c
+  }
+
+  /// An option's value in its JSON form (`-device {"driver":...}`, `-object {"qom-type":...}`).
+  static func jsonOption(_ value: String, _ option: String) throws(Failure) -> [String: Any] {
+    guard let data = value.data(using: .utf8),
+      let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    else { throw Failure(message: "\(option) \(value): JSON parse error, expecting value") }
+    return obj
   }
 
   /// `-m SIZE` (or `size=SIZE`): MiB without a suffix, else k, M, G or T (case as QEMU takes it).
