@@ -149,7 +149,7 @@ public final class Guest: Sendable {
   /// and which do nothing: the memory balloon (the guest has no memory to give back), the SCLP
   /// consoles (it writes nothing to them; their chardev, a pty, serves nothing) and virtio disks
   /// (it does no I/O; their `-blockdev` backends are accepted as given).
-  public static let inertDevices: Set<String> = [
+  public static let inertDrivers: Set<String> = [
     "virtio-balloon-ccw", "sclpconsole", "sclplmconsole", "virtio-blk-ccw",
   ]
 
@@ -173,6 +173,13 @@ public final class Guest: Sendable {
     }
   }
 
+  /// `query-balloon` and `balloon` need a balloon, with an id or without.
+  func requireBalloon() throws(DeviceError) {
+    guard state.withLock({ $0.inert.contains { $0.driver == "virtio-balloon-ccw" } }) else {
+      throw DeviceError("No balloon device has been activated", errorClass: "DeviceNotActive")
+    }
+  }
+
   /// The inert devices with an id, for `qom-list /machine/peripheral`.
   public var inertDevices: [(id: String, driver: String)] {
     state.withLock { s in s.inert.compactMap { d in d.id.map { ($0, d.driver) } } }
@@ -187,7 +194,7 @@ public final class Guest: Sendable {
     guard case .string(let driver) = driverValue else {
       throw DeviceError("Invalid parameter type for 'driver', expected: string")
     }
-    if Self.inertDevices.contains(driver) { return try addInert(driver, props) }
+    if Self.inertDrivers.contains(driver) { return try addInert(driver, props) }
     guard driver == "vfio-ap" else {
       if driver == "ap-device" { throw DeviceError("Parameter 'driver' expects a non-abstract device type") }
       throw DeviceError("'\(driver)' is not a valid device model name")

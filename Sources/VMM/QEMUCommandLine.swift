@@ -122,7 +122,7 @@ public enum QEMUCommandLine {
         let spec: [(String, QMPValue)]
         if value.hasPrefix("{") {
           let obj = try jsonOption(value, "-device")
-          spec = obj.keys.sorted { a, b in a == "driver" ? true : (b == "driver" ? false : a < b) }.map {
+          spec = obj.keys.sorted(by: driverFirst).map {
             ($0, QMPValue(obj[$0]!))
           }
         } else {
@@ -193,6 +193,12 @@ public enum QEMUCommandLine {
       }
     }
     return c
+  }
+
+  /// The order in which a device's properties are taken: `driver` first, as QEMU's
+  /// `device_add` reads it, then by name.
+  public static func driverFirst(_ a: String, _ b: String) -> Bool {
+    a != b && (a == "driver" || (b != "driver" && a < b))
   }
 
   /// An option's value in its JSON form (`-device {"driver":...}`, `-object {"qom-type":...}`).

@@ -226,6 +226,16 @@ struct LibvirtStartTests {
     #expect(
       events.withLock { $0 }.last?.contains(#""event": "BALLOON_CHANGE", "data": {"actual": 268435456}"#)
         == true)
+    // A balloon without an id is a balloon too.
+    let anonymous = QMPSession(
+      guest: try guest(host, ["-cpu", "host", "-name", "anon", "-device", "virtio-balloon-ccw"]))
+    var sa = JSONStreamer(limits: .qemu)
+    var answers: [String] = []
+    for r in [#"{"execute": "qmp_capabilities"}"#, #"{"execute": "query-balloon"}"#] {
+      sa.feed(Array(r.utf8))
+      while let v = sa.next() { answers += anonymous.handle(v, eventSink: { _ in }).map(\.json) }
+    }
+    #expect(answers.last == #"{"return": {"actual": 134217728}}"#)
     // Without a balloon there is none to ask, as in QEMU.
     let plain = QMPSession(guest: try guest(host, ["-cpu", "host", "-name", "plain"]))
     var st = JSONStreamer(limits: .qemu)

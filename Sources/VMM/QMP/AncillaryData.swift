@@ -15,6 +15,46 @@ enum AncillaryData {
     header + (count * MemoryLayout<Int32>.size + align - 1) / align * align
   }
 
+  /// A control buffer with one SCM_RIGHTS message carrying `descriptors`.
+  static func control(carrying descriptors: [Int32]) -> [UInt8] {
+    var control = [UInt8](repeating: 0, count: space(descriptors: descriptors.count))
+    control.withUnsafeMutableBytes { b in
+      var h = cmsghdr()
+      h.cmsg_len = header + descriptors.count * MemoryLayout<Int32>.size
+      h.cmsg_level = SOL_SOCKET
+      h.cmsg_type = Int32(SCM_RIGHTS)
+      b.storeBytes(of: h, toByteOffset: 0, as: cmsghdr.self)
+      for (i, d) in descriptors.enumerated() {
+        b.storeBytes(of: d, toByteOffset: header + i * MemoryLayout<Int32>.size, as: Int32.self)
+      }
+    }
+    return control
+  }
+
+  /// The descriptors of every SCM_RIGHTS message in a control buffer `recvmsg` filled, in order
+  /// (`CMSG_FIRSTHDR`, `CMSG_NXTHDR`).
+  static func descriptors(in control: [UInt8]) -> [Int32] {
+    var out: [Int32] = []
+    var offset = 0
+    while offset + MemoryLayout<cmsghdr>.size <= control.count {
+      let (length, level, type): (Int, Int32, Int32) = control.withUnsafeBytes { b in
+        let h = b.load(fromByteOffset: offset, as: cmsghdr.self)
+        return (Int(h.cmsg_len), h.cmsg_level, h.cmsg_type)
+      }
+      guard length >= header else { break }
+      if level == SOL_SOCKET && type == Int32(SCM_RIGHTS) {
+        for i in 0..<(length - header) / MemoryLayout<Int32>.size {
+          out.append(
+            control.withUnsafeBytes {
+              $0.load(fromByteOffset: offset + header + i * MemoryLayout<Int32>.size, as: Int32.self)
+            })
+        }
+      }
+      offset += (length + align - 1) / align * align
+    }
+    return out
+  }
+
   /// Calls `body` with a message whose one iovec is `data` and whose control buffer is
   /// `control`; returns what `body` returns (the byte count of `sendmsg` or `recvmsg`).
   static func withMessage(

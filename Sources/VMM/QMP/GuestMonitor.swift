@@ -46,7 +46,7 @@ extension Guest: QMPTarget {
       return .emptyObject
     case "device_add":
       guard case .object(let props) = args else { throw DeviceError("Parameter 'driver' is missing") }
-      let ordered = props.sorted { a, b in a.0 == "driver" ? true : (b.0 == "driver" ? false : a.0 < b.0) }
+      let ordered = props.sorted { QEMUCommandLine.driverFirst($0.0, $1.0) }
       try deviceAdd(ordered)
       return .emptyObject
     case "device_del":
@@ -135,16 +135,12 @@ extension Guest: QMPTarget {
       return .object([("arch", .string("s390x"))])
     case "query-balloon":
       _ = try S.arguments(args, required: [])
-      guard inertDevices.contains(where: { $0.driver == "virtio-balloon-ccw" }) else {
-        throw DeviceError("No balloon device has been activated", errorClass: "DeviceNotActive")
-      }
+      try requireBalloon()
       return .object([("actual", .int(state.withLock { $0.balloonTarget } ?? memoryBytes))])
     case "balloon":
       // The guest's balloon driver gives what it is asked at once: the target is the size.
       let a = try S.arguments(args, required: ["value"])
-      guard inertDevices.contains(where: { $0.driver == "virtio-balloon-ccw" }) else {
-        throw DeviceError("No balloon device has been activated", errorClass: "DeviceNotActive")
-      }
+      try requireBalloon()
       guard case .int(let value)? = a["value"], value > 0 else {
         throw DeviceError("Parameter 'value' expects a size")
       }

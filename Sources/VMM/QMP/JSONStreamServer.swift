@@ -324,36 +324,18 @@ public final class JSONStreamServer: Sendable {
     /// `recvmsg` with room for passed descriptors: they are kept (``takeDescriptors()``) up to
     /// ``passedLimit``, and the rest closed. Descriptors arrive close-on-exec.
     private func receiveWithDescriptors(_ chunk: inout [UInt8]) -> Int {
-      let header = AncillaryData.header
-      let align = AncillaryData.align
       var control = [UInt8](repeating: 0, count: AncillaryData.space(descriptors: Self.passedLimit))
       let n = AncillaryData.withMessage(&chunk, &control) {
         Glibc.recvmsg(fd, $0, Int32(MSG_DONTWAIT) | Int32(MSG_CMSG_CLOEXEC))
       }
       guard n >= 0 else { return n }
-      // Walk the control messages: SOL_SOCKET / SCM_RIGHTS carry descriptors.
-      var offset = 0
-      while offset + MemoryLayout<cmsghdr>.size <= control.count {
-        let (length, level, type): (Int, Int32, Int32) = control.withUnsafeBytes { b in
-          let h = b.load(fromByteOffset: offset, as: cmsghdr.self)
-          return (Int(h.cmsg_len), h.cmsg_level, h.cmsg_type)
+      for d in AncillaryData.descriptors(in: control) {
+        let kept = passed.withLock { p -> Bool in
+          guard p.count < Self.passedLimit else { return false }
+          p.append(d)
+          return true
         }
-        guard length >= header else { break }
-        if level == SOL_SOCKET && type == Int32(SCM_RIGHTS) {
-          let count = (length - header) / MemoryLayout<Int32>.size
-          for i in 0..<count {
-            let d: Int32 = control.withUnsafeBytes {
-              $0.load(fromByteOffset: offset + header + i * 4, as: Int32.self)
-            }
-            let kept = passed.withLock { p -> Bool in
-              guard p.count < Self.passedLimit else { return false }
-              p.append(d)
-              return true
-            }
-            if !kept { Glibc.close(d) }
-          }
-        }
-        offset += (length + align - 1) / align * align
+        if !kept { Glibc.close(d) }
       }
       return n
     }
@@ -489,19 +471,7 @@ public struct JSONStreamClient {
       return true
     }
     var bytes = Array(data) + [10]
-    let header = AncillaryData.header
-    let payload = descriptors.count * MemoryLayout<Int32>.size
-    var control = [UInt8](repeating: 0, count: AncillaryData.space(descriptors: descriptors.count))
-    control.withUnsafeMutableBytes { b in
-      var h = cmsghdr()
-      h.cmsg_len = header + payload
-      h.cmsg_level = SOL_SOCKET
-      h.cmsg_type = Int32(SCM_RIGHTS)
-      b.storeBytes(of: h, toByteOffset: 0, as: cmsghdr.self)
-      for (i, d) in descriptors.enumerated() {
-        b.storeBytes(of: d, toByteOffset: header + i * 4, as: Int32.self)
-      }
-    }
+    var control = AncillaryData.control(carrying: descriptors)
     let n = AncillaryData.withMessage(&bytes, &control) { Glibc.sendmsg(fd, $0, Int32(MSG_NOSIGNAL)) }
     guard n > 0 else { return false }
     if n < bytes.count { sendBytes(Array(bytes[n...])) }

@@ -67,7 +67,7 @@ public final class MachineNone: QMPTarget {
       (machineTypeName + "-machine", "s390-ccw-virtio-machine", false), ("s390x-cpu", "cpu", true),
       ("secret", "secret_common", false), ("memory-backend-ram", "memory-backend", false),
       ("memory-backend-file", "memory-backend", false), ("memory-backend-memfd", "memory-backend", false),
-      // Accepted and inert (``Guest/inertDevices``): an ordinary domain XML has them.
+      // Accepted and inert (``Guest/inertDrivers``): an ordinary domain XML has them.
       ("virtio-balloon-ccw", "virtio-ccw-device", false), ("sclpconsole", "sclp-event", false),
       ("sclplmconsole", "sclp-event", false), ("virtio-blk-ccw", "virtio-ccw-device", false),
     ]
@@ -108,7 +108,7 @@ public final class MachineNone: QMPTarget {
     case "device-list-properties":
       let a = try S.arguments(args, required: ["typename"])
       let type = try S.string(a, "typename")!
-      if Guest.inertDevices.contains(type) { return .array([]) }
+      if Guest.inertDrivers.contains(type) { return .array([]) }
       guard type == "vfio-ap" else {
         throw DeviceError("Device '\(type)' not found", errorClass: "DeviceNotFound")
       }

@@ -65,7 +65,7 @@ struct Qemu: ParsableCommand {
     }
     let daemonized = config.daemonize && env[Self.daemonizedVariable] != nil
     if config.daemonize && !daemonized {
-      throw ExitCode(Self.daemonize(argv))
+      throw ExitCode(Self.daemonize(argv, keeping: Set(config.monitorDescriptors)))
     }
     if config.isMachineNone {
       try Self.serveMachineNone(config, version: QEMUVersion(version)!, daemonized: daemonized)
@@ -131,7 +131,7 @@ struct Qemu: ParsableCommand {
   /// line on its standard output) or fails (its errors reach our standard error). Returns the
   /// exit status for the parent: 0 once the emulator is ready, the emulator's status if it
   /// ended first.
-  static func daemonize(_ argv: [String]) -> Int32 {
+  static func daemonize(_ argv: [String], keeping descriptors: Set<Int32>) -> Int32 {
     let prog = QEMUCommandLine.programName
     var ready: [Int32] = [0, 0]
     guard pipe(&ready) == 0 else {
@@ -161,7 +161,7 @@ struct Qemu: ParsableCommand {
       for p in cArguments { free(p) }
       for p in cEnvironment { free(p) }
     }
-    keepOnlyNamedDescriptors(argv)
+    keepOnly(descriptors)
     var pid: pid_t = 0
     let rc = posix_spawn(&pid, "/proc/self/exe", &actions, &attributes, cArguments, cEnvironment)
     close(ready[1])
@@ -184,20 +184,12 @@ struct Qemu: ParsableCommand {
   }
 
   /// Lets the emulator inherit only the standard streams and the descriptors its command line
-  /// names (`fd=N`, as libvirt passes its monitor socket): every other descriptor of this
-  /// process is marked close-on-exec. QEMU keeps whatever it inherited; the caller's pipes and
-  /// sockets would then stay open as long as the guest, and a caller that waits for them to
-  /// close (Foundation's `Process` does, to see its child end) would wait that long.
-  static func keepOnlyNamedDescriptors(_ argv: [String]) {
-    var named = Set<Int32>()
-    for arg in argv {
-      for part in arg.split(whereSeparator: { $0 == "," || $0 == "{" || $0 == " " }) {
-        // `fd=3` in QemuOpts, `"fd":3` or `"fd":"3"` in JSON.
-        let item = part.replacingOccurrences(of: "\"", with: "")
-        guard item.hasPrefix("fd=") || item.hasPrefix("fd:") else { continue }
-        if let n = Int32(item.dropFirst(3).prefix { $0.isNumber }) { named.insert(n) }
-      }
-    }
+  /// passes on (the monitor sockets of `-chardev socket,fd=N`, as libvirt gives them): every other
+  /// descriptor of this process is marked close-on-exec. QEMU keeps whatever it inherited; the
+  /// caller's pipes and sockets would then stay open as long as the guest, and a caller that
+  /// waits for them to close (Foundation's `Process` does, to see its child end) would wait that
+  /// long.
+  static func keepOnly(_ named: Set<Int32>) {
     guard let dir = opendir("/proc/self/fd") else { return }
     defer { closedir(dir) }
     var fds: [Int32] = []

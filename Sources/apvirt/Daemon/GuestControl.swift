@@ -25,10 +25,8 @@ enum GuestControl {
   {
     let g = try guest(c.name, registry)
     // `driver` first, as QEMU's device_add reads it.
-    let ordered = c.props.sorted { a, b in
-      a.key == "driver" ? true : (b.key == "driver" ? false : a.key < b.key)
-    }
-    .map { ($0.key, QMPValue.string($0.value)) }
+    let ordered = c.props.sorted { QEMUCommandLine.driverFirst($0.key, $1.key) }
+      .map { ($0.key, QMPValue.string($0.value)) }
     do throws(DeviceError) {
       return .init(path: try g.deviceAdd(ordered))
     } catch {

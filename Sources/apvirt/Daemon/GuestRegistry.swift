@@ -70,30 +70,33 @@ final class GuestRegistry: Sendable {
       throw StartFailure(message: prefix + error.message)
     }
     guest.emulatorPID = emulator
+    // The monitors: the sockets the emulator passed, then the paths of `-qmp`; each is QMP on the
+    // guest. If one cannot be opened, QEMU exits: the guest goes, and so do the others.
     var monitors: [JSONStreamServer] = []
-    for (n, fd) in zip(config.monitorDescriptors, descriptors) {
+    func open(_ what: String, _ make: () throws(JSONStreamServer.ServerError) -> JSONStreamServer)
+      throws(StartFailure)
+    {
       do {
-        let server = try JSONStreamServer(listening: fd)
-        unused.removeAll { $0 == fd }
+        let server = try make()
         monitors.append(server)
         Thread.detachNewThread { server.run { connection in QMPSession(guest: guest).serve(connection) } }
       } catch {
         guest.quit(reason: "host-error")
         for m in monitors { m.stop() }
-        throw StartFailure(message: prefix + "-chardev socket,fd=\(n): \(error)")
+        throw StartFailure(message: prefix + "\(what): \(error)")
+      }
+    }
+    for (n, fd) in zip(config.monitorDescriptors, descriptors) {
+      try open("-chardev socket,fd=\(n)") { () throws(JSONStreamServer.ServerError) in
+        let server = try JSONStreamServer(listening: fd)
+        // The server has it now; one it refused is closed with the rest.
+        unused.removeAll { $0 == fd }
+        return server
       }
     }
     for path in config.qmpSockets {
-      do {
-        let server = try JSONStreamServer(path: path)
-        monitors.append(server)
-        Thread.detachNewThread {
-          server.run { connection in QMPSession(guest: guest).serve(connection) }
-        }
-      } catch {
-        guest.quit(reason: "host-error")
-        for m in monitors { m.stop() }
-        throw StartFailure(message: prefix + "-qmp unix:\(path): \(error)")
+      try open("-qmp unix:\(path)") { () throws(JSONStreamServer.ServerError) in
+        try JSONStreamServer(path: path)
       }
     }
     guests.withLock { $0[config.name] = Entry(guest: guest, monitors: monitors) }
