@@ -17,7 +17,7 @@ struct ControlClient {
     do {
       return try JSONStreamClient(path: paths.controlSocket, timeout: timeout)
     } catch {
-      throw ValidationError(Self.unreachable(paths, error))
+      throw RuntimeError(Self.unreachable(paths, error))
     }
   }
 
@@ -55,19 +55,19 @@ struct ControlClient {
     do {
       line = try client.receiveLine()
     } catch .closed {
-      throw ValidationError("the apvirt daemon at \(paths.mount) closed the connection (it stopped?)")
+      throw RuntimeError("the apvirt daemon at \(paths.mount) closed the connection (it stopped?)")
     } catch {
-      throw ValidationError(unreachable(paths, error))
+      throw RuntimeError(unreachable(paths, error))
     }
     let reply: ControlWire.Reply<C.Reply>
     do {
       reply = try JSONDecoder().decode(ControlWire.Reply<C.Reply>.self, from: Data(line))
     } catch {
-      throw ValidationError("the apvirt daemon sent a reply this client does not understand: \(error)")
+      throw RuntimeError("the apvirt daemon sent a reply this client does not understand: \(error)")
     }
     switch reply {
     case .success(let r): return r
-    case .failure(let f): throw ValidationError(f.desc)
+    case .failure(let f): throw RuntimeError(f.desc)
     }
   }
 

@@ -56,11 +56,11 @@ struct HostdevXML {
 
   /// Reads the element from a file, with the command line's error.
   static func load(_ file: String) throws -> HostdevXML {
-    let xml = try String(contentsOfFile: file, encoding: .utf8)
+    let xml = try readTextFile(file)
     do {
       return try parse(xml)
     } catch {
-      throw ValidationError("\(error)")
+      throw RuntimeError("\(file): \(error)")
     }
   }
 

@@ -73,8 +73,12 @@ final class HostDaemon: Sendable {
     if FUSEMount.isMountPoint(paths.mount) {
       throw StartError(description: "\(paths.mount) is already mounted: is another apvirt up running?")
     }
-    try fm.createDirectory(atPath: paths.mount, withIntermediateDirectories: true)
-    try paths.prepareState()
+    do throws(RuntimeError) {
+      try RuntimePaths.makeDirectory(paths.mount, mode: 0o755)
+      try paths.prepareState()
+    } catch {
+      throw StartError(description: error.description)
+    }
 
     let kernel = HostKernel(definition: definition)
     host = EmulatedHost(kernel: kernel)
@@ -137,8 +141,8 @@ final class HostDaemon: Sendable {
       cache: .init(entry: Timeout(seconds: 1), attributes: Timeout(seconds: 1)))
     // The guests' own views, beside the host's.
     _ = FUSEMount.clearStale(paths.guests)
-    try fm.createDirectory(atPath: paths.guests, withIntermediateDirectories: true)
     do {
+      try RuntimePaths.makeDirectory(paths.guests, mode: 0o755)
       guestsMount = try FUSEMount.mount(at: paths.guests)
     } catch {
       mount.unmount()
@@ -181,6 +185,10 @@ final class HostDaemon: Sendable {
     control.stop()
     try? FileManager.default.removeItem(atPath: paths.pidFile)
     try? FileManager.default.removeItem(atPath: paths.vfioDevices)
+    // The runtime directory keeps only its lock (which must outlive the daemon to stay one lock):
+    // the empty mount points, the log of a kernel that is gone, exec's scratch directory.
+    unlink(paths.dmesg)
+    for dir in [paths.mount, paths.guests, paths.runtime + "/realsys"] { rmdir(dir) }
     finished.signal()
   }
 

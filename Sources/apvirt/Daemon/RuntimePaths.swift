@@ -41,21 +41,14 @@ struct RuntimePaths {
   }
 
   /// Creates the state directory's mdevctl tree as the package would.
-  func prepareState() throws {
-    for d in mdevctlScriptDirectories {
-      try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-    }
+  func prepareState() throws(RuntimeError) {
+    for d in mdevctlScriptDirectories { try Self.makeDirectory(d, mode: 0o755) }
   }
 }
 
 #if canImport(Glibc)
   import Glibc
 #endif
-
-/// What a daemon refuses to start on, with the reason.
-struct RuntimeError: Error, CustomStringConvertible {
-  var description: String
-}
 
 extension RuntimePaths {
   /// Creates the runtime directory (mode 0700, or 0710 when `group` may reach the control
@@ -66,6 +59,14 @@ extension RuntimePaths {
     let mode: mode_t = group == nil ? 0o700 : 0o710
     try Self.makeDirectory(runtime, mode: mode)
     let resolved = try Self.ownedDirectory(runtime)
+    let foreign = Self.entries(of: resolved).subtracting(Self.runtimeNames)
+      .subtracting([String(mount.split(separator: "/").last ?? "")]).sorted()
+    guard foreign.isEmpty else {
+      throw RuntimeError(
+        "\(runtime) holds files that are not apvirt's (\(foreign.prefix(3).joined(separator: ", "))\(foreign.count > 3 ? ", ..." : "")): "
+          + "the directory of the mount is the daemon's runtime directory, which it locks and makes private; "
+          + "give --mount a path in an empty or new directory of its own, such as /run/apvirt/sys")
+    }
     if let group, chown(resolved, geteuid(), group) != 0 {
       throw RuntimeError(
         description: "cannot give \(resolved) to group \(group): \(String(cString: strerror(errno)))")
@@ -102,12 +103,47 @@ extension RuntimePaths {
     return resolved
   }
 
+  /// What a daemon keeps in its runtime directory, and nothing else: an existing directory with
+  /// other files is not taken (the daemon would lock it and set its mode to 0700).
+  static let runtimeNames: Set<String> = [
+    "apvirt.lock", "control.sock", "apvirt.pid", "dmesg", "guests", "dev-vfio", "realsys",
+  ]
+
+  /// The names in a directory, without `.` and `..`.
+  static func entries(of directory: String) -> Set<String> {
+    guard let d = opendir(directory) else { return [] }
+    defer { closedir(d) }
+    var names: Set<String> = []
+    while let e = readdir(d) {
+      let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
+        String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+      }
+      if name != "." && name != ".." { names.insert(name) }
+    }
+    return names
+  }
+
+  /// `mkdir -p`: creates `path` and what is missing above it (with `mode`, whatever the umask,
+  /// for the last one), failing with the system's reason and the path it concerns.
   static func makeDirectory(_ path: String, mode: mode_t) throws(RuntimeError) {
-    do {
-      try FileManager.default.createDirectory(
-        atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: Int(mode)])
-    } catch {
-      throw RuntimeError(description: "cannot create \(path): \(error.localizedDescription)")
+    var prefix = path.hasPrefix("/") ? "" : "."
+    let parts = path.split(separator: "/")
+    for (i, part) in parts.enumerated() {
+      prefix += "/" + part
+      let last = i == parts.count - 1
+      if mkdir(prefix, last ? mode : 0o755) == 0 {
+        if last { _ = chmod(prefix, mode) }
+        continue
+      }
+      let e = errno
+      var st = stat()
+      if e == EEXIST, stat(prefix, &st) == 0 {
+        guard st.st_mode & S_IFMT == S_IFDIR else {
+          throw RuntimeError("cannot create \(path): \(prefix) exists and is not a directory")
+        }
+        continue
+      }
+      throw .errno("cannot create \(path)", e)
     }
   }
 
