@@ -60,7 +60,7 @@ public final class HostKernel {
 
   /// Boots the kernel on `machine`: registers the AP bus and its drivers, loads vfio_ap, and
   /// runs the first bus scan, which creates and binds every card and queue device.
-  public init(machine: APMachine) {
+  public init(machine: APMachine, parameters: KernelParameters = KernelParameters()) {
     self.machine = machine
     role = .host
     authorityProvider = { .lpar }
@@ -71,6 +71,9 @@ public final class HostKernel {
     _ = iommuGroupsDirectory
     apBus = APBus(kernel: self)
     vfioAP = VFIOAPDriver(kernel: self)
+    // `ap_perms_init` runs before the bus's first scan.
+    let masks = parameters.masks
+    apBus.setMasksForBoot(apmask: masks.apmask, aqmask: masks.aqmask)
     apBus.initialScan()
   }
 
@@ -105,8 +108,10 @@ public final class HostKernel {
   public var authority: APAuthority { authorityProvider() }
 
   /// Boots a kernel on a fresh machine built from `definition`.
-  public convenience init(definition: MachineDefinition = .embeddedDefault) {
-    self.init(machine: APMachine(definition: definition))
+  public convenience init(
+    definition: MachineDefinition = .embeddedDefault, parameters: KernelParameters = KernelParameters()
+  ) {
+    self.init(machine: APMachine(definition: definition), parameters: parameters)
   }
 
   // MARK: - Log, uevents, signals

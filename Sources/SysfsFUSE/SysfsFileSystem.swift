@@ -15,13 +15,20 @@ public final class SysfsFileSystem: FileSystem {
   let host: EmulatedHost
   /// Called after every write (a store can log, change the tree, raise signals).
   let afterWrite: @Sendable () -> Void
+  /// Told of every store: the path, the bytes written, and the errno it failed with (nil when
+  /// it succeeded), for a daemon's log.
+  let onStore: (@Sendable (_ path: String, _ data: [UInt8], _ error: Errno?) -> Void)?
   /// mtime/ctime of every node: the boot time, as sysfs shows.
   let bootTime = UInt64(Date().timeIntervalSince1970)
   let owner = (uid: getuid(), gid: getgid())
 
-  public init(host: EmulatedHost, afterWrite: @escaping @Sendable () -> Void = {}) {
+  public init(
+    host: EmulatedHost, afterWrite: @escaping @Sendable () -> Void = {},
+    onStore: (@Sendable (_ path: String, _ data: [UInt8], _ error: Errno?) -> Void)? = nil
+  ) {
     self.host = host
     self.afterWrite = afterWrite
+    self.onStore = onStore
   }
 
   public func attributes(of path: String) throws(Errno) -> FileAttributes {
@@ -70,7 +77,15 @@ public final class SysfsFileSystem: FileSystem {
 
   public func write(_ path: String, _ data: [UInt8]) throws(Errno) -> Int {
     defer { afterWrite() }
-    return try host.write(path, data)
+    guard let onStore else { return try host.write(path, data) }
+    do throws(Errno) {
+      let n = try host.write(path, data)
+      onStore(path, data, nil)
+      return n
+    } catch {
+      onStore(path, data, error)
+      throw error
+    }
   }
 
   public func takeInvalidations() -> [String] {

@@ -2,6 +2,9 @@ import ArgumentParser
 import Foundation
 import VMM
 
+/// apvirt's own version.
+let apvirtVersion = "0.9.0"
+
 /// The `apvirt` command: the IBM Z AP pass-through stack (the Linux AP bus and vfio_ap, KVM's
 /// crypto control block, QEMU's vfio-ap device) emulated in user space.
 @main
@@ -19,10 +22,16 @@ struct APVirt: ParsableCommand {
       (CCA, EP11, accelerator), all 256 domains, CRYCB format 2. Examples/ holds it and other \
       machines as YAML.
 
+      APVIRT_MOUNT and APVIRT_STATE, when set, are the default --mount and --state of every \
+      command, so that one shell's commands (and the emulators it starts) reach one host.
+
       Start with `apvirt demo`, which walks the kernel documentation's worked example.
       """,
+    // What `apvirt --version` prints, beside the kernel and QEMU it emulates by default.
+    version: "apvirt \(apvirtVersion) (Linux 6.19 AP bus and vfio_ap, QEMU \(QEMUVersion.current) vfio-ap)",
     subcommands: [
       Demo.self, Up.self, Exec.self, Qemu.self, Status.self, Hardware.self, Dmesg.self, Down.self,
+      Chzdev.self,
       GuestAP.self, AttachDevice.self, DetachDevice.self, MachineCommand.self,
     ]
   )

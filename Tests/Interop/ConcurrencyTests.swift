@@ -88,7 +88,7 @@ struct ConcurrencyTests {
     let group = DispatchGroup()
     // The checker.
     group.enter()
-    let control = d.root + "/control.sock"
+    let control = d.runtime + "/control.sock"
     Thread.detachNewThread {
       defer { group.leave() }
       guard let c = try? JSONLineClient(path: control) else {

@@ -48,7 +48,7 @@ struct ControlTests {
     d.process = nil
     var st = stat()
     #expect(stat(d.mount + "/bus", &st) != 0)
-    #expect(!FileManager.default.fileExists(atPath: d.root + "/control.sock"))
+    #expect(!FileManager.default.fileExists(atPath: d.runtime + "/control.sock"))
     #expect(d.log.contains("stopping: signal"))
   }
 
@@ -83,7 +83,7 @@ struct UnprivilegedTests {
     let asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups"]
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-    p.arguments = asNobody + [apvirtBinary, "up", "--mount", root + "/sys", "--state", root + "/state"]
+    p.arguments = asNobody + [apvirtBinary, "up", "--mount", root + "/run/sys", "--state", root + "/state"]
     let log = root + "/up.log"
     FileManager.default.createFile(atPath: log, contents: nil)
     p.standardError = FileHandle(forWritingAtPath: log)
@@ -98,18 +98,18 @@ struct UnprivilegedTests {
     }
     #expect(ready, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
     let mounts = FUSEMount.readProcFile("/proc/self/mountinfo") ?? ""
-    #expect(mounts.contains("\(root)/sys") && mounts.contains("user_id=65534"))
+    #expect(mounts.contains("\(root)/run/sys") && mounts.contains("user_id=65534"))
     let r = try run(
       "/usr/bin/setpriv",
       asNobody + [
         "/bin/bash", "-c",
-        "echo -5 > \(root)/sys/bus/ap/apmask; cat \(root)/sys/bus/ap/apmask; echo 3 > \(root)/sys/bus/ap/config_time",
+        "echo -5 > \(root)/run/sys/bus/ap/apmask; cat \(root)/run/sys/bus/ap/apmask; echo 3 > \(root)/run/sys/bus/ap/config_time",
       ])
     #expect(r.stdout == "0xfbffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\n")
     #expect(r.stderr.hasSuffix("echo: write error: Invalid argument\n"))
-    _ = try run("/usr/bin/setpriv", asNobody + [apvirtBinary, "down", "--mount", root + "/sys"])
+    _ = try run("/usr/bin/setpriv", asNobody + [apvirtBinary, "down", "--mount", root + "/run/sys"])
     #expect(waitForExit(p))
     #expect(p.terminationStatus == 0)
-    #expect(!(FUSEMount.readProcFile("/proc/self/mountinfo") ?? "").contains("\(root)/sys"))
+    #expect(!(FUSEMount.readProcFile("/proc/self/mountinfo") ?? "").contains("\(root)/run/sys"))
   }
 }

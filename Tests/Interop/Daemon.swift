@@ -58,6 +58,8 @@ func run(_ program: String, _ args: [String], stdin: String? = nil, environment:
 final class Daemon {
   let root: String
   let mount: String
+  /// The daemon's runtime directory (its control socket, kernel log, guests' mount).
+  let runtime: String
   let state: String
   var process: Process?
   /// A program and its arguments that run `apvirt up` (`prlimit --nofile=...`, a shell that sets
@@ -72,7 +74,9 @@ final class Daemon {
     self.wrapper = wrapper
     self.options = options
     root = "/tmp/apvirt-test-\(UUID().uuidString.prefix(8))"
-    mount = root + "/sys"
+    // The runtime directory is the daemon's alone: the test's own files stay beside it.
+    runtime = root + "/run"
+    mount = runtime + "/sys"
     self.state = state ?? root + "/state"
     try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
     try start()
@@ -122,7 +126,7 @@ final class Daemon {
       Issue.record("apvirt up died of signal \(p.terminationStatus):\n\(log)")
     }
     let mounts = FUSEMount.readProcFile("/proc/self/mountinfo") ?? ""
-    for m in [mount, root + "/guests"] where mounts.contains(" \(m) ") {
+    for m in [mount, runtime + "/guests"] where mounts.contains(" \(m) ") {
       Issue.record("\(m) is still mounted after apvirt down")
       _ = umount2(m, Int32(MNT_DETACH))
     }
@@ -195,12 +199,37 @@ final class GuestProcess {
   }
 }
 
-/// Waits at most `seconds` for a process to exit; true if it did.
+/// Waits at most `seconds` for a process to exit; true if it did. One that did not is killed
+/// (SIGKILL) and reaped, so that a failed test leaves no process behind and its status can be
+/// read without Foundation trapping on a running process.
 func waitForExit(_ p: Process, seconds: Double = 10) -> Bool {
   for _ in 0..<Int(seconds * 20) where p.isRunning { usleep(50_000) }
-  if p.isRunning { return false }
+  if p.isRunning {
+    Glibc.kill(p.processIdentifier, SIGKILL)
+    p.waitUntilExit()
+    return false
+  }
   p.waitUntilExit()
   return true
+}
+
+/// A program the interop tests drive, and the Debian or PyPI package that brings it. A test of
+/// it is skipped where it is missing, with the package named; the `...IsInstalled` tests fail
+/// there instead, so that CI, which installs them all, cannot skip them silently.
+enum Requirement {
+  static let mdevctl = FileManager.default.isExecutableFile(atPath: "/usr/bin/mdevctl")
+  static let mdevctlMissing: Comment = "needs mdevctl (Debian package mdevctl: apt-get install mdevctl)"
+
+  static let qemuQMP: Bool = {
+    (try? run("/usr/bin/env", ["python3", "-c", "import qemu.qmp"]).status) == 0
+  }()
+  static let qemuQMPMissing: Comment = "needs the Python package qemu.qmp (pip install qemu.qmp)"
+
+  static let libvirt =
+    FileManager.default.isExecutableFile(atPath: "/usr/sbin/libvirtd")
+    && FileManager.default.isExecutableFile(atPath: "/usr/bin/virsh")
+  static let libvirtMissing: Comment =
+    "needs libvirt (Debian packages libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients)"
 }
 
 struct DaemonError: Error, CustomStringConvertible {

@@ -67,7 +67,7 @@ struct GuestViewTests {
       ).status == 0)
     #expect(try d.apvirt(["guest", "guest2", "dqap", "05.0004"]).stdout == "rc=10\n")
     #expect(try d.bash("ls /run/apvirt 2>/dev/null; true").status == 0)
-    #expect(try run("/bin/ls", [d.root + "/guests"]).stdout == "guest1\nguest2\n")
+    #expect(try run("/bin/ls", [d.runtime + "/guests"]).stdout == "guest1\nguest2\n")
   }
 
   @Test func libvirtAttachAndDetachDevice() throws {

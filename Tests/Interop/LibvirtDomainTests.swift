@@ -39,7 +39,9 @@ func hostdevXML(_ mdev: String) -> String {
   """
 }
 
-@Suite("Interop: libvirt's domains with apvirt's qemu-system-s390x", .serialized)
+@Suite(
+  "Interop: libvirt's domains with apvirt's qemu-system-s390x", .serialized,
+  .enabled(if: Requirement.libvirt && Requirement.mdevctl, Requirement.libvirtMissing))
 struct LibvirtDomainTests {
   let mdev = "8a3ce2fb-0f4e-44b6-b7c2-1c3b0e7c8e9a"
   let domainUUID = "7de585c2-211a-4d1a-ba6b-f5625711f814"
@@ -66,12 +68,11 @@ struct LibvirtDomainTests {
 
   /// The guest's APCB as the host sees it (`apvirt status`), "-" without such a guest.
   func apcb(_ h: LibvirtHost, _ guest: String = "guest1") throws -> String {
-    let status = try h.daemon.apvirt(["status"]).stdout
-    guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("vm \(guest) apcb:") }) else {
-      return "-"
-    }
-    let rest = line.dropFirst("vm \(guest) apcb:".count)
-    return rest.split(separator: "(").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+    let out = try h.daemon.apvirt(["status", "--json"]).stdout
+    let st = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any]
+    let vms = st?["vms"] as? [[String: Any]] ?? []
+    guard let vm = vms.first(where: { $0["name"] as? String == guest }) else { return "-" }
+    return (vm["apcb"] as? [String] ?? []).joined(separator: " ")
   }
 
   /// This host's emulator processes (its `bin/qemu-system-s390x -name guest=...`) still running.

@@ -153,7 +153,9 @@ func nodeName(_ uuid: String) -> String {
   "mdev_" + uuid.replacingOccurrences(of: "-", with: "_") + "_matrix"
 }
 
-@Suite("Interop: libvirt (virsh nodedev-*, domcapabilities)", .serialized)
+@Suite(
+  "Interop: libvirt (virsh nodedev-*, domcapabilities)", .serialized,
+  .enabled(if: Requirement.libvirt && Requirement.mdevctl, Requirement.libvirtMissing))
 struct LibvirtNodeDeviceTests {
   let u1 = "8a3ce2fb-0f4e-44b6-b7c2-1c3b0e7c8e9a"
   let u2 = "11111111-2222-4333-8444-555555555555"

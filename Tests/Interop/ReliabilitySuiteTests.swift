@@ -221,13 +221,13 @@ struct ReliabilitySuiteTests {
       for m in \(m)/*-*; do echo $m; cat $m/matrix $m/guest_matrix $m/control_domains; done
       for c in /sys/devices/ap/card*; do echo $c $(cat $c/config $c/online); done
       find /sys/devices/ap -name driver -type l | xargs readlink | md5sum
-      cat \(d.root)/guests/g/bus/ap/ap_usage_domain_mask; ls \(d.root)/guests/g/devices/ap/*
+      cat \(d.runtime)/guests/g/bus/ap/ap_usage_domain_mask; ls \(d.runtime)/guests/g/devices/ap/*
       """
     let before = try d.bash(snapshot).stdout
     // Files that take any text by design (their writes are made, not compared).
     let anyText = ["driver_override", "reset", "scans", "request_count", "remove", "create"]
     let files = try d.bash(
-      "find /sys/bus/ap /sys/devices/ap /sys/devices/vfio_ap \(d.root)/guests/g -type f -perm /222"
+      "find /sys/bus/ap /sys/devices/ap /sys/devices/vfio_ap \(d.runtime)/guests/g -type f -perm /222"
     ).stdout.split(separator: "\n").map(String.init).filter { f in !anyText.contains { f.hasSuffix("/" + $0) }
     }
     #expect(files.count > 2500)
@@ -354,7 +354,8 @@ struct ReliabilitySuiteTests {
     #expect(try d.bash("cat \(m)/\(u1)/matrix").stdout == "05.\n")
   }
 
-  @Test func sigkillAtRandomPointsThenUp() throws {
+  @Test(.enabled(if: Requirement.mdevctl, Requirement.mdevctlMissing))
+  func sigkillAtRandomPointsThenUp() throws {
     let state = "/tmp/apvirt-killstate-\(UUID().uuidString.prefix(8))"
     defer { try? FileManager.default.removeItem(atPath: state) }
     let d = try Daemon(state: state)

@@ -12,7 +12,7 @@ final class RawControl {
   var client: JSONLineClient
 
   init(_ d: Daemon) throws {
-    client = try JSONLineClient(path: d.root + "/control.sock")
+    client = try JSONLineClient(path: d.runtime + "/control.sock")
   }
 
   func ask(_ text: String) -> String? {
@@ -186,7 +186,7 @@ struct ReliabilityTests {
       #expect(r.status == 1, "-name \(name) was accepted")
       #expect(r.stderr.contains("apvirt cannot serve a guest"), "\(r.stderr)")
     }
-    #expect(try run("/bin/ls", [d.root + "/guests"]).stdout == "ok\n")
+    #expect(try run("/bin/ls", [d.runtime + "/guests"]).stdout == "ok\n")
     let r = try run(
       apvirtBinary, ["exec", "--mount", d.mount, "--state", d.state, "--guest", "../sys", "--", "true"])
     #expect(r.status != 0 && r.stderr.contains("--guest ../sys"), "\(r.stderr)")
@@ -197,7 +197,7 @@ struct ReliabilityTests {
     for kill in [false, true] {
       let d = try Daemon()
       let g = try GuestProcess(d, ["-name", "g", "-cpu", "host"])
-      for _ in 0..<100 where !((try? d.apvirt(["status"]))?.stdout.contains("vm g") ?? false) {
+      for _ in 0..<100 where !((try? d.apvirt(["status"]))?.stdout.contains("guest g") ?? false) {
         usleep(50_000)
       }
       if kill { d.kill9() } else { d.stop() }
@@ -215,7 +215,7 @@ struct ReliabilityTests {
     let d = try Daemon(wrapper: ["/usr/bin/prlimit", "--nofile=48:48", "--"])
     var held: [JSONLineClient] = []
     for _ in 0..<40 {
-      guard let c = try? JSONLineClient(path: d.root + "/control.sock", timeout: 1) else { break }
+      guard let c = try? JSONLineClient(path: d.runtime + "/control.sock", timeout: 1) else { break }
       held.append(c)
     }
     // Some of these were never accepted: the daemon had no descriptor left.
@@ -238,15 +238,15 @@ struct ReliabilityTests {
       var st = stat()
       return lstat(p, &st) == 0 ? st.st_mode & 0o7777 : 0
     }
-    #expect(mode(d.root) == 0o700)
-    #expect(mode(d.root + "/control.sock") == 0o600)
-    #expect(mode(d.root + "/dmesg") & 0o077 == 0, "the kernel log is readable by others")
+    #expect(mode(d.runtime) == 0o700)
+    #expect(mode(d.runtime + "/control.sock") == 0o600)
+    #expect(mode(d.runtime + "/dmesg") & 0o077 == 0, "the kernel log is readable by others")
     let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"]
     var r = try run("/usr/bin/setpriv", nobody + [apvirtBinary, "status", "--mount", d.mount])
     #expect(r.status != 0 && r.stderr.contains("permission denied"), "\(r.stderr)")
     r = try run("/usr/bin/setpriv", nobody + ["/bin/sh", "-c", "echo 5 > \(d.mount)/bus/ap/apmask"])
     #expect(r.status != 0)
-    r = try run("/usr/bin/setpriv", nobody + ["/bin/ls", d.root])
+    r = try run("/usr/bin/setpriv", nobody + ["/bin/ls", d.runtime])
     #expect(r.status != 0)
     // Nobody naming a root file as a guest's QMP socket cannot make the daemon delete it: nobody
     // cannot reach the daemon at all, and root's own request leaves a non-socket alone.
@@ -259,16 +259,19 @@ struct ReliabilityTests {
     #expect((try? String(contentsOfFile: precious, encoding: .utf8)) == "keep")
     r = try qemu(
       d,
-      ["-daemonize", "-name", "q", "-cpu", "host", "-qmp", "unix:\(d.root)/control.sock,server=on,wait=off"])
+      [
+        "-daemonize", "-name", "q", "-cpu", "host", "-qmp",
+        "unix:\(d.runtime)/control.sock,server=on,wait=off",
+      ])
     #expect(r.status == 1 && r.stderr.contains("Address already in use"), "\(r.stderr)")
     #expect(try d.apvirt(["status"]).status == 0)
 
     // A second daemon: same mount through //, a sibling mount in the same directory, a link.
     let link = d.root + "-link"
     try? FileManager.default.removeItem(atPath: link)
-    try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: d.root)
+    try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: d.runtime)
     defer { unlink(link) }
-    for mount in ["/" + d.mount, d.root + "//sys/", d.root + "/other", link + "/sys"] {
+    for mount in ["/" + d.mount, d.runtime + "//sys/", d.runtime + "/other", link + "/sys"] {
       r = try run(apvirtBinary, ["up", "--mount", mount, "--state", d.root + "/state2"])
       #expect(r.status != 0, "a second daemon started on \(mount)")
       #expect(r.stderr.contains("another apvirt up (pid \(d.process!.processIdentifier))"), "\(r.stderr)")
@@ -281,7 +284,7 @@ struct ReliabilityTests {
     // The first daemon is whole: its socket, its mount, its pid file.
     #expect(try d.apvirt(["status"]).status == 0)
     #expect(
-      (try? String(contentsOfFile: d.root + "/apvirt.pid", encoding: .utf8))
+      (try? String(contentsOfFile: d.runtime + "/apvirt.pid", encoding: .utf8))
         == "\(d.process!.processIdentifier)\n")
   }
 }

@@ -83,7 +83,7 @@ struct ControlClient {
 /// Options shared by the commands that talk to a daemon.
 struct DaemonOptions: ParsableArguments {
   @Option(name: .long, help: "The daemon's sysfs mount (its control socket is beside it).")
-  var mount: String = RuntimePaths.defaultMount
+  var mount: String = RuntimePaths.environmentMount
 
   var client: ControlClient { ControlClient(paths: RuntimePaths(mount: mount)) }
 }

@@ -44,10 +44,10 @@ struct Exec: ParsableCommand {
       """)
 
   @Option(name: .long, help: "The daemon's sysfs mount.")
-  var mount: String = RuntimePaths.defaultMount
+  var mount: String = RuntimePaths.environmentMount
 
   @Option(name: .long, help: "The daemon's state directory.")
-  var state: String = RuntimePaths.defaultState
+  var state: String = RuntimePaths.environmentState
 
   @Option(name: .long, help: "Run with this guest's view (its own /sys/bus/ap and /sys/devices/ap) instead.")
   var guest: String?
@@ -209,11 +209,25 @@ struct Exec: ParsableCommand {
       throw ValidationError("no command given: apvirt exec -- CMD ARGS...")
     }
     let paths = RuntimePaths(mount: mount, state: state)
-    guard FileManager.default.fileExists(atPath: paths.mount + "/bus/ap/apmask") else {
-      throw RuntimeError(
-        description: "no emulated host mounted at \(paths.mount); start one with `apvirt up`")
+    var st = stat()
+    guard stat(paths.mount + "/bus/ap/apmask", &st) == 0 else {
+      if errno == EACCES {
+        // A FUSE mount without allow_other is its user's alone, root included.
+        var pid = stat()
+        let owner = stat(paths.pidFile, &pid) == 0 ? "uid \(pid.st_uid)" : "another user"
+        throw RuntimeError(
+          "the emulated host at \(paths.mount) was mounted by \(owner) without allow_other, so no one else "
+            + "(root included) can see it: add user_allow_other to /etc/fuse.conf and restart apvirt up, "
+            + "or run apvirt up as root")
+      }
+      throw RuntimeError("no emulated host mounted at \(paths.mount); start one with `apvirt up`")
     }
-    try paths.prepareState()
+    // The state is the daemon's: an exec does not make one where there is none.
+    guard stat(paths.mdevctlDirectory, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+      throw RuntimeError(
+        "no state directory at \(paths.state) (no \(paths.mdevctlDirectory)): give --state the directory "
+          + "the daemon was started with (apvirt up --state)")
+    }
     func check(_ rc: Int32, _ what: String) throws {
       guard rc != 0 else { return }
       let e = errno

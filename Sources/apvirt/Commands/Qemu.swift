@@ -49,7 +49,7 @@ struct Qemu: ParsableCommand {
     if argv == ["--help"] || argv == ["-h"] || argv == ["-help"] { throw CleanExit.helpRequest(self) }
     if argv.first == "--" { argv.removeFirst() }
     let env = ProcessInfo.processInfo.environment
-    let paths = RuntimePaths(mount: env["APVIRT_MOUNT"] ?? RuntimePaths.defaultMount)
+    let paths = RuntimePaths(mount: RuntimePaths.environmentMount)
     let version = env["APVIRT_QEMU_VERSION"] ?? QEMUVersion.current.description
     guard QEMUVersion(version) != nil else {
       throw ValidationError("APVIRT_QEMU_VERSION: not a version: \(version)")

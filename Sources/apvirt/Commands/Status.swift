@@ -19,22 +19,57 @@ struct Status: ParsableCommand {
       print(String(decoding: try e.encode(st), as: UTF8.self))
       return
     }
-    print("machine \(st.machine): \(st.queues) queues (\(st.bound) bound), \(st.scans) scans")
-    print("apmask \(st.apmask)")
-    print("aqmask \(st.aqmask)")
+    print(Self.text(st), terminator: "")
+  }
+
+  /// The status as a person reads it: one line per object, every count with its noun.
+  static func text(_ st: HostStatus) -> String {
+    var out: [String] = []
+    func count(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }
+    out.append(
+      "machine \(st.machine): \(count(st.adapters.count, "adapter")), \(count(st.usageDomains, "usage domain")), "
+        + "\(count(st.controlDomains, "control domain")), CRYCB format \(st.crycbFormat)")
+    let drivers = st.drivers.sorted { $0.key < $1.key }.filter { $0.key != "none" }
+      .map { "\($0.value) to \($0.key)" }
+    let unbound = st.drivers["none"] ?? 0
+    out.append(
+      "queues: \(st.queues), bound \(drivers.isEmpty ? "to no driver" : drivers.joined(separator: ", "))"
+        + (unbound > 0 ? ", \(unbound) unbound" : "") + "; \(count(st.scans, "AP bus scan"))")
+    out.append("apmask \(st.apmask)")
+    out.append("aqmask \(st.aqmask)")
     for a in st.adapters {
       var flags: [String] = []
       if !a.configured { flags.append("deconfigured") }
       if a.checkstopped { flags.append("checkstopped") }
-      print("adapter \(hex2(a.apid)) \(a.type) \(flags.joined(separator: " "))")
+      out.append(
+        (["adapter \(hex2(a.apid))", a.type, a.mode] + flags).joined(separator: " "))
     }
     for m in st.mdevs {
-      let vm = m.vm.map { " guest \($0)" } ?? ""
-      print("mdev \(m.uuid)\(vm): \(m.matrix.joined(separator: " "))")
+      var line = "mdev \(m.uuid): matrix \(m.matrix.isEmpty ? "empty" : m.matrix.joined(separator: " "))"
+      if !m.controlDomains.isEmpty { line += "; control domains \(m.controlDomains.joined(separator: " "))" }
+      if let vm = m.vm {
+        line +=
+          "; guest \(vm) sees \(m.guestMatrix.isEmpty ? "nothing" : m.guestMatrix.joined(separator: " "))"
+      } else {
+        line += "; no guest"
+      }
+      out.append(line)
     }
     for v in st.vms {
-      print("vm \(v.name) apcb: \(v.apcb.joined(separator: " ")) (\(v.apcbUpdates) updates)")
+      var line = "guest \(v.name)"
+      var facts: [String] = []
+      if let pid = v.pid { facts.append("pid \(pid)") }
+      if let status = v.status { facts.append(status) }
+      if !facts.isEmpty { line += " (\(facts.joined(separator: ", ")))" }
+      line +=
+        ": APCB \(v.apcb.isEmpty ? "empty" : v.apcb.joined(separator: " ")) (\(count(v.apcbUpdates, "update")))"
+      if !v.qmp.isEmpty { line += "; QMP \(v.qmp.joined(separator: " "))" }
+      out.append(line)
     }
+    for b in st.boot {
+      out.append("boot: \(b.what): \(b.result)\(b.failed ? " (FAILED)" : "")")
+    }
+    return out.map { $0 + "\n" }.joined()
   }
 }
 
@@ -54,6 +89,11 @@ struct Down: ParsableCommand {
   @OptionGroup var options: DaemonOptions
 
   func run() throws {
+    let st = try options.client.call(ControlCommands.Status())
     _ = try options.client.call(ControlCommands.Quit())
+    let guests = st.vms.map(\.name)
+    print(
+      "stopped the emulated host at \(options.mount)"
+        + (guests.isEmpty ? "" : "; its guests were stopped: \(guests.joined(separator: " "))"))
   }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HostKernel
 import Logging
 import Machine
 import Synchronization
@@ -36,10 +37,10 @@ struct Up: ParsableCommand {
   var machine: String?
 
   @Option(name: .long, help: "Where to mount the emulated sysfs.")
-  var mount: String = RuntimePaths.defaultMount
+  var mount: String = RuntimePaths.environmentMount
 
   @Option(name: .long, help: "The state directory (holds etc/mdevctl.d).")
-  var state: String = RuntimePaths.defaultState
+  var state: String = RuntimePaths.environmentState
 
   @Option(name: .long, help: "FUSE request threads.")
   var threads: Int = 4
@@ -62,12 +63,32 @@ struct Up: ParsableCommand {
         """))
   var udevEvents = false
 
+  @Option(
+    name: .long,
+    help: ArgumentHelp(
+      "Kernel parameters for this boot: ap.apmask=MASK ap.aqmask=MASK.",
+      discussion: """
+        As on the kernel command line: a given mask starts empty and takes the value as \
+        /sys/bus/ap/apmask would (0x-hex, or +/- terms applied to the empty mask); a \
+        value that does not parse leaves it empty, as the kernel does. Masks that \
+        survive every boot are chzdev's: `apvirt chzdev -t ap apmask=... -p`.
+        """,
+      valueName: "PARAMS"))
+  var cmdline: String?
+
   func validate() throws {
     guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1 to 64") }
+    if let cmdline {
+      do throws(KernelParameters.Failure) {
+        _ = try KernelParameters(commandLine: cmdline)
+      } catch {
+        throw ValidationError("--cmdline: \(error)")
+      }
+    }
   }
 
   func run() throws {
-    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    LoggingSystem.bootstrap { DaemonLogHandler(label: $0) }
     var logger = Logger(label: "apvirt")
     logger.logLevel = .info
     // What the daemon creates is its own unless a mode says otherwise: a umask of 000 in the
@@ -99,7 +120,9 @@ struct Up: ParsableCommand {
     do {
       daemon = try HostDaemon(
         definition: definition, paths: RuntimePaths(mount: mount, state: state), threads: threads,
-        group: gid, udevEvents: udevEvents, logger: logger)
+        group: gid, udevEvents: udevEvents,
+        parameters: (try? cmdline.map { try KernelParameters(commandLine: $0) }) ?? KernelParameters(),
+        logger: logger)
     } catch {
       logger.error("\(error)")
       throw ExitCode.failure
@@ -127,6 +150,31 @@ final class Stopper: Sendable {
       return s.pending
     }
     if let pending { daemon.stop(reason: pending) }
+  }
+}
+
+/// The daemon's log on standard error: `TIME LEVEL: MESSAGE`, one line each, without the
+/// label and source that StreamLogHandler repeats (`info apvirt: [apvirt] ...`).
+struct DaemonLogHandler: LogHandler {
+  let label: String
+  var logLevel: Logger.Level = .info
+  var metadata: Logger.Metadata = [:]
+
+  subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    get { metadata[key] }
+    set { metadata[key] = newValue }
+  }
+
+  func log(event: LogEvent) {
+    var t = time(nil)
+    var tm = tm()
+    localtime_r(&t, &tm)
+    var buf = [UInt8](repeating: 0, count: 32)
+    let n = buf.withUnsafeMutableBufferPointer { b in
+      b.withMemoryRebound(to: CChar.self) { strftime($0.baseAddress, $0.count, "%Y-%m-%dT%H:%M:%S%z", &tm) }
+    }
+    let text = "\(String(decoding: buf[..<n], as: UTF8.self)) \(event.level): \(event.message)\n"
+    FileHandle.standardError.write(Data(text.utf8))
   }
 }
 

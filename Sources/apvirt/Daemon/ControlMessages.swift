@@ -205,6 +205,8 @@ struct HostStatus: Codable, Sendable, Equatable {
   struct Adapter: Codable, Sendable, Equatable {
     var apid: Int
     var type: String
+    /// `cca`, `ep11` or `accel`, as lszcrypt names the mode.
+    var mode: String
     var configured: Bool
     var checkstopped: Bool
   }
@@ -212,12 +214,14 @@ struct HostStatus: Codable, Sendable, Equatable {
   struct Mdev: Codable, Sendable, Equatable {
     var uuid: String
     var matrix: [String]
+    var controlDomains: [String]
     var guestMatrix: [String]
     var open: Bool
     var vm: String?
 
     enum CodingKeys: String, CodingKey {
       case uuid, matrix, open, vm
+      case controlDomains = "control_domains"
       case guestMatrix = "guest_matrix"
     }
   }
@@ -227,27 +231,39 @@ struct HostStatus: Codable, Sendable, Equatable {
     var name: String
     var apcb: [String]
     var apcbUpdates: Int
+    /// The emulator process (`apvirt qemu`), when known.
+    var pid: Int32?
+    /// QEMU's run state (`running`, `paused`, ...).
+    var status: String?
+    /// The guest's QMP sockets.
+    var qmp: [String]
 
     enum CodingKeys: String, CodingKey {
-      case id, name, apcb
+      case id, name, apcb, pid, status, qmp
       case apcbUpdates = "apcb_updates"
     }
   }
 
   var machine: String
+  var crycbFormat: Int
   var adapters: [Adapter]
   var usageDomains: Int
   var controlDomains: Int
   var queues: Int
   var bound: Int
+  /// Queues per driver bound (`cex4queue`, `vfio_ap`), and `none` for the unbound.
+  var drivers: [String: Int]
   var scans: Int
   var mdevs: [Mdev]
   var vms: [VM]
   var apmask: String
   var aqmask: String
+  /// What ran at boot besides the kernel, and how it went.
+  var boot: [HostDaemon.BootStep]
 
   enum CodingKeys: String, CodingKey {
-    case machine, adapters, queues, bound, scans, mdevs, vms, apmask, aqmask
+    case machine, adapters, queues, bound, drivers, scans, mdevs, vms, apmask, aqmask, boot
+    case crycbFormat = "crycb_format"
     case usageDomains = "usage_domains"
     case controlDomains = "control_domains"
   }

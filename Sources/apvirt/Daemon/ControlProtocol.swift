@@ -7,8 +7,27 @@ import Machine
 /// the LPAR's AP configuration) and status. The requests and replies are in
 /// `ControlMessages.swift`; the session that reads them is `ControlSession`.
 enum ControlProtocol {
-  static func status(_ host: EmulatedHost) -> HostStatus {
-    host.withKernel { status($0) }
+  static func status(_ host: EmulatedHost, guests: GuestRegistry? = nil, boot: [HostDaemon.BootStep] = [])
+    -> HostStatus
+  {
+    // What the guests' own locks guard is read before the host's lock is taken: a guest takes
+    // its lock and then the host's, never the other way round.
+    let entries = guests?.guests.withLock { $0 } ?? [:]
+    let processes = Dictionary(
+      entries.values.map { e in
+        (
+          e.guest.vmID,
+          GuestProcess(pid: e.guest.emulatorPID, status: e.guest.status, qmp: e.monitors.map(\.path))
+        )
+      }, uniquingKeysWith: { a, _ in a })
+    return host.withKernel { status($0, guests: processes, boot: boot) }
+  }
+
+  /// What the daemon knows of a guest's process, by KVM VM id.
+  struct GuestProcess: Sendable {
+    var pid: Int32?
+    var status: String
+    var qmp: [String]
   }
 
   static func dmesg(_ host: EmulatedHost) -> String {
@@ -82,26 +101,36 @@ enum ControlProtocol {
     if case .failure(let e) = result { throw ControlFailure(e.description) }
   }
 
-  static func status(_ k: HostKernel) -> HostStatus {
+  /// The host's state, with what the daemon knows of its guests' processes and of its boot.
+  static func status(
+    _ k: HostKernel, guests: [Int: GuestProcess] = [:], boot: [HostDaemon.BootStep] = []
+  )
+    -> HostStatus
+  {
     let (bound, total) = k.apBus.bindingCounts
+    var drivers: [String: Int] = [:]
+    for q in k.apBus.queues.values { drivers[q.driver?.name ?? "none", default: 0] += 1 }
     let mdevs = k.vfioAP.mdevs.values.sorted { $0.uuid < $1.uuid }.map { m in
       HostStatus.Mdev(
         uuid: m.uuid, matrix: m.matrix.apqns.map(\.description),
+        controlDomains: m.matrix.adm.map { hex4($0) },
         guestMatrix: m.shadowAPCB.apqns.map(\.description), open: m.isOpen, vm: m.kvm.map { $0.name })
     }
     let vms = k.kvm.vms.values.sorted { $0.id < $1.id }.map { vm in
-      HostStatus.VM(
-        id: vm.id, name: vm.name, apcb: vm.apcb.apqns.map(\.description), apcbUpdates: vm.apcbUpdateCount)
+      let entry = guests[vm.id]
+      return HostStatus.VM(
+        id: vm.id, name: vm.name, apcb: vm.apcb.apqns.map(\.description), apcbUpdates: vm.apcbUpdateCount,
+        pid: entry?.pid, status: entry?.status, qmp: entry?.qmp ?? [])
     }
     let adapters = k.machine.adapters.values.sorted { $0.definition.apid < $1.definition.apid }.map { a in
       HostStatus.Adapter(
         apid: a.definition.apid, type: a.definition.type.name + a.definition.mode.typeSuffix,
-        configured: a.configured, checkstopped: a.checkstopped)
+        mode: a.definition.mode.lszcryptName, configured: a.configured, checkstopped: a.checkstopped)
     }
     return HostStatus(
-      machine: k.machine.definition.name, adapters: adapters, usageDomains: k.machine.usageDomains.count,
-      controlDomains: k.machine.controlDomains.count, queues: total, bound: bound,
-      scans: Int(k.apBus.scanCount),
-      mdevs: mdevs, vms: vms, apmask: k.apBus.apmask.hexString, aqmask: k.apBus.aqmask.hexString)
+      machine: k.machine.definition.name, crycbFormat: k.machine.definition.crycbFormat, adapters: adapters,
+      usageDomains: k.machine.usageDomains.count, controlDomains: k.machine.controlDomains.count,
+      queues: total, bound: bound, drivers: drivers, scans: Int(k.apBus.scanCount),
+      mdevs: mdevs, vms: vms, apmask: k.apBus.apmask.hexString, aqmask: k.apBus.aqmask.hexString, boot: boot)
   }
 }

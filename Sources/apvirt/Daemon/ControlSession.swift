@@ -93,7 +93,10 @@ final class ControlSession {
     let guests = daemon.guests
     typealias C = ControlCommands
     switch head.execute {
-    case C.Status.name: run(C.Status.self, data, head) { _ in ControlProtocol.status(host) }
+    case C.Status.name:
+      run(C.Status.self, data, head) { _ in
+        ControlProtocol.status(host, guests: guests, boot: self.daemon.bootSteps)
+      }
     case C.Dmesg.name: run(C.Dmesg.self, data, head) { _ in ControlProtocol.dmesg(host) }
     case C.Quit.name:
       let ok = run(C.Quit.self, data, head) { _ in NoReply() }
@@ -210,6 +213,9 @@ final class ControlSession {
       return true
     } catch {
       send(ControlWire.Reply<Command.Reply>.failure(error))
+      if !Command.name.hasPrefix("guest-") {
+        daemon.logger.warning("control: \(Command.name) refused: \(error.desc)")
+      }
       return false
     }
   }

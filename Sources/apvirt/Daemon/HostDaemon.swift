@@ -1,3 +1,4 @@
+import APModel
 import FUSE
 import Foundation
 import HostKernel
@@ -5,6 +6,7 @@ import Logging
 import Machine
 import Synchronization
 import SysfsFUSE
+import SystemPackage
 import VMM
 
 #if canImport(Glibc)
@@ -41,6 +43,16 @@ final class HostDaemon: Sendable {
   /// `/dev/vfio`'s nodes, or nil where they cannot be made (no CAP_MKNOD).
   let vfioNodes: VFIODeviceNodes?
   let stateLock: DirectoryLock
+  /// What ran at boot besides the kernel (the persistent masks' udev rule, mdevctl's auto-start
+  /// mdevs), and how it went: `apvirt status` shows it.
+  let bootSteps: [BootStep]
+
+  /// One thing done at boot, as `apvirt status` reports it.
+  struct BootStep: Codable, Sendable, Equatable {
+    var what: String
+    var result: String
+    var failed: Bool
+  }
 
   struct StartError: Error, CustomStringConvertible {
     var description: String
@@ -53,7 +65,7 @@ final class HostDaemon: Sendable {
   /// writable by nobody else) and locked; a second daemon on either is refused with a message.
   init(
     definition: MachineDefinition, paths: RuntimePaths, threads: Int, group: gid_t? = nil,
-    udevEvents: Bool = false,
+    udevEvents: Bool = false, parameters: KernelParameters = KernelParameters(),
     logger: Logger
   ) throws {
     self.paths = paths
@@ -80,16 +92,27 @@ final class HostDaemon: Sendable {
       throw StartError(description: error.description)
     }
 
-    let kernel = HostKernel(definition: definition)
+    let kernel = HostKernel(definition: definition, parameters: parameters)
     host = EmulatedHost(kernel: kernel)
     guests = GuestRegistry(host: host, logger: logger)
     let (queues, cards) = host.withKernel { ($0.apBus.queues.count, $0.apBus.cards.count) }
     logger.info("booted machine '\(definition.name)': \(cards) cards, \(queues) queues")
-
+    var boot: [BootStep] = parameters.problems.map {
+      BootStep(what: "kernel command line", result: $0, failed: true)
+    }
+    boot += Self.applyPersistentMasks(host, state: paths.state)
     // What udev does when the matrix parent appears: mdevctl starts the auto-start mdevs.
     for line in MdevctlDefinitions(directory: paths.mdevctlDirectory).startAutoDevices(on: host) {
-      logger.info("mdevctl start-parent-mdevs matrix: \(line)")
+      boot.append(BootStep(what: "mdevctl start-parent-mdevs matrix", result: line.text, failed: line.failed))
     }
+    for step in boot {
+      if step.failed {
+        logger.warning("\(step.what): \(step.result)")
+      } else {
+        logger.info("\(step.what): \(step.result)")
+      }
+    }
+    bootSteps = boot
 
     do {
       control = try JSONStreamServer(path: paths.controlSocket, mode: group == nil ? 0o600 : 0o660)
@@ -132,6 +155,12 @@ final class HostDaemon: Sendable {
       host: host,
       afterWrite: {
         Self.follow(notifyHost, log: syncLog, nodes: nodes, events: events)
+      },
+      onStore: { [logger] path, data, error in
+        // What `echo VALUE > FILE` did, as a user following the host wants to see it.
+        let value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+        let result = error.map { "\($0.symbolicName) (\(String(cString: strerror($0.rawValue))))" } ?? "ok"
+        logger.info("store \(path.dropFirst()) \"\(value)\": \(result)")
       })
     // The kernel may cache entries and attributes for a second: what a store removes is
     // invalidated at once (FUSE_NOTIFY_INVAL_ENTRY), what it adds is never cached as missing, and
@@ -165,6 +194,31 @@ final class HostDaemon: Sendable {
     Thread.detachNewThread { [self] in self.serveControl() }
     Thread.detachNewThread { [self] in self.runTimers() }
     logger.info("sysfs mounted at \(paths.mount); control socket \(paths.controlSocket); ready")
+  }
+
+  /// What udevd does with chzdev's rule when the AP bus first reports its bindings complete:
+  /// writes the persistent masks to `/sys/bus/ap/apmask` and `aqmask`.
+  static func applyPersistentMasks(_ host: EmulatedHost, state: String) -> [BootStep] {
+    let what = "udev rule " + PersistentAPMasks.path(state: state)
+    let masks: PersistentAPMasks?
+    do throws(RuntimeError) {
+      masks = try PersistentAPMasks.read(state: state)
+    } catch {
+      return [BootStep(what: what, result: error.description, failed: true)]
+    }
+    guard let masks else { return [] }
+    var steps: [BootStep] = []
+    for (name, mask) in [("apmask", masks.apmask), ("aqmask", masks.aqmask)] {
+      guard let mask else { continue }
+      do throws(Errno) {
+        try host.write("/bus/ap/" + name, Array(mask.hexString.utf8))
+        steps.append(BootStep(what: what, result: "\(name) set to \(mask.hexString)", failed: false))
+      } catch {
+        steps.append(
+          BootStep(what: what, result: "writing \(name) \(mask.hexString) failed: \(error)", failed: true))
+      }
+    }
+    return steps
   }
 
   /// Blocks until the daemon stops.

@@ -49,7 +49,11 @@ struct MdevctlDefinitions {
   /// Starts every auto-start definition of the `vfio_ap-passthrough` type: create, then each
   /// attribute in order; on a failed write the half-made mdev is removed again, as mdevctl does.
   /// Returns one line per definition saying what happened.
-  func startAutoDevices(on host: EmulatedHost) -> [String] {
+  func startAutoDevices(on host: EmulatedHost) -> [(text: String, failed: Bool)] {
+    startAutoDeviceLines(on: host).map { ($0, !$0.hasSuffix(": started")) }
+  }
+
+  func startAutoDeviceLines(on host: EmulatedHost) -> [String] {
     let (defs, problems) = definitions()
     // mdevctl (1.2) reads every definition of the parent before it starts any: one it cannot
     // parse (a 0-byte file, say) makes `start-parent-mdevs` fail, and `list -d` with it, so

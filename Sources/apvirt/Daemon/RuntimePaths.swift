@@ -11,6 +11,17 @@ struct RuntimePaths {
   static let defaultMount = "/run/apvirt/sys"
   static let defaultState = "/var/lib/apvirt"
 
+  /// The mount the commands use when none is given: `APVIRT_MOUNT`, else the default. One
+  /// variable points every command of a shell (and the emulators it starts) at one host.
+  static var environmentMount: String {
+    ProcessInfo.processInfo.environment["APVIRT_MOUNT"].flatMap { $0.isEmpty ? nil : $0 } ?? defaultMount
+  }
+
+  /// The state directory when none is given: `APVIRT_STATE`, else the default.
+  static var environmentState: String {
+    ProcessInfo.processInfo.environment["APVIRT_STATE"].flatMap { $0.isEmpty ? nil : $0 } ?? defaultState
+  }
+
   init(mount: String = defaultMount, state: String = defaultState) {
     var m = mount
     while m.count > 1 && m.hasSuffix("/") { m.removeLast() }
@@ -59,13 +70,23 @@ extension RuntimePaths {
     let mode: mode_t = group == nil ? 0o700 : 0o710
     try Self.makeDirectory(runtime, mode: mode)
     let resolved = try Self.ownedDirectory(runtime)
-    let foreign = Self.entries(of: resolved).subtracting(Self.runtimeNames)
-      .subtracting([String(mount.split(separator: "/").last ?? "")]).sorted()
+    // A directory with a lock was a daemon's runtime directory before (its mounts may have had
+    // other names); the lock decides whether it is free.
+    let names = Self.entries(of: resolved)
+    let foreign =
+      names.contains("apvirt.lock")
+      ? []
+      : names.subtracting(Self.runtimeNames)
+        .subtracting([String(mount.split(separator: "/").last ?? "")]).sorted()
     guard foreign.isEmpty else {
       throw RuntimeError(
         "\(runtime) holds files that are not apvirt's (\(foreign.prefix(3).joined(separator: ", "))\(foreign.count > 3 ? ", ..." : "")): "
           + "the directory of the mount is the daemon's runtime directory, which it locks and makes private; "
           + "give --mount a path in an empty or new directory of its own, such as /run/apvirt/sys")
+    }
+    var st = stat()
+    if lstat(mount, &st) == 0 && st.st_mode & S_IFMT != S_IFDIR {
+      throw RuntimeError("cannot mount at \(mount): it exists and is not a directory")
     }
     if let group, chown(resolved, geteuid(), group) != 0 {
       throw RuntimeError(
