@@ -63,7 +63,10 @@ final class Daemon {
   /// A program and its arguments that run `apvirt up` (`prlimit --nofile=...`, a shell that sets
   /// a umask first); empty runs it directly.
   var wrapper: [String] = []
-  var log: String { (try? String(contentsOfFile: root + "/up.log", encoding: .utf8)) ?? "" }
+  /// The daemon's output. Beside the runtime directory, not in it: `apvirt up` refuses a runtime
+  /// directory that holds files that are not its own.
+  var logPath: String { root + ".up.log" }
+  var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
   /// More options for `apvirt up` (`--udev-events`).
   var options: [String] = []
@@ -73,7 +76,7 @@ final class Daemon {
     self.options = options
     root = "/tmp/apvirt-test-\(UUID().uuidString.prefix(8))"
     mount = root + "/sys"
-    self.state = state ?? root + "/state"
+    self.state = state ?? root + ".state"
     try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
     try start()
   }
@@ -85,8 +88,8 @@ final class Daemon {
     let argv = wrapper + command
     p.executableURL = URL(fileURLWithPath: argv[0])
     p.arguments = Array(argv.dropFirst())
-    FileManager.default.createFile(atPath: root + "/up.log", contents: nil)
-    let log = FileHandle(forWritingAtPath: root + "/up.log")!
+    FileManager.default.createFile(atPath: logPath, contents: nil)
+    let log = FileHandle(forWritingAtPath: logPath)!
     log.seekToEndOfFile()
     p.standardOutput = log
     p.standardError = log
@@ -169,6 +172,8 @@ final class Daemon {
   deinit {
     stop()
     try? FileManager.default.removeItem(atPath: root)
+    try? FileManager.default.removeItem(atPath: logPath)
+    if state == root + ".state" { try? FileManager.default.removeItem(atPath: state) }
   }
 }
 
