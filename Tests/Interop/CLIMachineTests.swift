@@ -56,4 +56,26 @@ struct CLIMachineTests {
     #expect(r.stdout.hasPrefix("machine z15-lab: Na 84, Nd 84, APXA yes, CRYCB format 2\n"))
     #expect(r.stdout.contains("  05  CEX7A  Accelerator\n"))
   }
+
+  @Test func theDemoRunsOnEveryExampleAndRefusesATooSmallMachine() throws {
+    let names = try FileManager.default.contentsOfDirectory(atPath: examplesDirectory).filter {
+      $0.hasSuffix(".yaml")
+    }
+    #expect(names.count >= 3)
+    for name in names {
+      let r = try run(apvirtBinary, ["demo", "--machine", examplesDirectory + "/" + name])
+      #expect(r.status == 0, "\(name): \(r.stderr)")
+      #expect(r.stderr == "")
+      #expect(r.stdout.components(separatedBy: "write error").count == 4, "\(name): only the three refusals")
+    }
+    let path = try file("name: two\nadapters:\n  - { apids: 1-2 }\n")
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let r = try run(apvirtBinary, ["demo", "--machine", path])
+    #expect(r.status == 1)
+    #expect(r.stdout == "")
+    #expect(
+      r.stderr
+        == "Error: \(path): the host sees 2 configured adapters of the 2 in machine 'two' and 256 usage domains with queues on them; the demo needs 3 adapters (two for the guests, one the host keeps) and 5 usage domains (four for the guests, one to hot plug): add them to the machine file, or run the demo without --machine\n"
+    )
+  }
 }
