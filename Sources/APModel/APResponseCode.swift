@@ -35,6 +35,40 @@ public struct APResponseCode: Hashable, Sendable, CustomStringConvertible {
   /// checkstopped (04). These are the codes the filter and the reset wait accept.
   public var isResetComplete: Bool { self == .normal || self == .deconfigured || self == .checkstopped }
 
+  /// The kernel's name for the code (ap.h's `AP_RESPONSE_...` without the prefix, as the
+  /// Principles of Operation name them): `Q_NOT_AVAIL`. 0x10 is `Q_FULL` after NQAP and
+  /// `NO_PENDING_REPLY` after DQAP; nil for a code ap.h does not name.
+  public func name(afterDQAP: Bool = false) -> String? {
+    switch rawValue {
+    case 0x00: "NORMAL"
+    case 0x01: "Q_NOT_AVAIL"
+    case 0x02: "RESET_IN_PROGRESS"
+    case 0x03: "DECONFIGURED"
+    case 0x04: "CHECKSTOPPED"
+    case 0x05: "BUSY"
+    case 0x06: "INVALID_ADDRESS"
+    case 0x07: "OTHERWISE_CHANGED"
+    case 0x08: "INVALID_GISA"
+    case 0x09: "Q_BOUND_TO_ANOTHER"
+    case 0x0A: "STATE_CHANGE_IN_PROGRESS"
+    case 0x0B: "Q_NOT_BOUND"
+    case 0x10: afterDQAP ? "NO_PENDING_REPLY" : "Q_FULL"
+    case 0x11: "INDEX_TOO_BIG"
+    case 0x13: "NO_FIRST_PART"
+    case 0x15: "MESSAGE_TOO_BIG"
+    case 0x16: "REQ_FAC_NOT_INST"
+    case 0x30: "Q_BIND_ERROR"
+    case 0x31: "Q_NOT_AVAIL_FOR_ASSOC"
+    case 0x32: "Q_NOT_EMPTY"
+    case 0x33: "BIND_LIMIT_EXCEEDED"
+    case 0x34: "INVALID_ASSOC_SECRET"
+    case 0x35: "ASSOC_SECRET_NOT_UNIQUE"
+    case 0x36: "ASSOC_FAILED"
+    case 0x42: "INVALID_DOMAIN"
+    default: nil
+    }
+  }
+
   /// `02`, hex as the kernel prints it.
   public var description: String { padHex(Int(rawValue), 2) }
 }

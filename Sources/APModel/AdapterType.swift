@@ -31,6 +31,18 @@ public struct AdapterType: Hashable, Sendable, Comparable, CustomStringConvertib
     }
   }
 
+  /// The generations a machine definition or `apvirt hw add-adapter` may name: CEX4 ... CEX8.
+  public static let known: [AdapterType] = [.cex4, .cex5, .cex6, .cex7, .cex8]
+
+  /// `CEX4, CEX5, CEX6, CEX7, CEX8`, for messages that list what is accepted.
+  public static var knownNames: String { known.map(\.name).joined(separator: ", ") }
+
+  /// Parses a known generation only: `CEX7`, `cex7`, or its TAPQ type number `13`.
+  public init?(knownName name: String) {
+    guard let t = AdapterType(name: name), Self.known.contains(t) else { return nil }
+    self = t
+  }
+
   /// Whether the kernel has a driver for it (vfio_ap and zcrypt bind types 10 and up).
   public var isSupported: Bool { rawValue >= 10 }
 

@@ -193,6 +193,7 @@ public final class APMachine {
 
   /// SCLP configure / deconfigure of an adapter (what `config` in sysfs does).
   public func setConfigured(_ apid: APID, _ configured: Bool) throws(MachineOperationError) {
+    try checkAdapterRange(apid)
     guard var a = adapters[apid] else { throw .noSuchAdapter(apid) }
     a.configured = configured
     adapters[apid] = a
@@ -203,6 +204,7 @@ public final class APMachine {
   /// answer rc 04 to everything, ZAPQ included, so they keep what they held; recovery resets the
   /// adapter, and that clears them.
   public func setCheckstopped(_ apid: APID, _ stopped: Bool) throws(MachineOperationError) {
+    try checkAdapterRange(apid)
     guard var a = adapters[apid] else { throw .noSuchAdapter(apid) }
     if a.checkstopped && !stopped { dropQueues(apid: apid) }
     a.checkstopped = stopped
@@ -211,9 +213,7 @@ public final class APMachine {
 
   /// Adds an adapter to the LPAR's configuration (a dynamic change on the HMC).
   public func addAdapter(_ adapter: MachineDefinition.Adapter) throws(MachineOperationError) {
-    guard (0...definition.na).contains(adapter.apid) else {
-      throw .outOfRange("adapter", adapter.apid, definition.na)
-    }
+    try checkAdapterRange(adapter.apid)
     guard adapters[adapter.apid] == nil else { throw .alreadyPresent("adapter", adapter.apid) }
     adapters[adapter.apid] = AdapterState(
       definition: adapter, configured: adapter.configured, checkstopped: false)
@@ -221,19 +221,21 @@ public final class APMachine {
   }
 
   public func removeAdapter(_ apid: APID) throws(MachineOperationError) {
+    try checkAdapterRange(apid)
     guard adapters.removeValue(forKey: apid) != nil else { throw .noSuchAdapter(apid) }
     dropQueues(apid: apid)
     configGeneration += 1
   }
 
   public func addUsageDomain(_ apqi: APQI) throws(MachineOperationError) {
-    guard (0...definition.nd).contains(apqi) else { throw .outOfRange("domain", apqi, definition.nd) }
+    try checkDomainRange(apqi)
     guard !usageDomains.contains(apqi) else { throw .alreadyPresent("usage domain", apqi) }
     usageDomains.insert(apqi)
     configGeneration += 1
   }
 
   public func removeUsageDomain(_ apqi: APQI) throws(MachineOperationError) {
+    try checkDomainRange(apqi)
     guard usageDomains.contains(apqi) else { throw .notPresent("usage domain", apqi) }
     usageDomains.remove(apqi)
     for apid in adapters.keys { queues[APQN(apid, apqi).rawValue] = nil }
@@ -241,16 +243,27 @@ public final class APMachine {
   }
 
   public func addControlDomain(_ apqi: APQI) throws(MachineOperationError) {
-    guard (0...definition.nd).contains(apqi) else { throw .outOfRange("domain", apqi, definition.nd) }
+    try checkDomainRange(apqi)
     guard !controlDomains.contains(apqi) else { throw .alreadyPresent("control domain", apqi) }
     controlDomains.insert(apqi)
     configGeneration += 1
   }
 
   public func removeControlDomain(_ apqi: APQI) throws(MachineOperationError) {
+    try checkDomainRange(apqi)
     guard controlDomains.contains(apqi) else { throw .notPresent("control domain", apqi) }
     controlDomains.remove(apqi)
     configGeneration += 1
+  }
+
+  /// Refuses an adapter number beyond the machine's Na.
+  public func checkAdapterRange(_ apid: APID) throws(MachineOperationError) {
+    guard (0...definition.na).contains(apid) else { throw .outOfRange("adapter", apid, definition.na) }
+  }
+
+  /// Refuses a domain number beyond the machine's Nd.
+  public func checkDomainRange(_ apqi: APQI) throws(MachineOperationError) {
+    guard (0...definition.nd).contains(apqi) else { throw .outOfRange("domain", apqi, definition.nd) }
   }
 
   /// Queues of an adapter that leaves the configuration lose their contents: the hardware
@@ -260,19 +273,26 @@ public final class APMachine {
   }
 }
 
-/// A hardware operation that does not apply to the machine as it is.
+/// A hardware operation that does not apply to the machine as it is. Adapters and domains are
+/// named in 0x-hex, two digits (`adapter 0x63`, `domain 0x07`), as the masks in sysfs are.
 public enum MachineOperationError: Error, Hashable, Sendable, CustomStringConvertible {
   case noSuchAdapter(APID)
+  /// What (`adapter`, `domain`), the number, the machine's highest (Na or Nd).
   case outOfRange(String, Int, Int)
   case alreadyPresent(String, Int)
   case notPresent(String, Int)
 
   public var description: String {
     switch self {
-    case .noSuchAdapter(let a): "adapter \(hex2(a)) is not in the LPAR's configuration"
-    case .outOfRange(let what, let v, let max): "\(what) \(v) is above the machine's limit \(max)"
-    case .alreadyPresent(let what, let v): "\(what) \(padHex(v, 2)) is already in the LPAR's configuration"
-    case .notPresent(let what, let v): "\(what) \(padHex(v, 2)) is not in the LPAR's configuration"
+    case .noSuchAdapter(let a):
+      "adapter \(hexID(a)) is not in the LPAR's configuration (`apvirt status` lists its adapters)"
+    case .outOfRange(let what, let v, let max):
+      "\(what) \(hexID(v)) is out of range: this machine's \(what)s are 0x00-\(hexID(max)) (its \(what == "adapter" ? "Na" : "Nd"))"
+    case .alreadyPresent(let what, let v): "\(what) \(hexID(v)) is already in the LPAR's configuration"
+    case .notPresent(let what, let v): "\(what) \(hexID(v)) is not in the LPAR's configuration"
     }
   }
 }
+
+/// `0x05`, `0xab`: an adapter or domain number as messages name it.
+public func hexID(_ value: Int) -> String { "0x" + padHex(value, 2) }

@@ -1,6 +1,10 @@
 import APModel
 import Yams
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// A machine definition that cannot be used, with where and why.
 public struct MachineDefinitionError: Error, Hashable, Sendable, CustomStringConvertible {
   public var source: String
@@ -31,15 +35,39 @@ public struct MachineDefinitionError: Error, Hashable, Sendable, CustomStringCon
 /// Every problem is reported with the key it concerns; unknown keys are errors too, so that a
 /// typo does not silently fall back to a default.
 public enum MachineDefinitionLoader {
-  public static func load(path: String) throws -> MachineDefinition {
-    let text: String
-    do {
-      text = try String(contentsOfFile: path, encoding: .utf8)
-    } catch {
-      throw MachineDefinitionError(
-        source: path, message: "cannot read the file: \(error.localizedDescription)")
-    }
+  /// Reads and checks a file. A file that cannot be read is reported with the system's reason,
+  /// as the C tools do: `/etc: Is a directory`, `nofile.yaml: No such file or directory`.
+  public static func load(path: String) throws(MachineDefinitionError) -> MachineDefinition {
+    let text = try readFile(path)
     return try parse(yaml: text, source: path)
+  }
+
+  /// A whole regular file as UTF-8 text, with `strerror`'s words when it cannot be read.
+  static func readFile(_ path: String) throws(MachineDefinitionError) -> String {
+    func fail(_ code: Int32) -> MachineDefinitionError {
+      MachineDefinitionError(source: path, message: String(cString: strerror(code)))
+    }
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw fail(errno) }
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw fail(errno) }
+    if st.st_mode & S_IFMT == S_IFDIR { throw fail(EISDIR) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+      let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+      if n < 0 {
+        if errno == EINTR { continue }
+        throw fail(errno)
+      }
+      if n == 0 { break }
+      bytes += buffer[..<n]
+    }
+    guard let text = String(validating: bytes, as: UTF8.self) else {
+      throw MachineDefinitionError(source: path, message: "not UTF-8 text")
+    }
+    return text
   }
 
   public static func parse(yaml text: String, source: String) throws(MachineDefinitionError)
@@ -82,7 +110,18 @@ public enum MachineDefinitionLoader {
       facilities = .all
     }
     let format = try int(root["crycb-format"], "crycb-format", default: apxa ? 2 : 0, range: 0...2, fail)
-    if format == 2 && !apxa { throw fail("crycb-format 2 needs apxa: true") }
+    // KVM picks the format from the facilities: 0 without MSAX3, 1 with MSAX3 but no APXA, 2 with
+    // both. crycb-format stands for MSAX3 (0: not installed), so with APXA it is 0 or 2.
+    if format == 2 && !apxa {
+      throw fail(
+        "crycb-format 2 needs apxa: true\(line(root["crycb-format"])) (without APXA, KVM uses format 1 with MSAX3, 0 without)"
+      )
+    }
+    if format == 1 && apxa {
+      throw fail(
+        "crycb-format 1 contradicts apxa: true\(line(root["crycb-format"])): KVM uses format 2 when APXA is installed (0 when MSAX3 is not); use crycb-format: 2, or apxa: false for format 1"
+      )
+    }
     let usage = try ids(root["usage-domains"], "usage-domains", max: nd, fail) ?? .all(through: nd)
     let control = try ids(root["control-domains"], "control-domains", max: nd, fail) ?? usage
     var adapters: [MachineDefinition.Adapter] = []
@@ -99,6 +138,9 @@ public enum MachineDefinitionLoader {
           )
         }
         var apids: [Int] = []
+        if m["apid"] != nil && m["apids"] != nil {
+          throw fail("\(here): both 'apid' and 'apids'\(line(item)); give one of them")
+        }
         if let one = m["apid"] {
           apids = [try int(one, "\(here).apid", default: 0, range: 0...na, fail)]
         } else if let many = try ids(m["apids"], "\(here).apids", max: na, fail) {
@@ -107,18 +149,25 @@ public enum MachineDefinitionLoader {
           throw fail("\(here) needs 'apid' or 'apids'")
         }
         let typeName = m["type"]?.string ?? "CEX8"
-        guard let type = AdapterType(name: typeName) else {
-          throw fail("\(here): unknown adapter type '\(typeName)' (CEX4 ... CEX8, or a number)")
+        guard let type = AdapterType(knownName: typeName) else {
+          throw fail(
+            "\(here).type: unknown adapter type '\(typeName)'\(line(m["type"])) (known: \(AdapterType.knownNames))"
+          )
         }
         let modeName = m["mode"]?.string ?? "cca"
         guard let mode = AdapterMode(name: modeName) else {
-          throw fail("\(here): unknown mode '\(modeName)' (cca, accel, ep11)")
+          throw fail("\(here).mode: unknown mode '\(modeName)'\(line(m["mode"])) (known: cca, accel, ep11)")
+        }
+        if apids.count > 1, m["serial"] != nil {
+          throw fail(
+            "\(here).serial: one serial number for \(apids.count) adapters\(line(m["serial"])); give the adapter its own entry with 'apid'"
+          )
         }
         let depth = try int(m["depth"], "\(here).depth", default: 8, range: 1...256, fail)
         let configured = try bool(m["configured"], "\(here).configured", default: true, fail)
         for apid in apids {
           guard seen.insert(apid).inserted else {
-            throw fail("\(here): adapter \(padHex(apid, 2)) is defined twice")
+            throw fail("\(here): adapter 0x\(padHex(apid, 2)) is defined twice\(line(item))")
           }
           adapters.append(
             .init(
@@ -133,14 +182,22 @@ public enum MachineDefinitionLoader {
       adapters: adapters, usageDomains: usage, controlDomains: control)
   }
 
+  /// ` (line N)` for a node that has a position, to point at it in the file.
+  static func line(_ node: Node?) -> String {
+    guard let l = node?.mark?.line else { return "" }
+    return " (line \(l))"
+  }
+
   static func int(
     _ node: Node?, _ key: String, default d: Int, range: ClosedRange<Int>,
     _ fail: (String) -> MachineDefinitionError
   ) throws(MachineDefinitionError) -> Int {
     guard let node else { return d }
-    guard let s = node.string, let v = parseNumber(s) else { throw fail("'\(key)' must be a number") }
+    guard let s = node.string, let v = parseNumber(s) else {
+      throw fail("'\(key)' must be a number\(line(node))")
+    }
     guard range.contains(v) else {
-      throw fail("'\(key)' is \(v), outside \(range.lowerBound)...\(range.upperBound)")
+      throw fail("'\(key)' is \(v)\(line(node)), outside \(range.lowerBound)...\(range.upperBound)")
     }
     return v
   }
@@ -149,7 +206,7 @@ public enum MachineDefinitionLoader {
     _ node: Node?, _ key: String, default d: Bool, _ fail: (String) -> MachineDefinitionError
   ) throws(MachineDefinitionError) -> Bool {
     guard let node else { return d }
-    guard let v = node.bool else { throw fail("'\(key)' must be true or false") }
+    guard let v = node.bool else { throw fail("'\(key)' must be true or false\(line(node))") }
     return v
   }
 

@@ -25,7 +25,8 @@ struct MachineCommand: ParsableCommand {
     do {
       d = try MachineDefinitionLoader.load(path: file)
     } catch {
-      throw ValidationError("\(error)")
+      // The file is wrong, not the command line: exit 1 with the file's problem, no usage text.
+      throw RuntimeError("\(error)")
     }
     print(
       "machine \(d.name): Na \(d.na), Nd \(d.nd), APXA \(d.apxa ? "yes" : "no"), CRYCB format \(d.crycbFormat)"

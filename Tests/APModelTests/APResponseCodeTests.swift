@@ -25,6 +25,27 @@ struct APResponseCodeTests {
     #expect(APResponseCode.invalidDomain.description == "42")
   }
 
+  @Test("every code has ap.h's name; 0x10 is Q_FULL after NQAP, NO_PENDING_REPLY after DQAP")
+  func names() {
+    let table: [(APResponseCode, String)] = [
+      (.normal, "NORMAL"), (.queueNotAvailable, "Q_NOT_AVAIL"), (.resetInProgress, "RESET_IN_PROGRESS"),
+      (.deconfigured, "DECONFIGURED"), (.checkstopped, "CHECKSTOPPED"), (.busy, "BUSY"),
+      (.invalidAddress, "INVALID_ADDRESS"), (.otherwiseChanged, "OTHERWISE_CHANGED"),
+      (.invalidGISA, "INVALID_GISA"), (.queueBoundToAnother, "Q_BOUND_TO_ANOTHER"),
+      (.stateChangeInProgress, "STATE_CHANGE_IN_PROGRESS"), (.queueNotBound, "Q_NOT_BOUND"),
+      (.queueFull, "Q_FULL"), (.indexTooBig, "INDEX_TOO_BIG"), (.noFirstPart, "NO_FIRST_PART"),
+      (.messageTooBig, "MESSAGE_TOO_BIG"), (.requiredFacilityNotInstalled, "REQ_FAC_NOT_INST"),
+      (.queueBindError, "Q_BIND_ERROR"), (.queueNotAvailableForAssociation, "Q_NOT_AVAIL_FOR_ASSOC"),
+      (.queueNotEmpty, "Q_NOT_EMPTY"), (.bindLimitExceeded, "BIND_LIMIT_EXCEEDED"),
+      (.invalidAssociationSecret, "INVALID_ASSOC_SECRET"),
+      (.associationSecretNotUnique, "ASSOC_SECRET_NOT_UNIQUE"),
+      (.associationFailed, "ASSOC_FAILED"), (.invalidDomain, "INVALID_DOMAIN"),
+    ]
+    for (code, name) in table { #expect(code.name() == name, "rc \(code)") }
+    #expect(APResponseCode.noPendingReply.name(afterDQAP: true) == "NO_PENDING_REPLY")
+    #expect(APResponseCode(rawValue: 0x99).name() == nil)
+  }
+
   @Test("a reset is complete on rc 00, 03 and 04 only")
   func resetComplete() {
     #expect(APResponseCode.normal.isResetComplete)

@@ -30,11 +30,183 @@ struct ControlTests {
         + "\n")
     r = try d.apvirt(["hw", "remove-adapter", "0x30"])
     #expect(r.status != 0)
-    #expect(r.stderr.contains("adapter 30 is not in the LPAR's configuration"))
+    #expect(r.stderr.contains("adapter 0x30 is not in the LPAR's configuration"))
     r = try d.apvirt(["status", "--json"])
     let status = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
     #expect((status?["adapters"] as? [Any])?.count == 13)
     #expect(status?["queues"] as? Int == 13 * 255)
+  }
+
+  /// What the host's sysfs shows of the LPAR's configuration: the three masks and the devices.
+  func hostView(_ d: Daemon) throws -> String {
+    var out = ""
+    for f in ["ap_adapter_mask", "ap_usage_domain_mask", "ap_control_domain_mask"] {
+      out += f + " " + (try String(contentsOfFile: d.mount + "/bus/ap/" + f, encoding: .utf8))
+    }
+    let devices = try FileManager.default.contentsOfDirectory(atPath: d.mount + "/bus/ap/devices").sorted()
+    out += devices.joined(separator: " ") + "\n"
+    for card in devices where card.hasPrefix("card") {
+      for a in ["config", "chkstop", "online"] {
+        out +=
+          card + "/" + a + " "
+          + (try String(contentsOfFile: d.mount + "/devices/ap/\(card)/\(a)", encoding: .utf8))
+      }
+    }
+    return out
+  }
+
+  /// Issue 11, 5: every `hw` change says in one line what the host now shows; --json gives the
+  /// devices.
+  @Test func hardwareOperationsSayWhatChanged() throws {
+    let d = try Daemon()
+    let lines: [([String], String)] = [
+      (
+        ["add-adapter", "0x20", "--type", "CEX7", "--mode", "ep11"],
+        "adapter 0x20 (CEX7, ep11) added: card20 and its 256 queues appear on the host"
+      ),
+      (
+        ["configure", "5", "off"],
+        "adapter 0x05 deconfigured: card05 and its 256 queues stay on the host, with config 0"
+      ),
+      (["configure", "5", "off"], "adapter 0x05 is already deconfigured: nothing changed"),
+      (
+        ["configure", "5", "on"],
+        "adapter 0x05 configured: card05 and its 256 queues stay on the host, with config 1"
+      ),
+      (
+        ["checkstop", "6", "on"],
+        "adapter 0x06 checkstopped: card06 and its 256 queues stay on the host, with chkstop 1"
+      ),
+      (
+        ["checkstop", "6", "off"],
+        "adapter 0x06 out of checkstop: card06 and its 256 queues stay on the host, with chkstop 0"
+      ),
+      (
+        ["remove-domain", "7", "--usage-only"],
+        "domain 0x07 removed as a usage domain: ap_usage_domain_mask drops it; 13 queues, 00.0007 to 20.0007, leave the host"
+      ),
+      (
+        ["remove-domain", "7", "--control-only"],
+        "domain 0x07 removed as a control domain: ap_control_domain_mask drops it; no queues change (a control domain has none)"
+      ),
+      (
+        ["add-domain", "7"],
+        "domain 0x07 added as a usage and control domain: ap_usage_domain_mask shows it; 13 queues, 00.0007 to 20.0007, appear on the host"
+      ),
+      (
+        ["remove-adapter", "0x20"],
+        "adapter 0x20 (CEX7, ep11) removed: card20 and its 256 queues leave the host"
+      ),
+    ]
+    for (args, line) in lines {
+      let r = try d.apvirt(["hw"] + args)
+      #expect(r.status == 0, "\(args): \(r.stderr)")
+      #expect(r.stdout == line + "\n", "\(args)")
+      #expect(r.stderr == "")
+    }
+    let r = try d.apvirt(["hw", "add-adapter", "0x21", "--json"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+    #expect(
+      json?["summary"] as? String
+        == "adapter 0x21 (CEX8, cca) added: card21 and its 256 queues appear on the host")
+    #expect(json?["changed"] as? Bool == true)
+    let added = json?["added"] as? [String] ?? []
+    #expect(added.count == 257 && added.first == "card21" && added[1] == "21.0000" && added.last == "21.00ff")
+    #expect(json?["removed"] as? [String] == [] && json?["updated"] as? [String] == [])
+    #expect(FileManager.default.fileExists(atPath: d.mount + "/devices/ap/card21/21.00ff"))
+  }
+
+  /// Issue 11, 3 and 4: a refused `hw` operation says why, in 0x-hex with the range where it is
+  /// one, and leaves the host's sysfs as it was.
+  @Test func aRefusedHardwareOperationSaysWhyAndChangesNothing() throws {
+    let d = try Daemon()
+    #expect(try d.apvirt(["hw", "remove-domain", "7", "--usage-only"]).status == 0)
+    #expect(try d.apvirt(["hw", "checkstop", "6", "on"]).status == 0)
+    let before = try hostView(d)
+    #expect(before.contains("card06/chkstop 1\n"))
+    let refusals: [([String], Int32, String)] = [
+      (
+        ["add-domain", "0xab", "--usage-only", "--control-only"], 64,
+        "--usage-only and --control-only contradict each other: give one of them, or neither for both a usage and a control domain"
+      ),
+      (
+        ["add-domain", "7"], 1,
+        "control domain 0x07 is already in the LPAR's configuration: nothing changed; add it as a usage domain alone with --usage-only"
+      ),
+      (
+        ["remove-domain", "7"], 1,
+        "usage domain 0x07 is not in the LPAR's configuration: nothing changed; remove it as a control domain alone with --control-only"
+      ),
+      (
+        ["add-domain", "4", "--control-only"], 1,
+        "control domain 0x04 is already in the LPAR's configuration: nothing changed"
+      ),
+      (["add-adapter", "5"], 1, "adapter 0x05 is already in the LPAR's configuration"),
+      (
+        ["add-adapter", "0x20", "--type", "CEX9"], 64,
+        "unknown adapter type 'CEX9' for --type (known: CEX4, CEX5, CEX6, CEX7, CEX8)"
+      ),
+      (
+        ["add-adapter", "0x20", "--mode", "fast"], 64,
+        "unknown mode 'fast' for --mode (known: cca, accel, ep11)"
+      ),
+      (
+        ["remove-adapter", "99"], 1,
+        "adapter 0x63 is not in the LPAR's configuration (`apvirt status` lists its adapters)"
+      ),
+      (
+        ["configure", "0x40", "on"], 1,
+        "adapter 0x40 is not in the LPAR's configuration (`apvirt status` lists its adapters)"
+      ),
+      (["checkstop", "6", "on"], 0, "adapter 0x06 is already checkstopped: nothing changed"),
+      (["remove-adapter", "300"], 64, "adapter 300 (0x12c) is out of range: adapters are 0x00-0xff (0-255)"),
+      (["add-domain", "0x100"], 64, "domain 0x100 (256) is out of range: domains are 0x00-0xff (0-255)"),
+      (["configure", "zz", "on"], 64, "'zz' is not an adapter number (decimal or 0x-hex)"),
+    ]
+    for (args, status, text) in refusals {
+      let r = try d.apvirt(["hw"] + args)
+      #expect(r.status == status, "\(args): \(r.stderr)")
+      if status == 0 {
+        #expect(r.stdout == text + "\n", "\(args)")
+      } else {
+        #expect(r.stderr.hasPrefix("Error: \(text)\n"), "\(args): \(r.stderr)")
+        #expect(r.stdout == "")
+      }
+      // The usage text for a command line that cannot be right, none for a refusal.
+      #expect(r.stderr.contains("Usage:") == (status == 64), "\(args)")
+      #expect(try hostView(d) == before, "\(args) changed the host")
+    }
+  }
+
+  /// Issue 11, 4: beyond the machine's Na and Nd (z15-lab: 0x54) the daemon says the range.
+  @Test func numbersBeyondTheMachineSayItsRange() throws {
+    let d = try Daemon(options: ["--machine", examplesDirectory + "/z15-lab.yaml"])
+    let before = try hostView(d)
+    for (args, text) in [
+      (
+        ["add-adapter", "0x63"],
+        "adapter 0x63 is out of range: this machine's adapters are 0x00-0x54 (its Na)"
+      ),
+      (
+        ["remove-adapter", "99"],
+        "adapter 0x63 is out of range: this machine's adapters are 0x00-0x54 (its Na)"
+      ),
+      (
+        ["configure", "0x55", "off"],
+        "adapter 0x55 is out of range: this machine's adapters are 0x00-0x54 (its Na)"
+      ),
+      (["add-domain", "0x60"], "domain 0x60 is out of range: this machine's domains are 0x00-0x54 (its Nd)"),
+      (
+        ["remove-domain", "0xff", "--usage-only"],
+        "domain 0xff is out of range: this machine's domains are 0x00-0x54 (its Nd)"
+      ),
+    ] {
+      let r = try d.apvirt(["hw"] + args)
+      #expect(r.status == 1, "\(args)")
+      #expect(r.stderr == "Error: \(text)\n", "\(args)")
+      #expect(try hostView(d) == before, "\(args) changed the host")
+    }
   }
 
   @Test func sigtermUnmountsCleanly() throws {
@@ -86,6 +258,7 @@ struct UnprivilegedTests {
     p.arguments = asNobody + [apvirtBinary, "up", "--mount", root + "/run/sys", "--state", root + "/state"]
     let log = root + "/up.log"
     FileManager.default.createFile(atPath: log, contents: nil)
+    defer { try? FileManager.default.removeItem(atPath: log) }
     p.standardError = FileHandle(forWritingAtPath: log)
     try p.run()
     var ready = false

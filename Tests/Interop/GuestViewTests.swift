@@ -52,22 +52,83 @@ struct GuestViewTests {
     // A KVM guest never loads vfio_ap: zcrypt's drivers only.
     #expect(r.stdout == "05.0004\n05.00ab\ncard05\nCEX8C\n\(mask)\nno-vfio\ncex4card\ncex4queue\n")
     // The guest's CPU reaches its queues, and only those.
-    #expect(try d.apvirt(["guest", "guest1", "nqap", "05.0004", "--payload", "0102"]).stdout == "rc=00\n")
-    #expect(try d.apvirt(["guest", "guest1", "dqap", "05.0004"]).stdout == "psmid=1 rc=00 reply=02010504\n")
-    #expect(try d.apvirt(["guest", "guest1", "tapq", "06.0004"]).stdout == "rc=01\n")
+    #expect(
+      try d.apvirt(["guest", "guest1", "nqap", "05.0004", "--payload", "0102"]).stdout == "rc=00 (NORMAL)\n")
+    #expect(
+      try d.apvirt(["guest", "guest1", "dqap", "05.0004"]).stdout == "psmid=1 rc=00 (NORMAL) reply=02010504\n"
+    )
+    #expect(try d.apvirt(["guest", "guest1", "tapq", "06.0004"]).stdout == "rc=01 (Q_NOT_AVAIL)\n")
+    #expect(try d.apvirt(["guest", "guest1", "tapq", "05.0004"]).stdout == "rc=00 (NORMAL) type=CEX8C\n")
+    // --json: the reply, with the code's name.
+    #expect(try d.apvirt(["guest", "guest1", "nqap", "05.00ab", "--payload", "0a0b"]).status == 0)
+    let j = try d.apvirt(["guest", "guest1", "dqap", "05.00ab", "--json"])
+    #expect(j.status == 0, "\(j.stderr)")
+    let reply = try JSONSerialization.jsonObject(with: Data(j.stdout.utf8)) as? [String: Any]
+    #expect(reply?["instruction"] as? String == "dqap" && reply?["apqn"] as? String == "05.00ab")
+    #expect(reply?["rc"] as? String == "00" && reply?["rc_name"] as? String == "NORMAL")
+    #expect(reply?["psmid"] as? Int == 1 && reply?["reply"] as? String == "0b0a05ab")
+    let none = try d.apvirt(["guest", "guest1", "dqap", "05.00ab", "--json"])
+    let empty = try JSONSerialization.jsonObject(with: Data(none.stdout.utf8)) as? [String: Any]
+    #expect(empty?["rc"] as? String == "10" && empty?["rc_name"] as? String == "NO_PENDING_REPLY")
+    #expect(empty?["reply"] == nil)
     // Leave state in the queue; the host takes adapter 5 away: rc 01, and zeroized.
     _ = try d.apvirt(["guest", "guest1", "nqap", "05.0004", "--payload", "ff"])
     #expect(try d.bash("echo 5 > /sys/devices/vfio_ap/matrix/\(u1)/unassign_adapter").status == 0)
-    #expect(try d.apvirt(["guest", "guest1", "nqap", "05.0004", "--payload", "01"]).stdout == "rc=01\n")
+    #expect(
+      try d.apvirt(["guest", "guest1", "nqap", "05.0004", "--payload", "01"]).stdout
+        == "rc=01 (Q_NOT_AVAIL)\n")
     // Handed to another guest, the queue holds nothing of the first.
     #expect(try d.bash("echo 5 > /sys/devices/vfio_ap/matrix/\(u2)/assign_adapter").status == 0)
     #expect(
       try startGuest(
         d, ["-name", "guest2", "-cpu", "host", "-device", "vfio-ap,sysfsdev=/sys/bus/mdev/devices/\(u2)"]
       ).status == 0)
-    #expect(try d.apvirt(["guest", "guest2", "dqap", "05.0004"]).stdout == "rc=10\n")
+    #expect(try d.apvirt(["guest", "guest2", "dqap", "05.0004"]).stdout == "rc=10 (NO_PENDING_REPLY)\n")
     #expect(try d.bash("ls /run/apvirt 2>/dev/null; true").status == 0)
     #expect(try run("/bin/ls", [d.runtime + "/guests"]).stdout == "guest1\nguest2\n")
+  }
+
+  /// Issue 11, 1: what cannot be an instruction, an APQN or a payload is refused before anything
+  /// reaches the guest, with what is wrong and the usage.
+  @Test func aWrongInstructionAPQNOrPayloadIsRefused() throws {
+    let d = try Daemon()
+    try setUp(d)
+    #expect(
+      try startGuest(
+        d, ["-name", "g", "-cpu", "host", "-device", "vfio-ap,sysfsdev=/sys/bus/mdev/devices/\(u1)"]
+      )
+      .status == 0)
+    let form = "write the adapter and the domain in hex, without 0x, as sysfs names queues (05.0004)"
+    let cases: [([String], String)] = [
+      (["look", "06.0030"], "unknown instruction 'look': give tapq, nqap, dqap or zapq"),
+      (
+        ["nqap", "05.0004", "--payload", "zz"],
+        "--payload 'zz' is not hex ('z'): give the request as hex digits, two a byte (0102)"
+      ),
+      (
+        ["nqap", "05.0004", "--payload", "123"],
+        "--payload '123' has an odd number of hex digits (3): give two a byte (0123)"
+      ),
+      (["tapq", "05.0004", "--payload", "12"], "--payload is for nqap only: tapq sends no request"),
+      (["tapq", "050004"], "'050004' is not an APQN: \(form)"),
+      (["tapq", "05.00.04"], "'05.00.04' is not an APQN: \(form)"),
+      (["tapq", "0x05.0004"], "'0x05.0004' is not an APQN: the adapter '0x05' is not hex; \(form)"),
+      (["tapq", "05."], "'05.' is not an APQN: the domain '' is not hex; \(form)"),
+      (
+        ["tapq", "100.0004"],
+        "'100.0004' is not an APQN: adapter 0x100 is out of range: adapters are 0x00-0xff"
+      ),
+      (["tapq", "05.0100"], "'05.0100' is not an APQN: domain 0x100 is out of range: domains are 0x00-0xff"),
+    ]
+    for (args, text) in cases {
+      let r = try d.apvirt(["guest", "g"] + args)
+      #expect(r.status == 64, "\(args)")
+      #expect(r.stdout == "")
+      #expect(r.stderr.hasPrefix("Error: \(text)\n"), "\(args): \(r.stderr)")
+      #expect(r.stderr.contains("Usage: apvirt guest"), "\(args)")
+    }
+    // Nothing reached the queue: the first DQAP finds no reply.
+    #expect(try d.apvirt(["guest", "g", "dqap", "05.0004"]).stdout == "rc=10 (NO_PENDING_REPLY)\n")
   }
 
   @Test func libvirtAttachAndDetachDevice() throws {

@@ -122,8 +122,8 @@ struct ReliabilityTests {
     #expect(
       c.ask(#"{"execute": "guest-ap", "arguments": {"name": "g", "apqn": "05.0004", "psmid": 7}}"#) != nil)
     #expect(
-      c.ask(#"{"execute": "hw-adapter-config", "arguments": {"apid": 5, "configured": false}}"#)
-        == #"{"return":{}}"#)
+      c.ask(#"{"execute": "hw-adapter-config", "arguments": {"apid": 5, "configured": false}}"#)?.hasPrefix(
+        #"{"return":{"added":[],"changed":true,"#) == true)
     #expect(try d.bash("cat /sys/devices/ap/card05/config").stdout == "0\n")
   }
 
@@ -135,7 +135,7 @@ struct ReliabilityTests {
     // 7 is still a control domain: adding it as both fails, and must not re-add the usage domain.
     r = try d.apvirt(["hw", "add-domain", "7"])
     #expect(r.status != 0)
-    #expect(r.stderr.contains("control domain 07 is already"), "\(r.stderr)")
+    #expect(r.stderr.contains("control domain 0x07 is already"), "\(r.stderr)")
     #expect(try d.bash("test -e /sys/devices/ap/card01/01.0007").status != 0)
     r = try d.apvirt(["hw", "remove-adapter", "zz"])
     #expect(r.status != 0 && r.stderr.contains("'zz' is not an adapter number"), "\(r.stderr)")

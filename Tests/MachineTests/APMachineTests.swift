@@ -456,19 +456,35 @@ struct APMachineTests {
     #expect(m.configGeneration == 3)
   }
 
-  @Test("operation error texts")
+  @Test("operation error texts name adapters and domains in 0x-hex and say the range")
   func operationErrorText() {
     #expect(
-      MachineOperationError.noSuchAdapter(9).description == "adapter 09 is not in the LPAR's configuration")
+      MachineOperationError.noSuchAdapter(0x63).description
+        == "adapter 0x63 is not in the LPAR's configuration (`apvirt status` lists its adapters)")
     #expect(
       MachineOperationError.outOfRange("domain", 300, 255).description
-        == "domain 300 is above the machine's limit 255")
+        == "domain 0x12c is out of range: this machine's domains are 0x00-0xff (its Nd)")
+    #expect(
+      MachineOperationError.outOfRange("adapter", 0x63, 0x54).description
+        == "adapter 0x63 is out of range: this machine's adapters are 0x00-0x54 (its Na)")
     #expect(
       MachineOperationError.alreadyPresent("usage domain", 0x10).description
-        == "usage domain 10 is already in the LPAR's configuration")
+        == "usage domain 0x10 is already in the LPAR's configuration")
     #expect(
       MachineOperationError.notPresent("control domain", 0x50).description
-        == "control domain 50 is not in the LPAR's configuration")
+        == "control domain 0x50 is not in the LPAR's configuration")
+  }
+
+  @Test("every operation on an adapter or domain beyond Na or Nd is refused with the range")
+  func beyondTheMachine() {
+    let m = labMachine()
+    let before = m.lparMatrix
+    #expect(throws: MachineOperationError.outOfRange("adapter", 85, 84)) { try m.setConfigured(85, true) }
+    #expect(throws: MachineOperationError.outOfRange("adapter", 85, 84)) { try m.setCheckstopped(85, true) }
+    #expect(throws: MachineOperationError.outOfRange("adapter", 85, 84)) { try m.removeAdapter(85) }
+    #expect(throws: MachineOperationError.outOfRange("domain", 85, 84)) { try m.removeUsageDomain(85) }
+    #expect(throws: MachineOperationError.outOfRange("domain", 85, 84)) { try m.removeControlDomain(85) }
+    #expect(m.lparMatrix == before && m.configGeneration == 0)
   }
 
   // MARK: Bookkeeping

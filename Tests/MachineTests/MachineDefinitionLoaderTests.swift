@@ -58,8 +58,9 @@ struct MachineDefinitionLoaderTests {
     #expect(d.usageDomains == .all(through: 15))
     let f1 = try MachineDefinitionLoader.parse(yaml: "apxa: false\ncrycb-format: 1\n", source: "t")
     #expect(f1.crycbFormat == 1)
-    let f1x = try MachineDefinitionLoader.parse(yaml: "crycb-format: 1\n", source: "t")
-    #expect(f1x.crycbFormat == 1 && f1x.apxa)
+    // With APXA installed KVM uses format 2 (0 without MSAX3): never 1.
+    let f0x = try MachineDefinitionLoader.parse(yaml: "crycb-format: 0\n", source: "t")
+    #expect(f0x.crycbFormat == 0 && f0x.apxa)
   }
 
   @Test("control domains default to the usage domains")
@@ -92,7 +93,7 @@ struct MachineDefinitionLoaderTests {
     let yaml = """
       adapters:
         - { apid: 0x20, type: 13, mode: accelerator, depth: 4, configured: false, serial: ABC }
-        - { apids: 2-3, type: cex6, mode: EP11, serial: ignored-for-ranges }
+        - { apids: 2-3, type: cex6, mode: EP11 }
         - { apid: 1 }
       """
     let d = try MachineDefinitionLoader.parse(yaml: yaml, source: "t")
@@ -136,7 +137,9 @@ struct MachineDefinitionLoaderTests {
       ("facilities: [qci, msa9]", ["facility", "'msa9'"]),
       ("crycb-format: 3", ["'crycb-format'", "3"]),
       ("crycb-format: two", ["'crycb-format'", "number"]),
-      ("apxa: false\ncrycb-format: 2", ["crycb-format 2", "apxa"]),
+      ("apxa: false\ncrycb-format: 2", ["crycb-format 2", "apxa", "line 2", "format 1"]),
+      ("crycb-format: 1", ["crycb-format 1", "apxa: true", "line 1", "use crycb-format: 2", "apxa: false"]),
+      ("apxa: true\ncrycb-format: 1", ["crycb-format 1", "line 2", "format 2"]),
       ("usage-domains: 0-256", ["'usage-domains'", "256"]),
       ("nd: 15\ncontrol-domains: 0-16", ["'control-domains'", "16", "15"]),
       ("usage-domains: 5-3", ["'usage-domains'", "'5-3'", "backwards"]),
@@ -154,6 +157,14 @@ struct MachineDefinitionLoaderTests {
       ("na: 10\nadapters:\n  - { apids: 8-11 }", ["adapters[0].apids", "11"]),
       ("adapters:\n  - { apid: 1 }\n  - { apid: 2, type: CEX99 }", ["adapters[1]", "type", "'CEX99'"]),
       ("adapters:\n  - { apid: 1, type: PCIXCC }", ["adapters[0]", "'PCIXCC'"]),
+      (
+        "adapters:\n  - { apid: 1 }\n  - { apid: 2, type: CEX9 }",
+        ["adapters[1].type", "unknown adapter type 'CEX9'", "line 3", "CEX4, CEX5, CEX6, CEX7, CEX8"]
+      ),
+      ("adapters:\n  - { apid: 1, type: 15 }", ["adapters[0].type", "'15'", "CEX8"]),
+      ("adapters:\n  - { apid: 1, type: 5 }", ["adapters[0].type", "'5'", "CEX4"]),
+      ("adapters:\n  - { apid: 1, apids: 2-3 }", ["adapters[0]", "'apid'", "'apids'", "line 2"]),
+      ("adapters:\n  - { apids: 2-3, serial: X1 }", ["adapters[0].serial", "2 adapters", "'apid'"]),
       ("adapters:\n  - { apid: 1, mode: turbo }", ["adapters[0]", "mode", "'turbo'"]),
       ("adapters:\n  - { apid: 5 }\n  - { apids: 4-6, mode: ep11 }", ["adapters[1]", "05", "twice"]),
       ("adapters:\n  - { apid: 0x0a }\n  - { apid: 10 }", ["adapters[1]", "0a", "twice"]),
@@ -190,7 +201,11 @@ struct MachineDefinitionLoaderTests {
       try MachineDefinitionLoader.load(path: missing)
     }
     #expect(error?.source == missing)
-    #expect(error?.message.contains("cannot read") == true)
+    #expect(error?.description == "\(missing): No such file or directory")
+    let dirError = #expect(throws: MachineDefinitionError.self) {
+      try MachineDefinitionLoader.load(path: "/etc")
+    }
+    #expect(dirError?.description == "/etc: Is a directory")
   }
 
   @Test("fullArchitecture has every adapter and domain")

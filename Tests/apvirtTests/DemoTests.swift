@@ -1,4 +1,6 @@
+import Foundation
 import HostKernel
+import Machine
 import Testing
 
 @testable import apvirt
@@ -47,5 +49,77 @@ struct DemoTests {
     var t = Transcript(kernel: HostKernel(definition: .fullArchitecture()))
     try DemoScript.run(&t)
     #expect(t.output.contains("Address already in use"))
+  }
+
+  static let examples: [String] = {
+    let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().appendingPathComponent("Examples").path
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+    return names.filter { $0.hasSuffix(".yaml") }.sorted().map { dir + "/" + $0 }
+  }()
+
+  /// Issue 11, 7: on every example machine the walk-through uses IDs the machine has, so the only
+  /// errors are the three refusals it announces.
+  @Test("the demo runs on every Examples/*.yaml with IDs the machine has", arguments: examples)
+  func demoOnEachExample(path: String) throws {
+    let definition = try MachineDefinitionLoader.load(path: path)
+    var t = Transcript(kernel: HostKernel(definition: definition))
+    try DemoScript.run(&t)
+    let lines = t.output.split(separator: "\n").map(String.init)
+    let errors = lines.filter { $0.contains("error") || $0.hasPrefix("cat:") || $0.hasPrefix("readlink:") }
+    #expect(
+      errors == [
+        "bash: echo: write error: Address already in use",
+        "bash: echo: write error: Cannot assign requested address",
+        "bash: echo: write error: Device or resource busy",
+      ], "\(path)")
+    #expect(lines.filter { $0 == "../../../../bus/ap/drivers/vfio_ap" }.count == 8, "\(path)")
+    #expect(lines.last == "## Nothing changed: guest1 still has 6 queues after 2 APCB updates.", "\(path)")
+    // Every adapter and queue it names is on the machine.
+    let cast = try DemoScript.Cast.choose(t.kernel)
+    for a in cast.adapters {
+      #expect(definition.adapters.contains { $0.apid == a && $0.configured }, "\(path)")
+    }
+    for d in cast.domains { #expect(definition.usageDomains.contains(d), "\(path)") }
+  }
+
+  @Test("z15-lab: adapters 1, 2, 3 and domains 4, 6, 0x10-0x12 in the documentation's places, said so")
+  func z15Lab() throws {
+    let path = Self.examples.first { $0.hasSuffix("/z15-lab.yaml") }!
+    var t = Transcript(kernel: HostKernel(definition: try MachineDefinitionLoader.load(path: path)))
+    try DemoScript.run(&t)
+    let out = t.output
+    #expect(
+      out.contains(
+        "## this walk-through uses adapters 1, 2 and 3 and domains 4, 6, 0x10, 0x11 and 0x12 in their places.\n"
+      ))
+    #expect(
+      out.contains("# echo -1,-2 > /sys/bus/ap/apmask\n# echo -4,-6,-0x10,-0x11 > /sys/bus/ap/aqmask\n"))
+    #expect(
+      out.contains("# cat /sys/devices/vfio_ap/matrix/$uuid1/matrix\n01.0004\n01.0010\n02.0004\n02.0010\n"))
+    #expect(out.contains("guest_matrix\n01.0004\n01.0010\n01.0012\n02.0004\n02.0010\n02.0012\n"))
+  }
+
+  @Test("the embedded default keeps the documentation's IDs and says nothing of a substitution")
+  func defaultKeepsTheDocumentation() throws {
+    var t = Transcript(kernel: HostKernel())
+    try DemoScript.run(&t)
+    #expect(!t.output.contains("in their places"))
+    #expect(try DemoScript.Cast.choose(t.kernel) == .documentation)
+  }
+
+  @Test("a machine too small for the walk-through is refused up front with what it lacks")
+  func tooSmall() throws {
+    let d = try MachineDefinitionLoader.parse(
+      yaml:
+        "name: tiny\nusage-domains: 1-3\nadapters:\n  - { apids: 1-2 }\n  - { apid: 3, configured: false }\n",
+      source: "tiny.yaml")
+    var t = Transcript(kernel: HostKernel(definition: d))
+    let error = #expect(throws: DemoScript.Failure.self) { try DemoScript.run(&t) }
+    #expect(
+      error?.description
+        == "the host sees 2 configured adapters of the 3 in machine 'tiny' and 3 usage domains with queues on them; the demo needs 3 adapters (two for the guests, one the host keeps) and 5 usage domains (four for the guests, one to hot plug): add them to the machine file, or run the demo without --machine"
+    )
+    #expect(t.output == "")
   }
 }

@@ -1,3 +1,4 @@
+import APModel
 import ArgumentParser
 import Foundation
 
@@ -8,22 +9,108 @@ struct GuestAP: ParsableCommand {
     abstract: "Issue an AP instruction (tapq, nqap, dqap, zapq) from a running guest.",
     discussion: """
       The instruction runs against the guest's APCB, as the hardware interprets it: an APQN \
-      outside it answers rc 01. NQAP sends --payload (hex); DQAP prints the reply (the emulated \
-      adapter answers with the request reversed followed by the APQN).
+      outside it answers rc 01 (Q_NOT_AVAIL). NQAP sends --payload (hex, two digits a byte); \
+      DQAP prints the reply (the emulated adapter answers with the request reversed followed by \
+      the APQN). Each response code is printed with its name in the kernel's ap.h \
+      (AP_RESPONSE_...): rc=00 (NORMAL). --json prints the reply as JSON.
 
         apvirt guest guest1 nqap 05.0004 --payload 0102
         apvirt guest guest1 dqap 05.0004
       """)
+  static let instructions = ["tapq", "nqap", "dqap", "zapq"]
+
   @OptionGroup var options: DaemonOptions
   @Argument(help: "The guest's -name.") var name: String
   @Argument(help: "tapq, nqap, dqap or zapq.") var instruction: String
-  @Argument(help: "The APQN, 05.0004.") var apqn: String
-  @Option(help: "The request (hex), for nqap.") var payload = ""
+  @Argument(help: "The APQN: adapter and domain in hex, as sysfs names queues (05.0004).") var apqn: String
+  @Option(help: "The request (hex, two digits a byte), for nqap.") var payload: String?
+  @Flag(name: .long, help: "Print the reply as JSON.") var json = false
+
+  func validate() throws {
+    guard Self.instructions.contains(instruction) else {
+      throw ValidationError("unknown instruction '\(instruction)': give tapq, nqap, dqap or zapq")
+    }
+    _ = try Self.queue(apqn)
+    if let payload {
+      guard instruction == "nqap" else {
+        throw ValidationError("--payload is for nqap only: \(instruction) sends no request")
+      }
+      try Self.checkHex(payload)
+    }
+  }
+
+  /// The APQN as sysfs names queues, `05.0004`, or what is wrong with it.
+  static func queue(_ text: String) throws -> APQN {
+    let form = "write the adapter and the domain in hex, without 0x, as sysfs names queues (05.0004)"
+    let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+    guard parts.count == 2 else { throw ValidationError("'\(text)' is not an APQN: \(form)") }
+    var ids: [Int] = []
+    for (part, what) in zip(parts, ["adapter", "domain"]) {
+      guard !part.isEmpty, part.allSatisfy(\.isHexDigit), let n = Int(part, radix: 16) else {
+        throw ValidationError("'\(text)' is not an APQN: the \(what) '\(part)' is not hex; \(form)")
+      }
+      guard n <= 0xff else {
+        throw ValidationError(
+          "'\(text)' is not an APQN: \(what) 0x\(String(n, radix: 16)) is out of range: \(what)s are 0x00-0xff"
+        )
+      }
+      ids.append(n)
+    }
+    return APQN(ids[0], ids[1])
+  }
+
+  /// Refuses a payload that is not whole bytes of hex digits.
+  static func checkHex(_ payload: String) throws {
+    if let bad = payload.first(where: { !$0.isHexDigit }) {
+      throw ValidationError(
+        "--payload '\(payload)' is not hex ('\(bad)'): give the request as hex digits, two a byte (0102)")
+    }
+    if payload.count % 2 != 0 {
+      throw ValidationError(
+        "--payload '\(payload)' has an odd number of hex digits (\(payload.count)): give two a byte (0\(payload))"
+      )
+    }
+  }
+
+  /// The reply as `--json` prints it.
+  struct Output: Codable, Equatable {
+    var instruction: String
+    var apqn: String
+    var rc: String
+    /// ap.h's name for the code, without AP_RESPONSE_.
+    var rcName: String?
+    var psmid: UInt64?
+    var reply: String?
+    var type: String?
+
+    enum CodingKeys: String, CodingKey {
+      case instruction, apqn, rc, psmid, reply, type
+      case rcName = "rc_name"
+    }
+  }
 
   func run() throws {
+    let queue = try Self.queue(apqn)
     let d = try options.client.call(
-      ControlCommands.GuestAP(name: name, instruction: instruction, apqn: apqn, payload: payload))
-    print(d.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+      ControlCommands.GuestAP(name: name, instruction: instruction, apqn: queue.description, payload: payload)
+    )
+    let rc = d["rc"] ?? ""
+    let name = UInt8(rc, radix: 16).flatMap {
+      APResponseCode(rawValue: $0).name(afterDQAP: instruction == "dqap")
+    }
+    if json {
+      let out = Output(
+        instruction: instruction, apqn: queue.description, rc: rc, rcName: name,
+        psmid: d["psmid"].flatMap { UInt64($0) }, reply: d["reply"], type: d["type"])
+      let e = JSONEncoder()
+      e.outputFormatting = [.prettyPrinted, .sortedKeys]
+      print(String(decoding: try e.encode(out), as: UTF8.self))
+      return
+    }
+    print(
+      d.sorted { $0.key < $1.key }.map { k, v in
+        k == "rc" ? "rc=\(v)\(name.map { " (\($0))" } ?? "")" : "\(k)=\(v)"
+      }.joined(separator: " "))
   }
 }
 

@@ -1,4 +1,6 @@
+import APModel
 import ArgumentParser
+import Foundation
 
 /// `apvirt hw ...`: what an operator does on the HMC/SE, outside Linux.
 struct Hardware: ParsableCommand {
@@ -8,7 +10,9 @@ struct Hardware: ParsableCommand {
     discussion: """
       Each change is followed by the AP configuration change notification, so the host kernel \
       scans at once (on_config_changed, then on_scan_complete: one APCB update per affected \
-      guest). IDs are decimal or 0x-hex.
+      guest). IDs are decimal or 0x-hex, 0-255, and at most the machine's Na (adapters) or Nd \
+      (domains). Each command prints what changed on the host, or with --json the daemon's \
+      answer: the summary and the host's AP devices that appeared, left or changed state.
       """,
     subcommands: [
       Configure.self, Checkstop.self, AddAdapter.self, RemoveAdapter.self, AddDomain.self, RemoveDomain.self,
@@ -17,50 +21,63 @@ struct Hardware: ParsableCommand {
   struct Configure: ParsableCommand {
     static let configuration = CommandConfiguration(
       abstract: "Configure (on) or deconfigure (off) an adapter (SCLP).")
-    @OptionGroup var options: DaemonOptions
+    @OptionGroup var options: HardwareOptions
     @Argument(help: "The adapter.") var apid: String
     @Argument(help: "on or off.") var state: OnOff
+    func validate() throws { _ = try Hardware.id(apid, "adapter") }
     func run() throws {
-      _ = try options.client.call(
-        ControlCommands.AdapterConfig(
-          apid: ControlClient.number(apid, "an adapter"), configured: state == .on))
+      options.show(
+        try options.daemon.client.call(
+          ControlCommands.AdapterConfig(apid: Hardware.id(apid, "adapter"), configured: state == .on)))
     }
   }
 
   struct Checkstop: ParsableCommand {
     static let configuration = CommandConfiguration(
       abstract: "Put an adapter into (on) or out of (off) checkstop.")
-    @OptionGroup var options: DaemonOptions
+    @OptionGroup var options: HardwareOptions
     @Argument(help: "The adapter.") var apid: String
     @Argument(help: "on or off.") var state: OnOff
+    func validate() throws { _ = try Hardware.id(apid, "adapter") }
     func run() throws {
-      _ = try options.client.call(
-        ControlCommands.AdapterCheckstop(
-          apid: ControlClient.number(apid, "an adapter"), checkstopped: state == .on))
+      options.show(
+        try options.daemon.client.call(
+          ControlCommands.AdapterCheckstop(apid: Hardware.id(apid, "adapter"), checkstopped: state == .on)))
     }
   }
 
   struct AddAdapter: ParsableCommand {
     static let configuration = CommandConfiguration(
       commandName: "add-adapter", abstract: "Add an adapter to the LPAR.")
-    @OptionGroup var options: DaemonOptions
+    @OptionGroup var options: HardwareOptions
     @Argument(help: "The adapter.") var apid: String
-    @Option(help: "CEX4 ... CEX8.") var type = "CEX8"
+    @Option(help: "CEX4, CEX5, CEX6, CEX7 or CEX8.") var type = "CEX8"
     @Option(help: "cca, accel or ep11.") var mode = "cca"
+    func validate() throws {
+      _ = try Hardware.id(apid, "adapter")
+      guard AdapterType(knownName: type) != nil else {
+        throw ValidationError("unknown adapter type '\(type)' for --type (known: \(AdapterType.knownNames))")
+      }
+      guard AdapterMode(name: mode) != nil else {
+        throw ValidationError("unknown mode '\(mode)' for --mode (known: cca, accel, ep11)")
+      }
+    }
     func run() throws {
-      _ = try options.client.call(
-        ControlCommands.AdapterAdd(apid: ControlClient.number(apid, "an adapter"), type: type, mode: mode))
+      options.show(
+        try options.daemon.client.call(
+          ControlCommands.AdapterAdd(apid: Hardware.id(apid, "adapter"), type: type, mode: mode)))
     }
   }
 
   struct RemoveAdapter: ParsableCommand {
     static let configuration = CommandConfiguration(
       commandName: "remove-adapter", abstract: "Remove an adapter from the LPAR.")
-    @OptionGroup var options: DaemonOptions
+    @OptionGroup var options: HardwareOptions
     @Argument(help: "The adapter.") var apid: String
+    func validate() throws { _ = try Hardware.id(apid, "adapter") }
     func run() throws {
-      _ = try options.client.call(
-        ControlCommands.AdapterRemove(apid: ControlClient.number(apid, "an adapter")))
+      options.show(
+        try options.daemon.client.call(ControlCommands.AdapterRemove(apid: Hardware.id(apid, "adapter"))))
     }
   }
 
@@ -68,18 +85,28 @@ struct Hardware: ParsableCommand {
     @Argument(help: "The domain.") var domain: String
     @Flag(name: .long, help: "Only as a usage domain.") var usageOnly = false
     @Flag(name: .long, help: "Only as a control domain.") var controlOnly = false
-    var number: Int { get throws { try ControlClient.number(domain, "a domain") } }
+    var number: Int { get throws { try Hardware.id(domain, "domain") } }
+
+    func validate() throws {
+      _ = try number
+      if usageOnly && controlOnly {
+        throw ValidationError(
+          "--usage-only and --control-only contradict each other: give one of them, or neither for both a usage and a control domain"
+        )
+      }
+    }
   }
 
   struct AddDomain: ParsableCommand {
     static let configuration = CommandConfiguration(
       commandName: "add-domain", abstract: "Add a domain to the LPAR (usage and control unless told).")
-    @OptionGroup var options: DaemonOptions
+    @OptionGroup var options: HardwareOptions
     @OptionGroup var domain: DomainOptions
     func run() throws {
-      _ = try options.client.call(
-        ControlCommands.DomainAdd(
-          domain: domain.number, usage: !domain.controlOnly, control: !domain.usageOnly))
+      options.show(
+        try options.daemon.client.call(
+          ControlCommands.DomainAdd(
+            domain: domain.number, usage: !domain.controlOnly, control: !domain.usageOnly)))
     }
   }
 
@@ -87,12 +114,49 @@ struct Hardware: ParsableCommand {
     static let configuration = CommandConfiguration(
       commandName: "remove-domain", abstract: "Remove a domain from the LPAR (usage and control unless told)."
     )
-    @OptionGroup var options: DaemonOptions
+    @OptionGroup var options: HardwareOptions
     @OptionGroup var domain: DomainOptions
     func run() throws {
-      _ = try options.client.call(
-        ControlCommands.DomainRemove(
-          domain: domain.number, usage: !domain.controlOnly, control: !domain.usageOnly))
+      options.show(
+        try options.daemon.client.call(
+          ControlCommands.DomainRemove(
+            domain: domain.number, usage: !domain.controlOnly, control: !domain.usageOnly)))
+    }
+  }
+}
+
+extension Hardware {
+  /// An adapter or domain number as the command line gives it: decimal or 0x-hex, 0-255 (the
+  /// architecture's; the daemon checks the machine's Na and Nd).
+  static func id(_ text: String, _ what: String) throws -> Int {
+    let t = text.lowercased()
+    let n = t.hasPrefix("0x") ? Int(t.dropFirst(2), radix: 16) : Int(t)
+    guard let n, n >= 0 else {
+      throw ValidationError(
+        "'\(text)' is not \(what == "adapter" ? "an adapter" : "a domain") number (decimal or 0x-hex)")
+    }
+    guard n <= 255 else {
+      // The number as given, and in the other radix.
+      let other = t.hasPrefix("0x") ? "\(n)" : "0x\(String(n, radix: 16))"
+      throw ValidationError("\(what) \(text) (\(other)) is out of range: \(what)s are 0x00-0xff (0-255)")
+    }
+    return n
+  }
+}
+
+/// What every `apvirt hw` command takes: the daemon, and how to print its answer.
+struct HardwareOptions: ParsableArguments {
+  @OptionGroup var daemon: DaemonOptions
+  @Flag(name: .long, help: "Print the daemon's answer as JSON: the summary and the devices that changed.")
+  var json = false
+
+  func show(_ change: ControlCommands.HardwareChange) {
+    if json {
+      let e = JSONEncoder()
+      e.outputFormatting = [.prettyPrinted, .sortedKeys]
+      print(String(decoding: (try? e.encode(change)) ?? Data(), as: UTF8.self))
+    } else {
+      print(change.summary)
     }
   }
 }

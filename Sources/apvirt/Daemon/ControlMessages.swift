@@ -63,7 +63,7 @@ enum ControlCommands {
   struct AdapterConfig: ControlCommand {
     static let name = "hw-adapter-config"
     static let fields = ["apid", "configured"]
-    typealias Reply = NoReply
+    typealias Reply = HardwareChange
     var apid: Int
     var configured: Bool
   }
@@ -71,7 +71,7 @@ enum ControlCommands {
   struct AdapterCheckstop: ControlCommand {
     static let name = "hw-adapter-checkstop"
     static let fields = ["apid", "checkstopped"]
-    typealias Reply = NoReply
+    typealias Reply = HardwareChange
     var apid: Int
     var checkstopped: Bool
   }
@@ -79,7 +79,7 @@ enum ControlCommands {
   struct AdapterAdd: ControlCommand {
     static let name = "hw-adapter-add"
     static let fields = ["apid", "type", "mode"]
-    typealias Reply = NoReply
+    typealias Reply = HardwareChange
     var apid: Int
     /// CEX4 ... CEX8; CEX8 when absent.
     var type: String?
@@ -90,7 +90,7 @@ enum ControlCommands {
   struct AdapterRemove: ControlCommand {
     static let name = "hw-adapter-remove"
     static let fields = ["apid"]
-    typealias Reply = NoReply
+    typealias Reply = HardwareChange
     var apid: Int
   }
 
@@ -98,7 +98,7 @@ enum ControlCommands {
   struct DomainAdd: ControlCommand {
     static let name = "hw-domain-add"
     static let fields = ["domain", "usage", "control"]
-    typealias Reply = NoReply
+    typealias Reply = HardwareChange
     var domain: Int
     var usage: Bool?
     var control: Bool?
@@ -107,10 +107,22 @@ enum ControlCommands {
   struct DomainRemove: ControlCommand {
     static let name = "hw-domain-remove"
     static let fields = ["domain", "usage", "control"]
-    typealias Reply = NoReply
+    typealias Reply = HardwareChange
     var domain: Int
     var usage: Bool?
     var control: Bool?
+  }
+
+  /// What a hardware command (`hw-*`) changed: the line `apvirt hw` prints, and the host's AP
+  /// devices (`card20`, `20.0004`) that appeared, left, or stayed with a new state (config,
+  /// chkstop, online), cards first, each ascending.
+  struct HardwareChange: Codable, Sendable, Equatable {
+    var summary: String
+    /// False when the LPAR already was as asked (`configure 5 on` of a configured adapter).
+    var changed: Bool
+    var added: [String]
+    var removed: [String]
+    var updated: [String]
   }
 
   /// What `qemu-system-s390x ARGS` does: a guest with QEMU's command line. The guest lives as

@@ -106,35 +106,29 @@ final class ControlSession {
       }
     case C.AdapterConfig.name:
       run(C.AdapterConfig.self, data, head) { c throws(ControlFailure) in
-        try ControlProtocol.adapterConfig(c, host)
-        return NoReply()
+        try HardwareControl.adapterConfig(c, host)
       }
     case C.AdapterCheckstop.name:
       run(C.AdapterCheckstop.self, data, head) { c throws(ControlFailure) in
-        try ControlProtocol.adapterCheckstop(c, host)
-        return NoReply()
+        try HardwareControl.adapterCheckstop(c, host)
       }
     case C.AdapterAdd.name:
       run(C.AdapterAdd.self, data, head) { c throws(ControlFailure) in
-        try ControlProtocol.adapterAdd(c, host)
-        return NoReply()
+        try HardwareControl.adapterAdd(c, host)
       }
     case C.AdapterRemove.name:
       run(C.AdapterRemove.self, data, head) { c throws(ControlFailure) in
-        try ControlProtocol.adapterRemove(c, host)
-        return NoReply()
+        try HardwareControl.adapterRemove(c, host)
       }
     case C.DomainAdd.name:
       run(C.DomainAdd.self, data, head) { c throws(ControlFailure) in
-        try ControlProtocol.domain(
+        try HardwareControl.domain(
           add: true, c.domain, usage: c.usage ?? true, control: c.control ?? true, host)
-        return NoReply()
       }
     case C.DomainRemove.name:
       run(C.DomainRemove.self, data, head) { c throws(ControlFailure) in
-        try ControlProtocol.domain(
+        try HardwareControl.domain(
           add: false, c.domain, usage: c.usage ?? true, control: c.control ?? true, host)
-        return NoReply()
       }
     case C.GuestStart.name:
       run(C.GuestStart.self, data, head) { c throws(ControlFailure) in try self.start(c) }
