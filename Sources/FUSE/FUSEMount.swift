@@ -21,7 +21,7 @@ public struct FUSEMount: Sendable {
     geteuid() == 0 || userAllowOther ? ["default_permissions", "allow_other"] : ["default_permissions"]
   }
 
-  static var userAllowOther: Bool {
+  public static var userAllowOther: Bool {
     guard let conf = try? String(contentsOfFile: "/etc/fuse.conf", encoding: .utf8) else { return false }
     return conf.split(separator: "\n").contains {
       $0.trimmingCharacters(in: .whitespaces) == "user_allow_other"

@@ -280,6 +280,17 @@ struct UnprivilegedTests {
       ])
     #expect(r.stdout == "0xfbffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\n")
     #expect(r.stderr.hasSuffix("echo: write error: Invalid argument\n"))
+    // Without user_allow_other (Debian's /etc/fuse.conf) the mount is nobody's alone, root
+    // included: root's exec says so and what to do, instead of "no emulated host mounted".
+    if !FUSEMount.userAllowOther {
+      let e = try run(
+        apvirtBinary, ["exec", "--mount", root + "/run/sys", "--state", root + "/state", "--", "true"])
+      #expect(e.status == 1)
+      #expect(
+        e.stderr.contains("was mounted by uid 65534 without allow_other, so no one else (root included)"),
+        "\(e.stderr)")
+      #expect(e.stderr.contains("add user_allow_other to /etc/fuse.conf"))
+    }
     _ = try run("/usr/bin/setpriv", asNobody + [apvirtBinary, "down", "--mount", root + "/run/sys"])
     #expect(waitForExit(p))
     #expect(p.terminationStatus == 0)
