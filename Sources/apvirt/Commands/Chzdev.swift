@@ -15,10 +15,12 @@ struct Chzdev: ParsableCommand {
       -a (--active) writes the running host's /sys/bus/ap/apmask and aqmask; -p (--persistent) \
       keeps the masks in chzdev's udev rule, STATE/etc/udev/rules.d/41-ap.rules, which the host \
       applies at every boot when the AP bus first reports its bindings complete, before the \
-      mdevs mdevctl starts at boot. Without either, both. --remove forgets the persistent masks.
+      mdevs mdevctl starts at boot. Without either, both. --remove forgets the persistent masks. \
+      As in zdev, the persistent masks start empty: a list of changes applies to what was kept \
+      before, or to nothing, so give them whole the first time.
 
-        apvirt chzdev -t ap apmask=-5,-6 aqmask=-4,-0xab
-        apvirt chzdev -t ap apmask=0-4,7-255 -p
+        apvirt chzdev -t ap apmask=-5,-6 -a
+        apvirt chzdev -t ap apmask=0-4,7-255 aqmask=0-3,5-255
       """)
 
   @Option(name: [.customShort("t"), .long], help: "The device type: ap.") var type: String

@@ -20,8 +20,14 @@ struct Up: ParsableCommand {
       every config_time seconds in real time. mdevs that mdevctl defined in the state directory \
       (STATE/etc/mdevctl.d) with "start": "auto" are started at boot, as udev does on a real host.
 
-      Beside the mount: control.sock (for `apvirt hw`, `apvirt status`, `apvirt down`), dmesg (the \
-      host kernel's log) and apvirt.pid. The host is ready when DIR/bus/ap/apmask can be read. \
+      At boot the masks come from --cmdline (ap.apmask=, ap.aqmask=) and then from the \
+      persistent masks of `apvirt chzdev -p`; `apvirt status` says what ran at boot and what \
+      failed.
+
+      The directory of the mount is the daemon's runtime directory, its own and locked (one \
+      that holds other files is refused): control.sock (for `apvirt hw`, `apvirt status`, \
+      `apvirt down`), dmesg (the host kernel's log), apvirt.pid and guests/ (each running \
+      guest's own sysfs). The host is ready when DIR/bus/ap/apmask can be read. \
       Stop it with Ctrl-C, SIGTERM or `apvirt down`; the mount goes with it. A mount left behind \
       by a killed daemon is cleared at the next start.
 
@@ -57,8 +63,8 @@ struct Up: ParsableCommand {
     help: ArgumentHelp(
       "Send the host's uevents to libudev listeners, as udevd re-broadcasts them.",
       discussion: """
-        libvirt's node devices and `udevadm monitor --udev` follow devices through these
-        netlink messages. They reach every libudev listener in the network namespace,
+        libvirt's node devices and `udevadm monitor --udev` follow devices through these \
+        netlink messages. They reach every libudev listener in the network namespace, \
         the host's own udev clients included, so they are off unless asked for.
         """))
   var udevEvents = false
