@@ -79,9 +79,50 @@ public final class APBus {
     }
   }
 
-  /// The APQN is reserved for the default drivers.
+  /// The APQN is reserved for the default drivers by the masks.
   public func isReservedForHost(_ apqn: APQN) -> Bool {
     apmask.contains(apqn.apid) && aqmask.contains(apqn.apqi)
+  }
+
+  /// Queues with a `driver_override` (`ap_driver_override_ctr`).
+  public internal(set) var driverOverrideCount = 0
+
+  /// `ap_apmask_aqmask_in_use`: a mask that is not all ones. Linux 6.19 makes the masks and
+  /// `driver_override` exclusive: an override cannot be written while a mask is in use, and a
+  /// mask cannot be written while an override is set (both EINVAL).
+  public var masksInUse: Bool { apmask != .all() || aqmask != .all() }
+
+  /// `ap_owned_by_def_drv`: a queue with an override belongs to the driver bound to it (a
+  /// default one or not), whatever the masks say; any other APQN to the default drivers when
+  /// the masks reserve it.
+  public func ownedByDefaultDriver(_ apqn: APQN) -> Bool {
+    if let q = queues[apqn.rawValue], q.driverOverride != nil {
+      return q.driver?.isDefault ?? false
+    }
+    return isReservedForHost(apqn)
+  }
+
+  /// `ap_apqn_in_matrix_owned_by_def_drv`: any APQN of `apm x aqm` owned by a default driver.
+  public func ownedByDefaultDriver(apm: APMask, aqm: APMask) -> Bool {
+    guard driverOverrideCount > 0 else { return apm.intersects(apmask) && aqm.intersects(aqmask) }
+    for apid in apm {
+      for apqi in aqm where ownedByDefaultDriver(APQN(apid, apqi)) { return true }
+    }
+    return false
+  }
+
+  /// `driver_override_store` (6.19): EINVAL while a mask is in use, or for a name of a page or
+  /// more; a trailing newline is dropped and an empty name clears the override.
+  func storeDriverOverride(_ q: APQueue, _ bytes: [UInt8]) throws(Errno) {
+    if masksInUse { throw .invalidArgument }
+    var s = KernelNumber.cString(bytes)
+    if s.count >= SysfsTree.pageSize - 1 { throw .invalidArgument }
+    if s.last == UInt8(ascii: "\n") { s.removeLast() }
+    let had = q.driverOverride != nil
+    q.driverOverride = s.isEmpty ? nil : String(decoding: s, as: UTF8.self)
+    let has = q.driverOverride != nil
+    if had && !has { driverOverrideCount -= 1 }
+    if !had && has { driverOverrideCount += 1 }
   }
 
   public func queue(_ apqn: APQN) -> APQueue? { queues[apqn.rawValue] }
@@ -251,6 +292,8 @@ public final class APBus {
     kernel.uevent(.remove, q.directory.path)
     q.card.directory.remove(q.name)
     busDevices.remove(q.name)
+    // The override goes with the device (`ap_device_release`).
+    if q.driverOverride != nil { driverOverrideCount -= 1 }
     queues[apqn.rawValue] = nil
   }
 
@@ -334,7 +377,15 @@ public final class APBus {
   /// driver it is bound to is re-probed (unbound, then attached to the driver that owns it now).
   func reviseBindings() {
     for raw in queues.keys.sorted() {
-      guard let q = queues[raw], q.driverOverride == nil else { continue }
+      guard let q = queues[raw] else { continue }
+      // `__ap_revise_reserved`: an override decides alone; a queue bound elsewhere is reprobed.
+      if let o = q.driverOverride {
+        if let d = q.driver, d.name != o {
+          unbind(q)
+          attach(q)
+        }
+        continue
+      }
       let reserved = isReservedForHost(q.apqn)
       if let d = q.driver {
         if d.isDefault != reserved {
@@ -372,6 +423,8 @@ public final class APBus {
   /// nothing; newly reserved bits are offered to vfio_ap's in-use check (EBUSY); on success the
   /// bindings are revised and the uevent sent.
   func storeMask(_ bytes: [UInt8], adapters: Bool) throws(Errno) {
+    // 6.19: not while any queue has a driver_override.
+    if driverOverrideCount > 0 { throw .invalidArgument }
     let current = adapters ? apmask : aqmask
     let new = try MaskParser.parse(bytes, current: current)
     guard new != current else { return }
@@ -412,8 +465,12 @@ public final class APBus {
     guard let apqn = APQN(name), let q = queues[apqn.rawValue], q.name == name else {
       throw .noSuchDevice
     }
-    guard matches(d, q) else { throw .noSuchDevice }
+    // `bind_store`: the bus's match (the device type) first, then `driver_probe_device`, which
+    // refuses a device that has a driver (EBUSY) before the AP bus's probe looks at the masks
+    // and the override (ENODEV).
+    guard d.bindsQueues, q.card.type.isSupported, driverDirectories[d] != nil else { throw .noSuchDevice }
     if q.driver != nil { throw .resourceBusy }
+    guard matches(d, q) else { throw .noSuchDevice }
     bind(q, d)
   }
 

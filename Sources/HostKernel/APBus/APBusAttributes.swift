@@ -144,13 +144,8 @@ struct APBusAttributes {
     .readOnly("chkstop") { (q: APQueue) in q.chkstop ? "1\n" : "0\n" },
     .readOnly("ap_functions") { (q: APQueue) in "0x\(padHex(Int(q.card.functions), 8, uppercase: true))\n" },
     .readWrite(
-      "driver_override", show: { (q: APQueue) in (q.driverOverride ?? "(null)") + "\n" },
-      store: { (q: APQueue, b) throws(Errno) in
-        var s = KernelNumber.cString(b)
-        if s.count >= SysfsTree.pageSize - 1 { throw .invalidArgument }
-        if s.last == UInt8(ascii: "\n") { s.removeLast() }
-        q.driverOverride = s.isEmpty ? nil : String(decoding: s, as: UTF8.self)
-      }),
+      "driver_override", show: { (q: APQueue) in (q.driverOverride ?? "") + "\n" },
+      store: { (q: APQueue, b) throws(Errno) in try q.card.bus.storeDriverOverride(q, b) }),
     .readWrite(
       "uevent", show: { (q: APQueue) in HostKernel.ueventText(q.ueventVariables) },
       store: { (q: APQueue, b) throws(Errno) in try q.card.bus.kernel.synthUEvent(q.ueventObject, b) }),

@@ -8,7 +8,7 @@ extension VFIOAPDriver {
   /// apmask/aqmask reserve for the host (EADDRNOTAVAIL) nor one another mdev holds
   /// (EADDRINUSE, logged per APQN on this mdev). Only the candidates can newly conflict.
   func validateMasks(_ m: MediatedDevice, candidates: [(APMask, APMask)]) throws(Errno) {
-    if m.matrix.apm.intersects(bus.apmask) && m.matrix.aqm.intersects(bus.aqmask) {
+    if bus.ownedByDefaultDriver(apm: m.matrix.apm, aqm: m.matrix.aqm) {
       throw .addressNotAvailable
     }
     if let (other, a, q) = firstSharing(
