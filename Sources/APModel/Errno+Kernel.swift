@@ -26,6 +26,7 @@ extension Errno {
     case .addressNotAvailable: "EADDRNOTAVAIL"
     case .tooManyUsers: "EUSERS"
     case .noFunction: "ENOSYS"
+    case .notSupported: "EOPNOTSUPP"
     default: "errno \(rawValue)"
     }
   }

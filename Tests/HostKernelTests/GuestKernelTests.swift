@@ -66,3 +66,76 @@ struct GuestKernelTests {
     #expect(try k.sysfs.list("/devices").map(\.name).contains("vfio_ap"))
   }
 }
+
+/// Whatever a guest's kernel writes to its own sysfs, the LPAR and the host stay as they were:
+/// every writable attribute of the guest's tree, with the values a guest's tools write.
+@Suite("A guest's kernel cannot change the machine")
+struct GuestIsolationTests {
+  /// Every writable attribute under `dir`, without following links.
+  static func writable(_ k: HostKernel, _ dir: String = "") -> [String] {
+    guard let entries = try? k.sysfs.list(dir.isEmpty ? "/" : dir) else { return [] }
+    var found: [String] = []
+    for e in entries {
+      let path = dir + "/" + e.name
+      switch e.kind {
+      case .directory: found += writable(k, path)
+      case .attribute:
+        if let info = try? k.sysfs.info(path, followLast: false), info.mode & 0o222 != 0 {
+          found.append(path)
+        }
+      case .symlink: break
+      }
+    }
+    return found
+  }
+
+  /// What the host and the LPAR look like: the machine's adapters, the host's cards and queues,
+  /// the masks, the mdevs and every VM's APCB.
+  static func snapshot(_ k: HostKernel) -> String {
+    var s = k.machine.adapters.values.sorted { $0.definition.apid < $1.definition.apid }
+      .map { "\($0.definition.apid) \($0.configured) \($0.checkstopped)" }.joined(separator: ",")
+    for c in k.apBus.cards.values.sorted(by: { $0.apid < $1.apid }) {
+      s += "|\(c.name) \(cat(k, c.directory.path + "/config")) \(cat(k, c.directory.path + "/online"))"
+    }
+    s += "|" + k.apBus.queues.values.map { "\($0.name)=\($0.driver?.name ?? "-")" }.sorted().joined()
+    s += "|" + cat(k, "/bus/ap/apmask") + cat(k, "/bus/ap/aqmask")
+    let vfio: VFIOAPDriver? = k.vfioAP
+    for m in (vfio?.mdevs.values).map(Array.init)?.sorted(by: { $0.uuid < $1.uuid }) ?? [] {
+      s += "|" + cat(k, mdevPath(m.uuid) + "/matrix") + cat(k, mdevPath(m.uuid) + "/guest_matrix")
+    }
+    for vm in k.kvm.vms.values.sorted(by: { $0.id < $1.id }) { s += "|\(vm.apcb.apqns)" }
+    return s
+  }
+
+  @Test func everyWritableGuestAttributeLeavesTheMachineAlone() throws {
+    let k = bootWithFreedAdapters()
+    let m1 = makeMdev(k, uuid1, adapters: [5], domains: [4, 0x47], controls: [4])
+    let m2 = makeMdev(k, uuid2, adapters: [6], domains: [4])
+    let vm1 = k.kvm.createVM(name: "guest1")
+    let vm2 = k.kvm.createVM(name: "guest2")
+    let g1 = k.bootGuestKernel(on: vm1)
+    let g2 = k.bootGuestKernel(on: vm2)
+    try k.vfioAP.openDevice(m1, kvm: vm1)
+    try k.vfioAP.openDevice(m2, kvm: vm2)
+    g1.notifyConfigurationChange()
+    g2.notifyConfigurationChange()
+    #expect(g1.apBus.cards.keys.sorted() == [5])
+    let before = Self.snapshot(k)
+    let other = Self.snapshot(g2)
+    // A guest cannot switch its adapter off for the LPAR: QEMU offers no AP reconfiguration.
+    #expect(echo(g1, "0", "/devices/ap/card05/config") == .notSupported)
+    #expect(cat(g1, "/devices/ap/card05/config") == "1\n")
+    #expect(echo(g1, "1", "/devices/ap/card05/config") == nil)
+    let files = Self.writable(g1)
+    #expect(files.contains("/devices/ap/card05/config"))
+    #expect(files.count > 20, "\(files)")
+    for file in files where !file.hasSuffix("/uevent") {
+      for value in ["0", "1", "0\n", "-5", "+5", "0x0", "5", "vfio_ap", "\n"] {
+        _ = echo(g1, value, file)
+      }
+    }
+    #expect(Self.snapshot(k) == before)
+    #expect(Self.snapshot(g2) == other)
+    #expect(k.machine.adapters[5]?.configured == true)
+  }
+}

@@ -405,6 +405,10 @@ public final class APBus {
 
   /// `config` of a card: SCLP configure or deconfigure the adapter, then look at it again.
   func storeCardConfig(_ card: APCard, _ on: Bool) throws(Errno) {
+    // `sclp_ap_configure`/`sclp_ap_deconfigure` need the SCLP AP reconfiguration facility,
+    // which an LPAR has and QEMU does not offer its guests: a guest's kernel gets EOPNOTSUPP
+    // and the adapter stays as it is, for the host and every other guest.
+    if case .guest = kernel.role, on != card.config { throw .notSupported }
     if on != card.config {
       do {
         try machine.setConfigured(card.apid, on)
