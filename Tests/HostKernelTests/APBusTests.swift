@@ -70,8 +70,18 @@ struct APBusTests {
     #expect(cat(k, "/bus/ap/ap_domain") == "31\n")
     #expect(echo(k, "-31", "/bus/ap/aqmask") == nil)
     #expect(echo(k, "31", "/bus/ap/ap_domain") == .invalidArgument)
+    // With interrupts (ap_interrupts 1) ap_poll_thread_start starts nothing: still 0.
+    #expect(cat(k, "/bus/ap/ap_interrupts") == "1\n")
     #expect(echo(k, "y", "/bus/ap/poll_thread") == nil)
-    #expect(cat(k, "/bus/ap/poll_thread") == "1\n")
+    #expect(cat(k, "/bus/ap/poll_thread") == "0\n")
+    var noIRQ = MachineDefinition.embeddedDefault
+    noIRQ.facilities.aqic = false
+    let polled = HostKernel(definition: noIRQ)
+    #expect(cat(polled, "/bus/ap/ap_interrupts") == "0\n")
+    #expect(echo(polled, "y", "/bus/ap/poll_thread") == nil)
+    #expect(cat(polled, "/bus/ap/poll_thread") == "1\n")
+    #expect(echo(polled, "0", "/bus/ap/poll_thread") == nil)
+    #expect(cat(polled, "/bus/ap/poll_thread") == "0\n")
     #expect(echo(k, "maybe", "/bus/ap/poll_thread") == .invalidArgument)
     #expect(echo(k, "1", "/bus/ap/bindings") == .permissionDenied)
     #expect(echo(k, "1", "/bus/ap/scans") == nil)
