@@ -466,10 +466,39 @@ public struct QEMUVersion: Sendable, Comparable, CustomStringConvertible {
   /// From 10.2 a full ap-bus without `bus=` says so.
   public static let busFullMessage = QEMUVersion(10, 2, 0)
 
+  /// The oldest QEMU emulated: the vfio-ap device and the AP CPU features came with QEMU 3.1.
+  public static let oldest = QEMUVersion(3, 1, 0)
+
+  /// `MAJOR.MINOR[.MICRO]`, decimal numbers only.
   public init?(_ text: String) {
-    let p = text.split(separator: ".").compactMap { Int($0) }
-    guard (2...3).contains(p.count) else { return nil }
+    let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+    guard (2...3).contains(parts.count),
+      parts.allSatisfy({ !$0.isEmpty && $0.count <= 6 && $0.allSatisfy { $0.isASCII && $0.isNumber } })
+    else { return nil }
+    let p = parts.map { Int($0)! }
     self.init(p[0], p[1], p.count == 3 ? p[2] : 0)
+  }
+
+  /// The versions apvirt emulates, as a user reads them: `3.1 to 10.2`.
+  public static var emulatedRange: String {
+    "\(oldest.major).\(oldest.minor) to \(current.major).\(current.minor)"
+  }
+
+  /// Why `text` (`APVIRT_QEMU_VERSION`) is not a version apvirt emulates, or nil: it must be a
+  /// version from ``oldest`` to the ``current`` major and minor (any micro).
+  public static func problem(_ text: String) -> String? {
+    guard let v = QEMUVersion(text) else {
+      return "not a QEMU version (MAJOR.MINOR[.MICRO]); apvirt emulates QEMU \(emulatedRange)"
+    }
+    if v < oldest {
+      return
+        "apvirt emulates QEMU \(emulatedRange), not \(text): the vfio-ap device and the AP CPU features came with QEMU \(oldest.major).\(oldest.minor)"
+    }
+    if (v.major, v.minor) > (current.major, current.minor) {
+      return
+        "apvirt emulates QEMU \(emulatedRange), not \(text): it knows no QEMU after \(current.major).\(current.minor)"
+    }
+    return nil
   }
 
   public static func < (a: QEMUVersion, b: QEMUVersion) -> Bool {

@@ -51,17 +51,24 @@ struct Qemu: ParsableCommand {
     let env = ProcessInfo.processInfo.environment
     let paths = RuntimePaths(mount: RuntimePaths.environmentMount)
     let version = env["APVIRT_QEMU_VERSION"] ?? QEMUVersion.current.description
-    guard QEMUVersion(version) != nil else {
-      throw ValidationError("APVIRT_QEMU_VERSION: not a version: \(version)")
-    }
     let prog = QEMUCommandLine.programName
+    if let problem = QEMUVersion.problem(version) {
+      FileHandle.standardError.write(Data("\(prog): APVIRT_QEMU_VERSION=\(version): \(problem)\n".utf8))
+      throw ExitCode(1)
+    }
     // QEMU's own errors come before any host is involved.
     let config: GuestConfiguration
     do {
-      config = try QEMUCommandLine.parse(argv)
+      config = try QEMUCommandLine.parse(argv, version: QEMUVersion(version)!)
     } catch {
       FileHandle.standardError.write(Data("\(error)\n".utf8))
       throw ExitCode(1)
+    }
+    // -version, -machine help, -cpu help, -device help: printed, and nothing starts.
+    if let text = config.information {
+      FileHandle.standardOutput.write(Data(text.utf8))
+      if let e = config.informationError { FileHandle.standardError.write(Data("\(prog): \(e)\n".utf8)) }
+      return
     }
     let daemonized = config.daemonize && env[Self.daemonizedVariable] != nil
     if config.daemonize && !daemonized {

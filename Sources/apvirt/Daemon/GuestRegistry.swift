@@ -14,11 +14,17 @@ final class GuestRegistry: Sendable {
 
   let host: EmulatedHost
   let logger: Logger
+  /// Where the daemon mounts the host's sysfs (`/run/apvirt/sys`), absolute: a guest's
+  /// `sysfsdev` may name its device there as well as under `/sys`.
+  let sysfsMount: String?
   let guests = Mutex<[String: Entry]>([:])
 
-  init(host: EmulatedHost, logger: Logger) {
+  init(host: EmulatedHost, logger: Logger, sysfsMount: String? = nil) {
     self.host = host
     self.logger = logger
+    self.sysfsMount = sysfsMount.map { m in
+      m.hasPrefix("/") ? m : FileManager.default.currentDirectoryPath + "/" + m
+    }
   }
 
   struct StartFailure: Error {
@@ -38,12 +44,18 @@ final class GuestRegistry: Sendable {
     let prefix = QEMUCommandLine.programName + ": "
     var unused = descriptors
     defer { for d in unused { close(d) } }
-    let config: GuestConfiguration
+    var parsed: GuestConfiguration
     do throws(QEMUCommandLine.Failure) {
-      config = try QEMUCommandLine.parse(argv)
+      parsed = try QEMUCommandLine.parse(argv, version: version)
     } catch {
       throw StartFailure(message: error.description)
     }
+    // `-version`, `-machine help` and the like start nothing: the emulator prints them itself.
+    if parsed.information != nil {
+      throw StartFailure(message: prefix + "an informational option (-version, help) starts no guest")
+    }
+    if let sysfsMount { parsed.sysfsMounts = [sysfsMount] }
+    let config = parsed
     guard config.monitorDescriptors.count == descriptors.count else {
       throw StartFailure(
         message: prefix

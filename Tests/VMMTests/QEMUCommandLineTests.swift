@@ -1,0 +1,30 @@
+import Foundation
+import Testing
+
+@testable import VMM
+
+/// The command line's checks that need no host: the emulated versions, guest names, a sysfsdev
+/// under the host's sysfs mount.
+@Suite("VMM: QEMU's command line, versions and names")
+struct QEMUCommandLineTests {
+  @Test func onlyTheVersionsApvirtEmulatesAreTaken() {
+    #expect(QEMUVersion.problem("10.2.0") == nil)
+    #expect(QEMUVersion.problem("10.2") == nil)
+    #expect(QEMUVersion.problem("3.1.0") == nil)
+    #expect(QEMUVersion.problem("9.2.1") == nil)
+    #expect(
+      QEMUVersion.problem("1.0")
+        == "apvirt emulates QEMU 3.1 to 10.2, not 1.0: the vfio-ap device and the AP CPU features came with QEMU 3.1"
+    )
+    #expect(
+      QEMUVersion.problem("11.0") == "apvirt emulates QEMU 3.1 to 10.2, not 11.0: it knows no QEMU after 10.2"
+    )
+    for garbage in ["garbage", "10", "10.x.2", "10.2.0.1", "10..2", "-1.2", "", "１０.2"] {
+      #expect(
+        QEMUVersion.problem(garbage)
+          == "not a QEMU version (MAJOR.MINOR[.MICRO]); apvirt emulates QEMU 3.1 to 10.2",
+        "\(garbage)")
+    }
+  }
+
+}
