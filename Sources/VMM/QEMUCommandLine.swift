@@ -133,8 +133,13 @@ public enum QEMUCommandLine {
       i += 2
       switch opt {
       case "name":
+        // libvirt's form, `guest=NAME,debug-threads=on`, or the name alone.
         let p = options(value, implied: "guest")
         c.name = p.first { $0.0 == "guest" }?.1 ?? value
+        if value.isEmpty { c.name = "" }
+        if let problem = nameProblem(c.name) {
+          throw Failure(message: "-name \(printable(value)): \(problem)")
+        }
       case "machine", "M":
         let p = options(value, implied: "type")
         if p.first.map({ $0.0 == "type" && isHelp($0.1) }) == true || p.contains(where: { isHelp($0.0) }) {
@@ -269,6 +274,45 @@ public enum QEMUCommandLine {
       }
     }
     return c
+  }
+
+  /// Why a guest cannot have this name, or nil. apvirt makes a guest's name a directory of the
+  /// host's guests mount (`RUNTIME/guests/NAME`, `/run/apvirt/guests/NAME` by default), which
+  /// `apvirt exec --guest NAME` enters, so it must be a plain, visible file name: not empty, not
+  /// starting with `.` (`.`, `..`, hidden names), without `/`, NUL or control characters, at
+  /// most 255 bytes. QEMU itself takes any `-name`; every libvirt domain name passes (libvirt
+  /// refuses `/` in them).
+  public static func nameProblem(_ name: String) -> String? {
+    let why: String
+    if name.isEmpty {
+      why = "is empty"
+    } else if name.contains("/") {
+      why = "contains '/'"
+    } else if name.hasPrefix(".") {
+      why = "starts with '.'"
+    } else if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
+      why = "contains control characters"
+    } else if name.utf8.count > 255 {
+      why = "is longer than 255 bytes"
+    } else {
+      return nil
+    }
+    return
+      "apvirt cannot serve a guest whose name \(why): a guest's name is a directory of the host's guests mount (/run/apvirt/guests/NAME by default) and must be a file name"
+  }
+
+  /// Text with its control characters shown as escapes (`\n`, `\u{1B}`), for messages.
+  public static func printable(_ text: String) -> String {
+    var out = ""
+    for u in text.unicodeScalars {
+      switch u.value {
+      case 0x0a: out += "\\n"
+      case 0x09: out += "\\t"
+      case 0..<0x20, 0x7f: out += "\\u{" + String(u.value, radix: 16, uppercase: true) + "}"
+      default: out.unicodeScalars.append(u)
+      }
+    }
+    return out
   }
 
   /// The order in which a device's properties are taken: `driver` first, as QEMU's

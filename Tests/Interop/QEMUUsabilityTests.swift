@@ -179,6 +179,40 @@ struct QEMUUsabilityTests {
     )
   }
 
+  @Test func namesThatAreNotFileNamesAreRefusedBeforeAnythingStarts() throws {
+    // No host: the refusal comes first.
+    for (name, why) in [
+      ("../../etc", "contains '/'"), ("a/b", "contains '/'"), ("", "is empty"),
+      (".hidden", "starts with '.'"),
+      ("..", "starts with '.'"), ("a\u{1}b", "contains control characters"),
+    ] {
+      let r = try qemu(["-name", name, "-cpu", "host"])
+      #expect(r.status == 1, "-name \(name)")
+      #expect(
+        r.stderr
+          == "qemu-system-s390x: -name \(QEMUCommandLine.printable(name)): apvirt cannot serve a guest whose name \(why): a guest's name is a directory of the host's guests mount (/run/apvirt/guests/NAME by default) and must be a file name\n",
+        "\(r.stderr)")
+    }
+    let d = try Daemon()
+    defer { d.stop() }
+    for name in ["../../etc", "a/b", ".x"] {
+      let r = try run(
+        apvirtBinary, ["qemu", "-name", name, "-daemonize"],
+        environment: ProcessInfo.processInfo.environment.merging(["APVIRT_MOUNT": d.mount]) { $1 })
+      #expect(r.status == 1 && r.stderr.contains("apvirt cannot serve a guest"), "\(r.stderr)")
+    }
+    // libvirt's form names the guest and keeps working.
+    let g = try GuestProcess(d, ["-name", "guest=vm1,debug-threads=on", "-cpu", "host"])
+    #expect(waitFor { (try? FileManager.default.contentsOfDirectory(atPath: d.runtime + "/guests")) == ["vm1"] })
+    #expect(try run("/bin/ls", [d.runtime + "/guests"]).stdout == "vm1\n")
+    let seen = try run(
+      apvirtBinary,
+      ["exec", "--mount", d.mount, "--state", d.state, "--guest", "vm1", "--", "/bin/ls", "/sys/bus/ap"])
+    #expect(seen.status == 0 && seen.stdout.contains("ap_usage_domain_mask"), "\(seen.stderr)")
+    g.process.terminate()
+    _ = g.finish()
+  }
+
   /// An mdev of the daemon's host, created with sysfs writes under its mount.
   func makeMdev(_ d: Daemon, _ uuid: String) throws {
     for (file, value) in [

@@ -27,4 +27,30 @@ struct QEMUCommandLineTests {
     }
   }
 
+  @Test func libvirtsNameFormKeepsWorking() throws {
+    #expect(try QEMUCommandLine.parse(["-name", "guest=vm1,debug-threads=on"]).name == "vm1")
+    #expect(try QEMUCommandLine.parse(["-name", "my guest"]).name == "my guest")
+  }
+
+  @Test func namesThatAreNotFileNamesAreRefusedWithTheReason() {
+    let cases: [(String, String)] = [
+      ("../../etc", "contains '/'"), ("a/b", "contains '/'"), ("", "is empty"),
+      (".hidden", "starts with '.'"),
+      ("..", "starts with '.'"), ("x\ny", "contains control characters"),
+      ("guest=,debug-threads=on", "is empty"),
+      (String(repeating: "n", count: 256), "is longer than 255 bytes"),
+    ]
+    for (name, why) in cases {
+      do {
+        _ = try QEMUCommandLine.parse(["-name", name])
+        Issue.record("-name \(name) was accepted")
+      } catch {
+        #expect(error.description.hasPrefix("qemu-system-s390x: -name \(QEMUCommandLine.printable(name)): "))
+        #expect(error.message.contains("apvirt cannot serve a guest whose name \(why)"), "\(error)")
+        #expect(error.message.contains("/run/apvirt/guests/NAME"))
+      }
+    }
+    #expect(QEMUCommandLine.printable("x\ny\u{1b}") == "x\\ny\\u{1B}")
+  }
+
 }
