@@ -22,6 +22,8 @@ public final class Guest: Sendable {
   /// `-m`, in bytes (what `query-balloon` reports).
   public let memoryBytes: Int
   public let version: QEMUVersion
+  /// The host's sysfs mounts that `sysfsdev` may name besides `/sys`.
+  public let sysfsMounts: [String]
   let state: Mutex<State>
   /// Events go to every negotiated QMP session.
   let sinks = Mutex<[ObjectIdentifier: @Sendable (QMPValue) -> Void]>([:])
@@ -71,6 +73,7 @@ public final class Guest: Sendable {
     self.version = version
     self.clock = clock
     name = c.name
+    sysfsMounts = c.sysfsMounts
     let definition = host.withKernel { $0.machine.definition }
     let (model, _): (CPUModel, [String])
     do throws(CPUModel.Failure) {
@@ -248,7 +251,7 @@ public final class Guest: Sendable {
     let vmID = self.vmID
     let result: Result<String, DeviceError> = host.withKernel { k in
       do throws(DeviceError) {
-        let uuid = try VFIOAPDevice.resolve(sysfsdev, in: k)
+        let uuid = try VFIOAPDevice.resolve(sysfsdev, in: k, mounts: sysfsMounts)
         let m = k.vfioAP.mdev(uuid)!
         do throws(Errno) {
           try k.vfioAP.openDevice(m, kvm: k.kvm.vms[vmID])

@@ -225,6 +225,64 @@ struct QEMUUsabilityTests {
     }
   }
 
+  @Test func aSysfsdevUnderTheHostsMountIsTheDeviceUnderSys() throws {
+    let d = try Daemon()
+    defer { d.stop() }
+    let u = "62177883-f1bb-47f0-914d-32a22e3a8804"
+    try makeMdev(d, u)
+    // The daemon's mount is not /run/apvirt/sys: it comes from its own runtime paths.
+    let socket = d.root + "/g.qmp"
+    let g = try GuestProcess(
+      d,
+      [
+        "-name", "g", "-cpu", "host", "-qmp", "unix:\(socket),server=on,wait=off", "-device",
+        "vfio-ap,id=h0,sysfsdev=\(d.mount)/bus/mdev/devices/\(u)",
+      ])
+    defer {
+      g.process.terminate()
+      _ = g.finish()
+    }
+    #expect(waitFor { FileManager.default.fileExists(atPath: socket) })
+    let ls = try run(
+      apvirtBinary,
+      [
+        "exec", "--mount", d.mount, "--state", d.state, "--guest", "g", "--", "/bin/ls",
+        "/sys/bus/ap/devices",
+      ])
+    #expect(ls.stdout == "05.0004\ncard05\n", "\(ls.stderr)")
+    // device_add over QMP takes the mount's path too.
+    var c = try JSONStreamClient(path: socket, timeout: 10)
+    defer { c.close() }
+    func reply() throws -> String {
+      while true {
+        let line = String(decoding: try c.receiveLine(), as: UTF8.self)
+        if !line.contains(#""event""#) { return line }
+      }
+    }
+    _ = try reply()
+    for (request, expected) in [
+      (#"{"execute": "qmp_capabilities"}"#, #"{"return": {}}"#),
+      (#"{"execute": "device_del", "arguments": {"id": "h0"}}"#, #"{"return": {}}"#),
+      (
+        #"{"execute": "device_add", "arguments": {"driver": "vfio-ap", "id": "h1", "sysfsdev": "\#(d.mount)/devices/vfio_ap/matrix/\#(u)"}}"#,
+        #"{"return": {}}"#
+      ),
+      (
+        #"{"execute": "qom-get", "arguments": {"path": "h1", "property": "sysfsdev"}}"#,
+        #"{"return": "\#(d.mount)/devices/vfio_ap/matrix/\#(u)"}"#
+      ),
+      (#"{"execute": "device_del", "arguments": {"id": "h1"}}"#, #"{"return": {}}"#),
+      // A path under no mount of the host is no device.
+      (
+        #"{"execute": "device_add", "arguments": {"driver": "vfio-ap", "sysfsdev": "/run/elsewhere/sys/bus/mdev/devices/\#(u)"}}"#,
+        #"{"error": {"class": "GenericError", "desc": "vfio /run/elsewhere/sys/bus/mdev/devices/\#(u): no such host device: No such file or directory"}}"#
+      ),
+    ] {
+      c.sendLine(Data(request.utf8))
+      #expect(try reply() == expected, "\(request)")
+    }
+  }
+
 }
 
 /// Waits up to 10 s for a condition.

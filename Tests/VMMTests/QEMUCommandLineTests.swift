@@ -53,4 +53,27 @@ struct QEMUCommandLineTests {
     #expect(QEMUCommandLine.printable("x\ny\u{1b}") == "x\\ny\\u{1B}")
   }
 
+  @Test func aSysfsdevUnderTheHostsMountIsTheSameDevice() throws {
+    let host = try makeHost()
+    var c = try QEMUCommandLine.parse([
+      "-cpu", "host", "-device", "vfio-ap,id=h0,sysfsdev=/run/apvirt/sys/bus/mdev/devices/\(uuid1)",
+    ])
+    c.sysfsMounts = ["/run/apvirt/sys"]
+    let g = try Guest(host: host, configuration: c, clock: fixedClock)
+    #expect(g.device?.uuid == uuid1)
+    #expect(g.device?.sysfsdev == "/run/apvirt/sys/bus/mdev/devices/\(uuid1)")
+    // A mount the host does not have is no alias.
+    #expect(throws: DeviceError.self) {
+      try g.deviceDel("h0")
+      _ = try g.deviceAdd([
+        ("driver", .string("vfio-ap")), ("sysfsdev", .string("/elsewhere/sys/bus/mdev/devices/\(uuid1)")),
+      ])
+    }
+    #expect(g.device == nil)
+    _ = try g.deviceAdd([
+      ("driver", .string("vfio-ap")),
+      ("sysfsdev", .string("/run/apvirt/sys/devices/vfio_ap/matrix/\(uuid2)")),
+    ])
+    #expect(g.device?.uuid == uuid2)
+  }
 }
