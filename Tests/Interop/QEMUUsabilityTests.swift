@@ -283,6 +283,50 @@ struct QEMUUsabilityTests {
     }
   }
 
+  @Test func sigtermAndSigintSayWhoEndedTheGuest() throws {
+    let d = try Daemon()
+    defer { d.stop() }
+    let me = String(
+      decoding: (FileManager.default.contents(atPath: "/proc/self/cmdline") ?? Data()).prefix { $0 != 0 },
+      as: UTF8.self)
+    for (signal, name) in [(SIGTERM, "t"), (SIGINT, "i"), (SIGHUP, "h")] {
+      let g = try GuestProcess(d, ["-name", name, "-cpu", "host"])
+      #expect(waitFor { FileManager.default.fileExists(atPath: d.runtime + "/guests/" + name) })
+      kill(g.process.processIdentifier, signal)
+      let (exited, status, stderr) = g.finish()
+      #expect(exited && status == 0)
+      #expect(stderr == "qemu-system-s390x: terminating on signal \(signal) from pid \(getpid()) (\(me))\n")
+      // The guest ended with it.
+      #expect(waitFor { !FileManager.default.fileExists(atPath: d.runtime + "/guests/" + name) })
+    }
+  }
+
+  @Test func theGuestSaysWhenItsHostGoes() throws {
+    let d = try Daemon()
+    let g = try GuestProcess(d, ["-name", "g", "-cpu", "host"])
+    #expect(waitFor { FileManager.default.fileExists(atPath: d.runtime + "/guests/g") })
+    d.stop()
+    let (exited, status, stderr) = g.finish()
+    #expect(exited && status == 1)
+    #expect(
+      stderr
+        == "qemu-system-s390x: terminating: the apvirt host at \(d.mount) stopped (apvirt down, or a signal to apvirt up); guest 'g' was stopped with it\n"
+    )
+
+    try d.start()
+    let h = try GuestProcess(d, ["-name", "h", "-cpu", "host"])
+    #expect(waitFor { FileManager.default.fileExists(atPath: d.runtime + "/guests/h") })
+    d.kill9()
+    let killed = h.finish()
+    #expect(killed.exited && killed.status == 1)
+    #expect(
+      killed.stderr
+        == "qemu-system-s390x: terminating: lost the apvirt host at \(d.mount) (apvirt up died or was killed); guest 'h' is gone\n"
+    )
+    // The killed daemon's mounts are left behind; a new daemon clears them, and down removes it.
+    try d.start()
+    d.stop()
+  }
 }
 
 /// Waits up to 10 s for a condition.

@@ -74,6 +74,11 @@ struct Qemu: ParsableCommand {
     if config.daemonize && !daemonized {
       throw ExitCode(Self.daemonize(argv, keeping: Set(config.monitorDescriptors)))
     }
+    // SIGTERM, SIGINT and SIGHUP end this process as they end QEMU: it says so, and its guest
+    // ends with its connection to the host.
+    Self.terminateOnSignals(
+      removing: (daemonized ? config.pidfile.map { [$0] } ?? [] : [])
+        + (config.isMachineNone ? config.qmpSockets : []))
     if config.isMachineNone {
       try Self.serveMachineNone(config, version: QEMUVersion(version)!, daemonized: daemonized)
       return
@@ -120,13 +125,66 @@ struct Qemu: ParsableCommand {
     do {
       ended = try ControlClient.reply(ControlCommands.GuestWait.self, &client, paths)
     } catch {
+      // The connection closed without an answer: the daemon was killed or crashed.
+      let why = "\(error)".contains("closed the connection") ? "apvirt up died or was killed" : "\(error)"
       throw fail(
-        "terminating: lost the apvirt host at \(paths.mount) (it stopped or died); guest '\(started.name)' is gone"
-      )
+        "terminating: lost the apvirt host at \(paths.mount) (\(why)); guest '\(started.name)' is gone")
     }
     if ended.reason == "host-stopped" {
-      throw fail("terminating: the apvirt host at \(paths.mount) stopped; guest '\(started.name)' is gone")
+      throw fail(
+        "terminating: the apvirt host at \(paths.mount) stopped (apvirt down, or a signal to apvirt up); guest '\(started.name)' was stopped with it"
+      )
     }
+  }
+
+  /// The pipe the signal handler writes to: the signal and its sender's pid.
+  nonisolated(unsafe) static var signalPipe: [Int32] = [-1, -1]
+
+  /// Installs QEMU's handlers for SIGTERM, SIGINT and SIGHUP (`termsig_handler`): the signal
+  /// ends the process with status 0 after `qemu_kill_report`'s line, `terminating on signal N
+  /// from pid P (COMMAND)` (`terminating on signal N` when the kernel sent it, as for ^C at the
+  /// terminal). `files` are removed first (the pid file, the monitor sockets this process made).
+  static func terminateOnSignals(removing files: [String]) {
+    guard pipe(&signalPipe) == 0 else { return }
+    for fd in signalPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    let reader = signalPipe[0]
+    Thread.detachNewThread {
+      var message: (Int32, Int32) = (0, 0)
+      let n = withUnsafeMutableBytes(of: &message) { buffer in
+        var got = 0
+        while got < buffer.count {
+          let r = read(reader, buffer.baseAddress! + got, buffer.count - got)
+          if r < 0 && errno == EINTR { continue }
+          if r <= 0 { break }
+          got += r
+        }
+        return got
+      }
+      guard n == MemoryLayout<(Int32, Int32)>.size else { return }
+      let (signal, sender) = message
+      var line = "\(QEMUCommandLine.programName): terminating on signal \(signal)"
+      if sender != 0 { line += " from pid \(sender) (\(commandName(sender) ?? "<unknown process>"))" }
+      FileHandle.standardError.write(Data((line + "\n").utf8))
+      for f in files { unlink(f) }
+      Glibc.exit(0)
+    }
+    var action = sigaction()
+    action.__sigaction_handler.sa_sigaction = { signal, info, _ in
+      var message: (Int32, Int32) = (signal, info?.pointee._sifields._kill.si_pid ?? 0)
+      _ = withUnsafeBytes(of: &message) { write(Qemu.signalPipe[1], $0.baseAddress, $0.count) }
+    }
+    action.sa_flags = SA_SIGINFO | SA_RESTART
+    sigemptyset(&action.sa_mask)
+    for s in [SIGTERM, SIGINT, SIGHUP] { sigaction(s, &action, nil) }
+  }
+
+  /// What QEMU's `qemu_get_pid_name` gives: the process's first argument, from
+  /// `/proc/PID/cmdline`; nil when it is gone.
+  static func commandName(_ pid: Int32) -> String? {
+    guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty else {
+      return nil
+    }
+    return String(decoding: data.prefix { $0 != 0 }, as: UTF8.self)
   }
 
   /// Set in the emulator process that `-daemonize` starts: it signals its parent once ready.
