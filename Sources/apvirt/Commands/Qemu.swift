@@ -21,6 +21,15 @@ struct Qemu: ParsableCommand {
       (these last change nothing apvirt emulates), and the devices of an ordinary domain, inert: \
       virtio-balloon-ccw, sclpconsole, virtio-blk-ccw.
 
+      -version, -machine help, -cpu help, -device help and -device vfio-ap,help print what QEMU \
+      prints for the emulated version (the machines, CPU models, AP features and devices apvirt \
+      takes) and exit 0, needing no host.
+
+      A guest's name (-name NAME or guest=NAME,...) becomes the directory RUNTIME/guests/NAME \
+      that apvirt exec --guest NAME enters: it must be a file name (no '/', not empty, not \
+      starting with '.', no control characters). sysfsdev may name the mdev under /sys or under \
+      the host's mount (/run/apvirt/sys/bus/mdev/devices/$UUID).
+
       -machine none starts no guest and needs no host: the monitor answers what the binary can \
       do (versions, machine types, CPU models and their AP features, the vfio-ap device type), \
       which is how libvirt probes an emulator's capabilities.
@@ -30,11 +39,13 @@ struct Qemu: ParsableCommand {
       and SIGTERM or SIGKILL to it ends the guest, as with QEMU.
 
       The guest runs in the daemon (`apvirt up`) next to the host kernel; this command stays in \
-      the foreground until the guest quits (QMP `quit`), like QEMU. Killing it kills the guest. \
+      the foreground until the guest quits (QMP `quit`), like QEMU. Killing it kills the guest; \
+      SIGTERM, SIGINT and SIGHUP print QEMU's "terminating on signal N from pid P (COMMAND)" and \
+      exit 0. When the host stops (apvirt down) or dies under the guest, it says so and exits 1. \
       A link named qemu-system-s390x to apvirt runs this command directly, for libvirt and \
       scripts. APVIRT_MOUNT names the daemon's mount; APVIRT_QEMU_VERSION (default 10.2.0) the \
-      QEMU version emulated, which decides the QMP greeting and version-dependent behaviour (the \
-      config-change IRQ from 10.1, the ap-bus-full message from 10.2).
+      QEMU version emulated, 3.1 to 10.2, which decides the QMP greeting and version-dependent \
+      behaviour (the config-change IRQ from 10.1, the ap-bus-full message from 10.2).
 
         apvirt qemu -name guest1 -cpu host -qmp unix:/tmp/guest1.qmp,server=on,wait=off \\
           -device vfio-ap,id=hostdev0,sysfsdev=/sys/bus/mdev/devices/$UUID
