@@ -22,6 +22,8 @@ public final class Guest: Sendable {
   /// `-m`, in bytes (what `query-balloon` reports).
   public let memoryBytes: Int
   public let version: QEMUVersion
+  /// The host's sysfs mounts that `sysfsdev` may name besides `/sys`.
+  public let sysfsMounts: [String]
   let state: Mutex<State>
   /// Events go to every negotiated QMP session.
   let sinks = Mutex<[ObjectIdentifier: @Sendable (QMPValue) -> Void]>([:])
@@ -71,6 +73,7 @@ public final class Guest: Sendable {
     self.version = version
     self.clock = clock
     name = c.name
+    sysfsMounts = c.sysfsMounts
     let definition = host.withKernel { $0.machine.definition }
     let (model, _): (CPUModel, [String])
     do throws(CPUModel.Failure) {
@@ -248,7 +251,7 @@ public final class Guest: Sendable {
     let vmID = self.vmID
     let result: Result<String, DeviceError> = host.withKernel { k in
       do throws(DeviceError) {
-        let uuid = try VFIOAPDevice.resolve(sysfsdev, in: k)
+        let uuid = try VFIOAPDevice.resolve(sysfsdev, in: k, mounts: sysfsMounts)
         let m = k.vfioAP.mdev(uuid)!
         do throws(Errno) {
           try k.vfioAP.openDevice(m, kvm: k.kvm.vms[vmID])
@@ -466,10 +469,39 @@ public struct QEMUVersion: Sendable, Comparable, CustomStringConvertible {
   /// From 10.2 a full ap-bus without `bus=` says so.
   public static let busFullMessage = QEMUVersion(10, 2, 0)
 
+  /// The oldest QEMU emulated: the vfio-ap device and the AP CPU features came with QEMU 3.1.
+  public static let oldest = QEMUVersion(3, 1, 0)
+
+  /// `MAJOR.MINOR[.MICRO]`, decimal numbers only.
   public init?(_ text: String) {
-    let p = text.split(separator: ".").compactMap { Int($0) }
-    guard (2...3).contains(p.count) else { return nil }
+    let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+    guard (2...3).contains(parts.count),
+      parts.allSatisfy({ !$0.isEmpty && $0.count <= 6 && $0.allSatisfy { $0.isASCII && $0.isNumber } })
+    else { return nil }
+    let p = parts.map { Int($0)! }
     self.init(p[0], p[1], p.count == 3 ? p[2] : 0)
+  }
+
+  /// The versions apvirt emulates, as a user reads them: `3.1 to 10.2`.
+  public static var emulatedRange: String {
+    "\(oldest.major).\(oldest.minor) to \(current.major).\(current.minor)"
+  }
+
+  /// Why `text` (`APVIRT_QEMU_VERSION`) is not a version apvirt emulates, or nil: it must be a
+  /// version from ``oldest`` to the ``current`` major and minor (any micro).
+  public static func problem(_ text: String) -> String? {
+    guard let v = QEMUVersion(text) else {
+      return "not a QEMU version (MAJOR.MINOR[.MICRO]); apvirt emulates QEMU \(emulatedRange)"
+    }
+    if v < oldest {
+      return
+        "apvirt emulates QEMU \(emulatedRange), not \(text): the vfio-ap device and the AP CPU features came with QEMU \(oldest.major).\(oldest.minor)"
+    }
+    if (v.major, v.minor) > (current.major, current.minor) {
+      return
+        "apvirt emulates QEMU \(emulatedRange), not \(text): it knows no QEMU after \(current.major).\(current.minor)"
+    }
+    return nil
   }
 
   public static func < (a: QEMUVersion, b: QEMUVersion) -> Bool {

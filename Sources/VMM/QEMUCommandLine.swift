@@ -33,6 +33,16 @@ public struct GuestConfiguration: Sendable {
   public var accelerators: [String] = []
   /// `-machine none`: no guest, as libvirt's capability probe starts QEMU.
   public var isMachineNone: Bool { machineType == "none" }
+  /// What an informational option asks QEMU to print on its standard output before it exits
+  /// with status 0, starting nothing: `-version`, `-machine help`, `-cpu help`, `-device help`,
+  /// `-device DRIVER,help`.
+  public var information: String?
+  /// What such an option prints on the standard error instead (after `qemu-system-s390x: `):
+  /// `-device nosuch,help` names no device, and QEMU says so and still exits with status 0.
+  public var informationError: String?
+  /// Where the host's sysfs is mounted besides `/sys` (the daemon's mount, `/run/apvirt/sys`):
+  /// a `sysfsdev` under one of them names the same device as under `/sys`.
+  public var sysfsMounts: [String] = []
 
   public init() {}
 }
@@ -60,7 +70,19 @@ public enum QEMUCommandLine {
     "nographic", "daemonize", "S", "nodefaults", "no-shutdown", "enable-kvm", "no-reboot", "no-user-config",
   ]
 
-  public static func parse(_ args: [String]) throws(Failure) -> GuestConfiguration {
+  /// Options that print something and exit (`-version`).
+  static let informational: Set<String> = ["version"]
+
+  /// Whether an option's value asks for help (`help`, `?`), as QEMU's `is_help_option`.
+  static func isHelp(_ value: String) -> Bool { value == "help" || value == "?" }
+
+  /// Parses a command line for the QEMU `version` emulated (which the informational options
+  /// print). As QEMU does, every option is checked to exist and to have its argument before any
+  /// is taken; `-version` and `-machine help` print at once, where they are; `-cpu help`, then
+  /// `-device ...,help`, once the whole line is read.
+  public static func parse(_ args: [String], version: QEMUVersion = .current) throws(Failure)
+    -> GuestConfiguration
+  {
     var c = GuestConfiguration()
     var chardevs: [String: Chardev] = [:]
     var monitors: [String] = []
@@ -68,9 +90,31 @@ public enum QEMUCommandLine {
     while i < args.count {
       let raw = args[i]
       guard raw.hasPrefix("-"), raw.count > 1 else {
+        i += 1
+        continue
+      }
+      let opt = String(raw.drop { $0 == "-" })
+      if flags.contains(opt) || informational.contains(opt) {
+        i += 1
+        continue
+      }
+      guard withArgument.contains(opt) else { throw Failure(message: "\(raw): invalid option") }
+      guard i + 1 < args.count else { throw Failure(message: "\(raw): requires an argument") }
+      i += 2
+    }
+    var cpuHelp = false
+    var deviceHelp: [(driver: String, text: String)?] = []
+    i = 0
+    while i < args.count {
+      let raw = args[i]
+      guard raw.hasPrefix("-"), raw.count > 1 else {
         throw Failure(message: "\(raw): drive with bus=0, unit=0 (index=0) exists")
       }
       let opt = String(raw.drop { $0 == "-" })
+      if opt == "version" {
+        c.information = QEMUInformation.version(version)
+        return c
+      }
       if flags.contains(opt) {
         switch opt {
         case "nographic": c.nographic = true
@@ -89,10 +133,19 @@ public enum QEMUCommandLine {
       i += 2
       switch opt {
       case "name":
+        // libvirt's form, `guest=NAME,debug-threads=on`, or the name alone.
         let p = options(value, implied: "guest")
         c.name = p.first { $0.0 == "guest" }?.1 ?? value
+        if value.isEmpty { c.name = "" }
+        if let problem = nameProblem(c.name) {
+          throw Failure(message: "-name \(printable(value)): \(problem)")
+        }
       case "machine", "M":
         let p = options(value, implied: "type")
+        if p.first.map({ $0.0 == "type" && isHelp($0.1) }) == true || p.contains(where: { isHelp($0.0) }) {
+          c.information = QEMUInformation.machines(version)
+          return c
+        }
         let type = p.first { $0.0 == "type" }?.1 ?? "s390-ccw-virtio"
         if let accel = p.first(where: { $0.0 == "accel" })?.1 {
           c.accelerators += accel.split(separator: ":").map(String.init)
@@ -103,6 +156,7 @@ public enum QEMUCommandLine {
         }
         c.machineType = type
       case "cpu":
+        if isHelp(value) { cpuHelp = true }
         c.cpu = value
       case "smp":
         let p = options(value, implied: "cpus")
@@ -126,7 +180,17 @@ public enum QEMUCommandLine {
             ($0, QMPValue(obj[$0]!))
           }
         } else {
-          spec = options(value, implied: "driver").map { ($0.0, .string($0.1)) }
+          let p = options(value, implied: "driver")
+          let driver = p.first { $0.0 == "driver" }?.1
+          if let driver, isHelp(driver) {
+            deviceHelp.append(nil)
+          } else if p.contains(where: { isHelp($0.0) }) {
+            guard let driver else {
+              throw Failure(message: "-device \(value): Parameter 'driver' is missing")
+            }
+            deviceHelp.append((driver, value))
+          }
+          spec = p.map { ($0.0, .string($0.1)) }
         }
         c.devices.append(spec)
         c.deviceTexts.append(value)
@@ -184,6 +248,23 @@ public enum QEMUCommandLine {
         break  // accepted and ignored: they do not concern AP
       }
     }
+    if cpuHelp {
+      c.information = QEMUInformation.cpus(version)
+      return c
+    }
+    if let first = deviceHelp.first {
+      guard let (driver, text) = first else {
+        c.information = QEMUInformation.devices()
+        return c
+      }
+      if let properties = QEMUInformation.deviceProperties(driver, version) {
+        c.information = properties
+      } else {
+        c.information = ""
+        c.informationError = "-device \(text): Device '\(driver)' not found"
+      }
+      return c
+    }
     for m in monitors {
       switch chardevs[m] {
       case .path(let path): c.qmpSockets.append(path)
@@ -193,6 +274,45 @@ public enum QEMUCommandLine {
       }
     }
     return c
+  }
+
+  /// Why a guest cannot have this name, or nil. apvirt makes a guest's name a directory of the
+  /// host's guests mount (`RUNTIME/guests/NAME`, `/run/apvirt/guests/NAME` by default), which
+  /// `apvirt exec --guest NAME` enters, so it must be a plain, visible file name: not empty, not
+  /// starting with `.` (`.`, `..`, hidden names), without `/`, NUL or control characters, at
+  /// most 255 bytes. QEMU itself takes any `-name`; every libvirt domain name passes (libvirt
+  /// refuses `/` in them).
+  public static func nameProblem(_ name: String) -> String? {
+    let why: String
+    if name.isEmpty {
+      why = "is empty"
+    } else if name.contains("/") {
+      why = "contains '/'"
+    } else if name.hasPrefix(".") {
+      why = "starts with '.'"
+    } else if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
+      why = "contains control characters"
+    } else if name.utf8.count > 255 {
+      why = "is longer than 255 bytes"
+    } else {
+      return nil
+    }
+    return
+      "apvirt cannot serve a guest whose name \(why): a guest's name is a directory of the host's guests mount (/run/apvirt/guests/NAME by default) and must be a file name"
+  }
+
+  /// Text with its control characters shown as escapes (`\n`, `\u{1B}`), for messages.
+  public static func printable(_ text: String) -> String {
+    var out = ""
+    for u in text.unicodeScalars {
+      switch u.value {
+      case 0x0a: out += "\\n"
+      case 0x09: out += "\\t"
+      case 0..<0x20, 0x7f: out += "\\u{" + String(u.value, radix: 16, uppercase: true) + "}"
+      default: out.unicodeScalars.append(u)
+      }
+    }
+    return out
   }
 
   /// The order in which a device's properties are taken: `driver` first, as QEMU's

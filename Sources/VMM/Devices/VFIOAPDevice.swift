@@ -31,9 +31,16 @@ public struct DeviceError: Error, Equatable, CustomStringConvertible {
 
 extension VFIOAPDevice {
   /// The host paths that name an mdev in `sysfsdev`: resolved in the host's sysfs (the tree is
-  /// rooted at `/`, so `/sys` is taken off), must exist, and must be an mdev of vfio_ap's type.
-  static func resolve(_ sysfsdev: String, in kernel: HostKernel) throws(DeviceError) -> String {
-    let inTree = sysfsdev.hasPrefix("/sys/") ? String(sysfsdev.dropFirst(4)) : sysfsdev
+  /// rooted at `/`, so `/sys`, or one of the `mounts` where the host's sysfs is mounted such as
+  /// `/run/apvirt/sys`, is taken off), must exist, and must be an mdev of vfio_ap's type.
+  static func resolve(_ sysfsdev: String, in kernel: HostKernel, mounts: [String] = []) throws(DeviceError)
+    -> String
+  {
+    var inTree = sysfsdev
+    for root in ["/sys"] + mounts where root.count > 1 && sysfsdev.hasPrefix(root + "/") {
+      inTree = String(sysfsdev.dropFirst(root.count))
+      break
+    }
     let canonical: String
     do throws(Errno) {
       canonical = try kernel.sysfs.canonicalPath(inTree)

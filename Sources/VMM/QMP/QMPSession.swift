@@ -252,29 +252,93 @@ public final class QMPSession: Sendable {
   }
 }
 
-/// The human monitor commands apvirt's guests understand: `device_add`, `device_del`,
-/// `info qtree`. Output lines end in CRLF; errors read `Error: <desc>`.
+/// The human monitor commands apvirt's guests understand (``commands``, ``infoCommands``): the
+/// device hot plug, the run state, `info qtree` and `info status`, `help`. Output lines end in
+/// CRLF; errors read `Error: <desc>`; anything else is QEMU's `unknown command: 'x'`.
 public enum HMP {
+  /// (names, parameters, help) as hmp-commands.hx has them: `help` prints
+  /// `name params -- help`, sorted by name.
+  static let commands: [(String, String, String)] = [
+    ("cont|c", "", "resume emulation"),
+    ("device_add", "driver[,prop=value][,...]", "add device, like -device on the command line"),
+    ("device_del", "device", "remove device"),
+    ("help|?", "[cmd]", "show the help"),
+    ("info", "[subcommand]", "show various information about the system state"),
+    ("stop|s", "", "stop emulation"),
+    ("system_reset", "", "reset the system"),
+  ]
+
+  /// The `info` subcommands (hmp-commands-info.hx).
+  static let infoCommands: [(String, String, String)] = [
+    ("qtree", "", "show device tree"),
+    ("status", "", "show the current VM status (running|paused)"),
+  ]
+
+  /// The table entry a command name (or one of its aliases) selects.
+  static func lookup(_ name: String, in table: [(String, String, String)]) -> (String, String, String)? {
+    table.first { $0.0.split(separator: "|").contains { $0 == name } }
+  }
+
+  static func helpLines(_ table: [(String, String, String)], prefix: String = "") -> String {
+    table.map { "\(prefix)\($0.0) \($0.1) -- \($0.2)\r\n" }.joined()
+  }
+
   public static func run(_ line: String, guest: Guest) -> String {
     let trimmed = line.trimmingCharacters(in: .whitespaces)
-    let (cmd, rest) = trimmed.split(separator: " ", maxSplits: 1).map(String.init).splitFirst()
+    let (word, rest) = trimmed.split(separator: " ", maxSplits: 1).map(String.init).splitFirst()
+    guard let entry = lookup(word, in: commands) else { return "unknown command: '\(word)'\r\n" }
+    let argument = rest.trimmingCharacters(in: .whitespaces)
     do throws(DeviceError) {
-      switch cmd {
+      switch entry.0 {
       case "device_add":
         let props = QEMUCommandLine.options(rest, implied: "driver").map { ($0.0, QMPValue.string($0.1)) }
         try guest.deviceAdd(props)
         return ""
       case "device_del":
-        try guest.deviceDel(rest.trimmingCharacters(in: .whitespaces))
+        try guest.deviceDel(argument)
         return ""
-      case "info":
-        guard rest.hasPrefix("qtree") else { return "info: unknown command: '\(rest)'\r\n" }
-        return qtree(guest)
-      default:
-        return "unknown command: '\(cmd)'\r\n"
+      case "cont|c":
+        guest.cont()
+        return ""
+      case "stop|s":
+        guest.stop()
+        return ""
+      case "system_reset":
+        _ = guest.systemReset()
+        return ""
+      case "help|?":
+        // `help`, `help CMD`, `help info` (the info subcommands).
+        let topic = argument.split(separator: " ").map(String.init)
+        guard let first = topic.first else { return helpLines(commands) }
+        guard let e = lookup(first, in: commands) else { return "unknown command: '\(first)'\r\n" }
+        if e.0 == "info" {
+          guard topic.count > 1 else { return helpLines(infoCommands, prefix: "info ") }
+          guard let sub = lookup(topic[1], in: infoCommands) else {
+            return "unknown command: 'info \(topic[1])'\r\n"
+          }
+          return helpLines([sub], prefix: "info ")
+        }
+        return helpLines([e])
+      default:  // info
+        let sub = argument.split(separator: " ").first.map(String.init) ?? ""
+        switch sub {
+        case "": return helpLines(infoCommands, prefix: "info ")
+        case "qtree": return qtree(guest)
+        case "status": return "VM status: \(statusText(guest.status))\r\n"
+        default: return "info: unknown command: '\(sub)'\r\n"
+        }
       }
     } catch {
       return "Error: \(error.message)\r\n"
+    }
+  }
+
+  /// `info status` as `hmp_info_status` words it: `running`, `paused`, or `paused (STATE)` for
+  /// another stopped state (`prelaunch`, `shutdown`).
+  static func statusText(_ status: String) -> String {
+    switch status {
+    case "running", "paused": status
+    default: "paused (\(status))"
     }
   }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import VMM
 
 #if canImport(Glibc)
   import Glibc
@@ -240,7 +241,7 @@ struct Exec: ParsableCommand {
     var tree = paths.mount
     if let guest {
       // A guest's name is one path component of the guests' mount, never a way out of it.
-      if let problem = GuestRegistry.nameProblem(guest) {
+      if let problem = QEMUCommandLine.nameProblem(guest) {
         throw ValidationError("--guest \(guest): \(problem)")
       }
       tree = paths.guests + "/" + guest

@@ -21,6 +21,15 @@ struct Qemu: ParsableCommand {
       (these last change nothing apvirt emulates), and the devices of an ordinary domain, inert: \
       virtio-balloon-ccw, sclpconsole, virtio-blk-ccw.
 
+      -version, -machine help, -cpu help, -device help and -device vfio-ap,help print what QEMU \
+      prints for the emulated version (the machines, CPU models, AP features and devices apvirt \
+      takes) and exit 0, needing no host.
+
+      A guest's name (-name NAME or guest=NAME,...) becomes the directory RUNTIME/guests/NAME \
+      that apvirt exec --guest NAME enters: it must be a file name (no '/', not empty, not \
+      starting with '.', no control characters). sysfsdev may name the mdev under /sys or under \
+      the host's mount (/run/apvirt/sys/bus/mdev/devices/$UUID).
+
       -machine none starts no guest and needs no host: the monitor answers what the binary can \
       do (versions, machine types, CPU models and their AP features, the vfio-ap device type), \
       which is how libvirt probes an emulator's capabilities.
@@ -30,11 +39,13 @@ struct Qemu: ParsableCommand {
       and SIGTERM or SIGKILL to it ends the guest, as with QEMU.
 
       The guest runs in the daemon (`apvirt up`) next to the host kernel; this command stays in \
-      the foreground until the guest quits (QMP `quit`), like QEMU. Killing it kills the guest. \
+      the foreground until the guest quits (QMP `quit`), like QEMU. Killing it kills the guest; \
+      SIGTERM, SIGINT and SIGHUP print QEMU's "terminating on signal N from pid P (COMMAND)" and \
+      exit 0. When the host stops (apvirt down) or dies under the guest, it says so and exits 1. \
       A link named qemu-system-s390x to apvirt runs this command directly, for libvirt and \
       scripts. APVIRT_MOUNT names the daemon's mount; APVIRT_QEMU_VERSION (default 10.2.0) the \
-      QEMU version emulated, which decides the QMP greeting and version-dependent behaviour (the \
-      config-change IRQ from 10.1, the ap-bus-full message from 10.2).
+      QEMU version emulated, 3.1 to 10.2, which decides the QMP greeting and version-dependent \
+      behaviour (the config-change IRQ from 10.1, the ap-bus-full message from 10.2).
 
         apvirt qemu -name guest1 -cpu host -qmp unix:/tmp/guest1.qmp,server=on,wait=off \\
           -device vfio-ap,id=hostdev0,sysfsdev=/sys/bus/mdev/devices/$UUID
@@ -51,22 +62,34 @@ struct Qemu: ParsableCommand {
     let env = ProcessInfo.processInfo.environment
     let paths = RuntimePaths(mount: RuntimePaths.environmentMount)
     let version = env["APVIRT_QEMU_VERSION"] ?? QEMUVersion.current.description
-    guard QEMUVersion(version) != nil else {
-      throw ValidationError("APVIRT_QEMU_VERSION: not a version: \(version)")
-    }
     let prog = QEMUCommandLine.programName
+    if let problem = QEMUVersion.problem(version) {
+      FileHandle.standardError.write(Data("\(prog): APVIRT_QEMU_VERSION=\(version): \(problem)\n".utf8))
+      throw ExitCode(1)
+    }
     // QEMU's own errors come before any host is involved.
     let config: GuestConfiguration
     do {
-      config = try QEMUCommandLine.parse(argv)
+      config = try QEMUCommandLine.parse(argv, version: QEMUVersion(version)!)
     } catch {
       FileHandle.standardError.write(Data("\(error)\n".utf8))
       throw ExitCode(1)
+    }
+    // -version, -machine help, -cpu help, -device help: printed, and nothing starts.
+    if let text = config.information {
+      FileHandle.standardOutput.write(Data(text.utf8))
+      if let e = config.informationError { FileHandle.standardError.write(Data("\(prog): \(e)\n".utf8)) }
+      return
     }
     let daemonized = config.daemonize && env[Self.daemonizedVariable] != nil
     if config.daemonize && !daemonized {
       throw ExitCode(Self.daemonize(argv, keeping: Set(config.monitorDescriptors)))
     }
+    // SIGTERM, SIGINT and SIGHUP end this process as they end QEMU: it says so, and its guest
+    // ends with its connection to the host.
+    Self.terminateOnSignals(
+      removing: (daemonized ? config.pidfile.map { [$0] } ?? [] : [])
+        + (config.isMachineNone ? config.qmpSockets : []))
     if config.isMachineNone {
       try Self.serveMachineNone(config, version: QEMUVersion(version)!, daemonized: daemonized)
       return
@@ -113,13 +136,66 @@ struct Qemu: ParsableCommand {
     do {
       ended = try ControlClient.reply(ControlCommands.GuestWait.self, &client, paths)
     } catch {
+      // The connection closed without an answer: the daemon was killed or crashed.
+      let why = "\(error)".contains("closed the connection") ? "apvirt up died or was killed" : "\(error)"
       throw fail(
-        "terminating: lost the apvirt host at \(paths.mount) (it stopped or died); guest '\(started.name)' is gone"
-      )
+        "terminating: lost the apvirt host at \(paths.mount) (\(why)); guest '\(started.name)' is gone")
     }
     if ended.reason == "host-stopped" {
-      throw fail("terminating: the apvirt host at \(paths.mount) stopped; guest '\(started.name)' is gone")
+      throw fail(
+        "terminating: the apvirt host at \(paths.mount) stopped (apvirt down, or a signal to apvirt up); guest '\(started.name)' was stopped with it"
+      )
     }
+  }
+
+  /// The pipe the signal handler writes to: the signal and its sender's pid.
+  nonisolated(unsafe) static var signalPipe: [Int32] = [-1, -1]
+
+  /// Installs QEMU's handlers for SIGTERM, SIGINT and SIGHUP (`termsig_handler`): the signal
+  /// ends the process with status 0 after `qemu_kill_report`'s line, `terminating on signal N
+  /// from pid P (COMMAND)` (`terminating on signal N` when the kernel sent it, as for ^C at the
+  /// terminal). `files` are removed first (the pid file, the monitor sockets this process made).
+  static func terminateOnSignals(removing files: [String]) {
+    guard pipe(&signalPipe) == 0 else { return }
+    for fd in signalPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    let reader = signalPipe[0]
+    Thread.detachNewThread {
+      var message: (Int32, Int32) = (0, 0)
+      let n = withUnsafeMutableBytes(of: &message) { buffer in
+        var got = 0
+        while got < buffer.count {
+          let r = read(reader, buffer.baseAddress! + got, buffer.count - got)
+          if r < 0 && errno == EINTR { continue }
+          if r <= 0 { break }
+          got += r
+        }
+        return got
+      }
+      guard n == MemoryLayout<(Int32, Int32)>.size else { return }
+      let (signal, sender) = message
+      var line = "\(QEMUCommandLine.programName): terminating on signal \(signal)"
+      if sender != 0 { line += " from pid \(sender) (\(commandName(sender) ?? "<unknown process>"))" }
+      FileHandle.standardError.write(Data((line + "\n").utf8))
+      for f in files { unlink(f) }
+      Glibc.exit(0)
+    }
+    var action = sigaction()
+    action.__sigaction_handler.sa_sigaction = { signal, info, _ in
+      var message: (Int32, Int32) = (signal, info?.pointee._sifields._kill.si_pid ?? 0)
+      _ = withUnsafeBytes(of: &message) { write(Qemu.signalPipe[1], $0.baseAddress, $0.count) }
+    }
+    action.sa_flags = SA_SIGINFO | SA_RESTART
+    sigemptyset(&action.sa_mask)
+    for s in [SIGTERM, SIGINT, SIGHUP] { sigaction(s, &action, nil) }
+  }
+
+  /// What QEMU's `qemu_get_pid_name` gives: the process's first argument, from
+  /// `/proc/PID/cmdline`; nil when it is gone.
+  static func commandName(_ pid: Int32) -> String? {
+    guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty else {
+      return nil
+    }
+    return String(decoding: data.prefix { $0 != 0 }, as: UTF8.self)
   }
 
   /// Set in the emulator process that `-daemonize` starts: it signals its parent once ready.

@@ -173,10 +173,10 @@ final class ControlSession {
   func start(_ c: ControlCommands.GuestStart) throws(ControlFailure) -> ControlCommands.GuestStart.Reply {
     let version: QEMUVersion
     if let text = c.version {
-      guard let v = QEMUVersion(text) else {
-        throw ControlFailure("Parameter 'version' is not a QEMU version (MAJOR.MINOR[.MICRO]): '\(text)'")
+      if let problem = QEMUVersion.problem(text) {
+        throw ControlFailure("Parameter 'version' '\(text)': \(problem)")
       }
-      version = v
+      version = QEMUVersion(text)!
     } else {
       version = .current
     }

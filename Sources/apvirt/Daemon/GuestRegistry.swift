@@ -14,11 +14,17 @@ final class GuestRegistry: Sendable {
 
   let host: EmulatedHost
   let logger: Logger
+  /// Where the daemon mounts the host's sysfs (`/run/apvirt/sys`), absolute: a guest's
+  /// `sysfsdev` may name its device there as well as under `/sys`.
+  let sysfsMount: String?
   let guests = Mutex<[String: Entry]>([:])
 
-  init(host: EmulatedHost, logger: Logger) {
+  init(host: EmulatedHost, logger: Logger, sysfsMount: String? = nil) {
     self.host = host
     self.logger = logger
+    self.sysfsMount = sysfsMount.map { m in
+      m.hasPrefix("/") ? m : FileManager.default.currentDirectoryPath + "/" + m
+    }
   }
 
   struct StartFailure: Error {
@@ -38,20 +44,23 @@ final class GuestRegistry: Sendable {
     let prefix = QEMUCommandLine.programName + ": "
     var unused = descriptors
     defer { for d in unused { close(d) } }
-    let config: GuestConfiguration
+    var parsed: GuestConfiguration
     do throws(QEMUCommandLine.Failure) {
-      config = try QEMUCommandLine.parse(argv)
+      parsed = try QEMUCommandLine.parse(argv, version: version)
     } catch {
       throw StartFailure(message: error.description)
     }
+    // `-version`, `-machine help` and the like start nothing: the emulator prints them itself.
+    if parsed.information != nil {
+      throw StartFailure(message: prefix + "an informational option (-version, help) starts no guest")
+    }
+    if let sysfsMount { parsed.sysfsMounts = [sysfsMount] }
+    let config = parsed
     guard config.monitorDescriptors.count == descriptors.count else {
       throw StartFailure(
         message: prefix
           + "-chardev socket,fd=\(config.monitorDescriptors.map(String.init).joined(separator: ",")): the emulator passed \(descriptors.count) of the \(config.monitorDescriptors.count) monitor sockets"
       )
-    }
-    if let problem = Self.nameProblem(config.name) {
-      throw StartFailure(message: prefix + "-name \(config.name): \(problem)")
     }
     let definition = host.withKernel { $0.machine.definition }
     var warnings: [String] = []
@@ -109,23 +118,6 @@ final class GuestRegistry: Sendable {
       logger.info("guest \(config.name) quit")
     }
     return (guest, warnings)
-  }
-
-  /// Why a guest cannot have this name, or nil. A guest's name is a directory of the guests'
-  /// mount (`RUNTIME/guests/NAME`) and a file name to `apvirt exec --guest`, so it must be one
-  /// path component: not empty, `.` or `..`, without `/`, NUL or control characters, at most
-  /// 255 bytes. QEMU itself takes any `-name`; libvirt's domain names never contain `/`, so every
-  /// libvirt domain passes (QEMU's stricter id rules would refuse libvirt names with spaces).
-  static func nameProblem(_ name: String) -> String? {
-    if name.isEmpty || name == "." || name == ".." {
-      return "apvirt cannot serve a guest named '\(name)': a guest's name must be a file name"
-    }
-    if name.contains("/") { return "apvirt cannot serve a guest whose name contains '/'" }
-    if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
-      return "apvirt cannot serve a guest whose name contains control characters"
-    }
-    if name.utf8.count > 255 { return "apvirt cannot serve a guest whose name is longer than 255 bytes" }
-    return nil
   }
 
   func guest(named name: String) -> Guest? { guests.withLock { $0[name]?.guest } }

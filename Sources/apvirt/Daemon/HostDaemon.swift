@@ -94,7 +94,7 @@ final class HostDaemon: Sendable {
 
     let kernel = HostKernel(definition: definition, parameters: parameters)
     host = EmulatedHost(kernel: kernel)
-    guests = GuestRegistry(host: host, logger: logger)
+    guests = GuestRegistry(host: host, logger: logger, sysfsMount: paths.mount)
     let (queues, cards) = host.withKernel { ($0.apBus.queues.count, $0.apBus.cards.count) }
     logger.info("booted machine '\(definition.name)': \(cards) cards, \(queues) queues")
     var boot: [BootStep] = parameters.problems.map {
