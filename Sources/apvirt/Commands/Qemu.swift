@@ -47,7 +47,8 @@ struct Qemu: ParsableCommand {
       QEMU version emulated, 3.1 to 10.2, which decides the QMP greeting and version-dependent \
       behaviour (the config-change IRQ from 10.1, the ap-bus-full message from 10.2).
 
-        apvirt qemu -name guest1 -cpu host -qmp unix:/tmp/guest1.qmp,server=on,wait=off \\
+        apvirt qemu -name guest1 -cpu host \\
+          -qmp unix:/tmp/guest1.qmp,server=on,wait=off \\
           -device vfio-ap,id=hostdev0,sysfsdev=/sys/bus/mdev/devices/$UUID
       """)
 
