@@ -14,6 +14,8 @@ public final class HostKernel {
   public let machine: APMachine
   public let sysfs = SysfsTree()
   public let kvm: KVM
+  /// The upstream kernel this one behaves as.
+  public let profile: KernelProfile
   public private(set) var log = KernelLog()
   /// The newest uevents sent, numbered by `SEQNUM` (see ``UEventRing``).
   public private(set) var uevents = UEventRing()
@@ -60,8 +62,11 @@ public final class HostKernel {
 
   /// Boots the kernel on `machine`: registers the AP bus and its drivers, loads vfio_ap, and
   /// runs the first bus scan, which creates and binds every card and queue device.
-  public init(machine: APMachine, parameters: KernelParameters = KernelParameters()) {
+  public init(
+    machine: APMachine, parameters: KernelParameters = KernelParameters(), profile: KernelProfile = .newest
+  ) {
     self.machine = machine
+    self.profile = profile
     role = .host
     authorityProvider = { .lpar }
     hasQCI = machine.definition.facilities.qci
@@ -81,6 +86,8 @@ public final class HostKernel {
   /// APCB and finds exactly the queues the APCB holds; it has zcrypt but no vfio_ap.
   init(guestOf host: HostKernel, vm: KVMVirtualMachine, qci: Bool, apft: Bool) {
     machine = host.machine
+    // The guest's kernel is taken to be the host's release.
+    profile = host.profile
     role = .guest(vm: vm.id)
     hasQCI = qci && host.hasQCI
     hasAPFT = apft && host.hasAPFT
@@ -109,9 +116,10 @@ public final class HostKernel {
 
   /// Boots a kernel on a fresh machine built from `definition`.
   public convenience init(
-    definition: MachineDefinition = .embeddedDefault, parameters: KernelParameters = KernelParameters()
+    definition: MachineDefinition = .embeddedDefault, parameters: KernelParameters = KernelParameters(),
+    profile: KernelProfile = .newest
   ) {
-    self.init(machine: APMachine(definition: definition), parameters: parameters)
+    self.init(machine: APMachine(definition: definition), parameters: parameters, profile: profile)
   }
 
   // MARK: - Log, uevents, signals

@@ -72,4 +72,9 @@ public final class SysfsAttributeGroup: @unchecked Sendable {
     for a in attributes { m[a.name] = a }
     byName = m
   }
+
+  /// The group without the attributes named: what an older kernel's group lacks.
+  public func without(_ names: Set<String>) -> SysfsAttributeGroup {
+    names.isEmpty ? self : SysfsAttributeGroup(attributes.filter { !names.contains($0.name) })
+  }
 }

@@ -97,16 +97,31 @@ struct ModelBasedTests {
 
   static let run = RunLength(ProcessInfo.processInfo.environment)
 
+  /// One run: a seed under a kernel profile.
+  struct Case: Sendable, CustomStringConvertible {
+    var seed: UInt64
+    var profile: KernelProfile
+    var description: String { "seed \(seed), Linux \(profile)" }
+  }
+
+  /// Every seed under the newest kernel, and a fifth of them under each older profile.
+  static let cases: [Case] =
+    run.seeds.map { Case(seed: $0, profile: .newest) }
+    + KernelProfile.known.filter { $0 != .newest }.flatMap { p in
+      run.seeds.prefix(max(1, run.seeds.count / 5)).map { Case(seed: $0, profile: p) }
+    }
+
   /// Random operations of every kind, with the system's invariants checked after each step.
-  @Test(arguments: ModelBasedTests.run.seeds)
-  func randomOperationsKeepTheInvariants(seed: UInt64) throws {
+  @Test(arguments: ModelBasedTests.cases)
+  func randomOperationsKeepTheInvariants(_ c: Case) throws {
+    let seed = c.seed
     let run = Self.run
     var rng = SeededGenerator(seed: seed)
     let def = MachineDefinition(
       name: "model", na: Self.maxID, nd: Self.maxID,
       adapters: (0...5).map { .init(apid: $0, mode: .cca, queueDepth: 4) },
       usageDomains: APMask(0...5), controlDomains: APMask(0...6))
-    let k = HostKernel(definition: def)
+    let k = HostKernel(definition: def, profile: c.profile)
     k.recordsUEvents = false
     // Start with most of the machine free for vfio_ap, so that guests get queues early.
     #expect(echo(k, "-0-4", "/bus/ap/apmask") == nil)

@@ -111,7 +111,8 @@ struct UsabilityTests {
     let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false)
     #expect(
       lines.first
-        == "machine default: 12 adapters, 256 usage domains, 256 control domains, CRYCB format 2")
+        == "Linux 6.19 on machine default: 12 adapters, 256 usage domains, 256 control domains, CRYCB format 2"
+    )
     #expect(
       lines.contains("queues: 3072, bound 2816 to cex4queue, 256 to vfio_ap; 1 AP bus scan"), "\(r.stdout)")
     #expect(lines.contains("adapter 05 CEX8C CCA-Coproc"))
@@ -149,6 +150,23 @@ struct UsabilityTests {
       r.stderr.hasPrefix(
         "Error: --cmdline: kernel parameter 'quiet' is not modelled; apvirt knows ap.apmask and ap.aqmask"),
       "\(r.stderr)")
+  }
+
+  @Test func kernelProfilesAreChosenAtBootAndUnknownOnesRefused() throws {
+    let r = try run(apvirtBinary, ["up", "--kernel", "5.4", "--mount", "/tmp/apvirt-never/sys"])
+    #expect(r.status == 64)
+    #expect(
+      r.stderr.hasPrefix(
+        "Error: --kernel 5.4: not a kernel apvirt models; it knows 6.1, 6.6, 6.12, 6.16, 6.19"),
+      "\(r.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: "/tmp/apvirt-never"))
+    let d = try Daemon(options: ["--kernel", "6.1"])
+    #expect(
+      try d.bash("ls /sys/bus/ap/features /sys/devices/vfio_ap/matrix/features 2>&1; true").stdout.contains(
+        "No such file"))
+    #expect(try d.bash("cat /sys/bus/ap/devices/05.0004/driver_override").status != 0)
+    #expect(try d.apvirt(["status"]).stdout.hasPrefix("Linux 6.1 on machine default"))
+    #expect(d.log.contains("booted Linux 6.1 on machine 'default'"))
   }
 
   /// The kernel documentation's three guests, defined with mdevctl `--auto`, and the masks kept

@@ -31,6 +31,8 @@ public final class APBus {
   /// When the periodic scan runs next (kernel time, ns).
   public private(set) var nextScanTime: UInt64?
   var bindingsCompleteSent = false
+  /// `ap_bindings_complete_count`: how often the bindings became complete (`COMPLETECOUNT`).
+  public private(set) var bindingsCompleteCount: UInt64 = 0
 
   let busDirectory: SysfsDirectory
   let devicesRoot: SysfsDirectory
@@ -46,7 +48,7 @@ public final class APBus {
     busDirectory = tree.makeDirectories("/bus/ap")
     devicesRoot = tree.makeDirectories("/devices/ap")
     busDevices = busDirectory.directory("devices")
-    attributes = APBusAttributes()
+    attributes = APBusAttributes(profile: kernel.profile)
     busDirectory.addGroup(attributes.busGroup, owner: self)
     devicesRoot.addGroup(attributes.rootGroup, owner: self)
     busDirectory.directory("drivers")
@@ -229,7 +231,10 @@ public final class APBus {
     if scanCount > 0 && bound == total {
       if !bindingsCompleteSent {
         bindingsCompleteSent = true
-        kernel.uevent(.change, "/devices/ap", ["BINDINGS=complete", "COMPLETECOUNT=\(scanCount)"])
+        // `ap_send_bindings_complete_uevent` counts completions, not scans.
+        bindingsCompleteCount += 1
+        kernel.uevent(
+          .change, "/devices/ap", ["BINDINGS=complete", "COMPLETECOUNT=\(bindingsCompleteCount)"])
       }
     } else {
       bindingsCompleteSent = false

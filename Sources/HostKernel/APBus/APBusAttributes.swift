@@ -25,8 +25,15 @@ struct APBusAttributes {
       })
   ]
 
-  init() {
-    busGroup = SysfsAttributeGroup(Self.bus)
+  /// The groups of `profile`'s kernel: a newer kernel's files are not in an older one.
+  init(profile: KernelProfile = .newest) {
+    var busLacks: Set<String> = []
+    if !profile.hasBusFeatures { busLacks.insert("features") }
+    if !profile.hasBindingsCompleteCount { busLacks.insert("bindings_complete_count") }
+    var queueLacks: Set<String> = []
+    if !profile.hasQueueFunctions { queueLacks.insert("ap_functions") }
+    if !profile.hasDriverOverride { queueLacks.insert("driver_override") }
+    busGroup = SysfsAttributeGroup(Self.bus).without(busLacks)
     driverGroup = SysfsAttributeGroup([
       .writeOnly("bind") { (h: APDriverHandle, b) throws(Errno) in try h.bus.bindStore(h.driver, b) },
       .writeOnly("unbind") { (h: APDriverHandle, b) throws(Errno) in try h.bus.unbindStore(h.driver, b) },
@@ -35,7 +42,7 @@ struct APBusAttributes {
       },
     ])
     cardGroup = SysfsAttributeGroup(Self.card)
-    queueGroup = SysfsAttributeGroup(Self.queue)
+    queueGroup = SysfsAttributeGroup(Self.queue).without(queueLacks)
   }
 
   static func qciMask(_ bus: APBus, _ pick: (APMatrix) -> APMask) -> String {
@@ -94,6 +101,7 @@ struct APBusAttributes {
       let (bound, total) = bus.bindingCounts
       return bus.scanCount > 0 && bound == total ? "\(bound)/\(total) (complete)\n" : "\(bound)/\(total)\n"
     },
+    .readOnly("bindings_complete_count") { (bus: APBus) in "\(bus.bindingsCompleteCount)\n" },
     .readOnly("features") { (bus: APBus) in
       guard let qci = bus.qci else { return "-\n" }
       return qci.featureNames.joined(separator: " ") + "\n"

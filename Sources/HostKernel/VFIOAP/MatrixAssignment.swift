@@ -16,9 +16,12 @@ extension VFIOAPDriver {
     {
       for apid in a {
         for apqi in q {
+          // Before d33d729afcc8 (6.15) both conflicts had one text.
           mdevLog(
             m,
-            "Userspace may not assign queue \(hex2(apid)).\(hex4(apqi)) to mdev: already assigned to \(other.uuid)"
+            kernel.profile.hasSharingMessageFix
+              ? "Userspace may not assign queue \(hex2(apid)).\(hex4(apqi)) to mdev: already assigned to \(other.uuid)"
+              : "Userspace may not re-assign queue \(hex2(apid)).\(hex4(apqi)) already assigned to \(other.uuid)"
           )
         }
       }

@@ -38,6 +38,8 @@ public final class VFIOAPDriver {
   let nd: Int
 
   let matrixDirectory: SysfsDirectory
+  /// Each mdev's attributes, as the profile's kernel has them (`ap_config` from 6.10).
+  let mdevGroup: SysfsAttributeGroup
   let typeDirectory: SysfsDirectory
   let typeDevices: SysfsDirectory
   /// `/bus/mdev/devices` and `/bus/mdev/drivers/vfio_ap_mdev`: every mdev is linked from both.
@@ -62,7 +64,13 @@ public final class VFIOAPDriver {
     // `uevent` file comes with the driver's attributes), and `driver_register` binds the matrix
     // driver to it (the matrix bus matches every device).
     kernel.uevent(.add, matrix.path)
-    matrix.addGroup(MdevAttributes.matrixGroup, owner: self)
+    let profile = kernel.profile
+    mdevGroup =
+      profile.hasAPConfig ? MdevAttributes.mdevGroup : MdevAttributes.mdevGroup.without(["ap_config"])
+    matrix.addGroup(
+      profile.hasMatrixFeatures
+        ? MdevAttributes.matrixGroup : MdevAttributes.matrixGroup.without(["features"]),
+      owner: self)
     kernel.uevent(.bind, matrix.path)
     matrix.symlink("driver", toAbsolute: "/bus/matrix/drivers/vfio_ap")
     matrix.symlink("subsystem", toAbsolute: "/bus/matrix")
@@ -119,7 +127,7 @@ public final class VFIOAPDriver {
     let m = MediatedDevice(uuid: uuid, sequence: nextSequence, directory: dir, driver: self)
     nextSequence += 1
     mdevs[uuid] = m
-    dir.addGroup(MdevAttributes.mdevGroup, owner: m)
+    dir.addGroup(mdevGroup, owner: m)
     dir.symlink("mdev_type", toAbsolute: typeDirectory.path)
     dir.symlink("driver", toAbsolute: "/bus/mdev/drivers/" + Self.mdevDriverName)
     dir.symlink("subsystem", toAbsolute: "/bus/mdev")
@@ -224,7 +232,11 @@ public final class VFIOAPDriver {
     else { return false }
     for apid in a {
       for apqi in q {
-        mdevLog(m, "Can not reserve queue \(hex2(apid)).\(hex4(apqi)) for host driver: in use by mdev")
+        mdevLog(
+          m,
+          kernel.profile.hasSharingMessageFix
+            ? "Can not reserve queue \(hex2(apid)).\(hex4(apqi)) for host driver: in use by mdev"
+            : "Userspace may not re-assign queue \(hex2(apid)).\(hex4(apqi)) already assigned to \(m.uuid)")
       }
     }
     return true

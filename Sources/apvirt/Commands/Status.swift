@@ -27,7 +27,7 @@ struct Status: ParsableCommand {
     var out: [String] = []
     func count(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }
     out.append(
-      "machine \(st.machine): \(count(st.adapters.count, "adapter")), \(count(st.usageDomains, "usage domain")), "
+      "Linux \(st.kernel) on machine \(st.machine): \(count(st.adapters.count, "adapter")), \(count(st.usageDomains, "usage domain")), "
         + "\(count(st.controlDomains, "control domain")), CRYCB format \(st.crycbFormat)")
     let drivers = st.drivers.sorted { $0.key < $1.key }.filter { $0.key != "none" }
       .map { "\($0.value) to \($0.key)" }

@@ -82,8 +82,26 @@ struct Up: ParsableCommand {
       valueName: "PARAMS"))
   var cmdline: String?
 
+  @Option(
+    name: .long,
+    help: ArgumentHelp(
+      "The upstream kernel to behave as: \(KernelProfile.known.map(\.description).joined(separator: ", ")).",
+      discussion: """
+        Its AP bus, zcrypt and vfio_ap files and rules: /sys/bus/ap/features and a queue's \
+        ap_functions from 6.4, an mdev's ap_config from 6.10, the matrix device's features \
+        from 6.12, the sharing conflict's new log text from 6.15, driver_override and \
+        bindings_complete_count from 6.19. Default: the newest.
+        """,
+      valueName: "VERSION"))
+  var kernel: String?
+
   func validate() throws {
     guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1 to 64") }
+    if let kernel, KernelProfile(kernel) == nil {
+      throw ValidationError(
+        "--kernel \(kernel): not a kernel apvirt models; it knows \(KernelProfile.known.map(\.description).joined(separator: ", "))"
+      )
+    }
     if let cmdline {
       do throws(KernelParameters.Failure) {
         _ = try KernelParameters(commandLine: cmdline)
@@ -128,6 +146,7 @@ struct Up: ParsableCommand {
         definition: definition, paths: RuntimePaths(mount: mount, state: state), threads: threads,
         group: gid, udevEvents: udevEvents,
         parameters: (try? cmdline.map { try KernelParameters(commandLine: $0) }) ?? KernelParameters(),
+        profile: kernel.flatMap(KernelProfile.init) ?? .newest,
         logger: logger)
     } catch {
       logger.error("\(error)")

@@ -257,6 +257,8 @@ struct HostStatus: Codable, Sendable, Equatable {
   }
 
   var machine: String
+  /// The upstream kernel the host behaves as (`6.19`).
+  var kernel: String
   var crycbFormat: Int
   var adapters: [Adapter]
   var usageDomains: Int
@@ -274,7 +276,7 @@ struct HostStatus: Codable, Sendable, Equatable {
   var boot: [HostDaemon.BootStep]
 
   enum CodingKeys: String, CodingKey {
-    case machine, adapters, queues, bound, drivers, scans, mdevs, vms, apmask, aqmask, boot
+    case machine, kernel, adapters, queues, bound, drivers, scans, mdevs, vms, apmask, aqmask, boot
     case crycbFormat = "crycb_format"
     case usageDomains = "usage_domains"
     case controlDomains = "control_domains"

@@ -59,7 +59,8 @@ enum ControlProtocol {
         mode: a.definition.mode.lszcryptName, configured: a.configured, checkstopped: a.checkstopped)
     }
     return HostStatus(
-      machine: k.machine.definition.name, crycbFormat: k.machine.definition.crycbFormat, adapters: adapters,
+      machine: k.machine.definition.name, kernel: k.profile.description,
+      crycbFormat: k.machine.definition.crycbFormat, adapters: adapters,
       usageDomains: k.machine.usageDomains.count, controlDomains: k.machine.controlDomains.count,
       queues: total, bound: bound, drivers: drivers, scans: Int(k.apBus.scanCount),
       mdevs: mdevs, vms: vms, apmask: k.apBus.apmask.hexString, aqmask: k.apBus.aqmask.hexString, boot: boot)

@@ -66,6 +66,7 @@ final class HostDaemon: Sendable {
   init(
     definition: MachineDefinition, paths: RuntimePaths, threads: Int, group: gid_t? = nil,
     udevEvents: Bool = false, parameters: KernelParameters = KernelParameters(),
+    profile: KernelProfile = .newest,
     logger: Logger
   ) throws {
     self.paths = paths
@@ -92,11 +93,11 @@ final class HostDaemon: Sendable {
       throw StartError(description: error.description)
     }
 
-    let kernel = HostKernel(definition: definition, parameters: parameters)
+    let kernel = HostKernel(definition: definition, parameters: parameters, profile: profile)
     host = EmulatedHost(kernel: kernel)
     guests = GuestRegistry(host: host, logger: logger, sysfsMount: paths.mount)
     let (queues, cards) = host.withKernel { ($0.apBus.queues.count, $0.apBus.cards.count) }
-    logger.info("booted machine '\(definition.name)': \(cards) cards, \(queues) queues")
+    logger.info("booted Linux \(profile) on machine '\(definition.name)': \(cards) cards, \(queues) queues")
     var boot: [BootStep] = parameters.problems.map {
       BootStep(what: "kernel command line", result: $0, failed: true)
     }
