@@ -102,7 +102,8 @@ public final class APMachine {
     guard let a = adapters[apqn.apid] else { return nil }
     let d = a.definition
     return TAPQInfo(
-      type: d.type, mode: d.mode, functions: d.mode.functions, queueDepth: d.queueDepth, ml: 0,
+      type: d.type, mode: d.mode, functions: d.mode.functions(apxa: definition.apxa),
+      queueDepth: d.queueDepth, ml: 0,
       adapterConfigured: a.configured, checkstopped: a.checkstopped)
   }
 
