@@ -80,17 +80,28 @@ public enum AdapterMode: String, Hashable, Sendable, CaseIterable {
     }
   }
 
-  /// The TAPQ GR2 function bits (`ap_functions`): bit 3 (D) CCA, bit 4 (A) accelerator,
-  /// bit 5 (X) EP11; bit 0 (S) and bit 6 (N) are set on every CEX4+ adapter here.
-  public var functions: UInt32 {
-    let s: UInt32 = 0x8000_0000
-    let n: UInt32 = 0x0200_0000
-    switch self {
-    case .cca: return s | 0x1000_0000 | n
-    case .accel: return s | 0x0800_0000 | n
-    case .ep11: return s | 0x0400_0000 | n
-    }
+  /// The facility bits TAPQ reports in GR2 (`ap_functions`, ap_bus.h's `AP_FUNC_*`), counted
+  /// from the leftmost bit: 0 APSC (S), 1 MEX4K (M) and 2 CRT4K (C), the 4096-bit RSA
+  /// modular-exponentiation and CRT functions of an accelerator (CEX4A and later), 3 CCA
+  /// coprocessor (D), 4 accelerator (A), 5 EP11 coprocessor (X), 6 APXA (N), set when the
+  /// machine has AP extended addressing.
+  public func functions(apxa: Bool) -> UInt32 {
+    let mode: UInt32 =
+      switch self {
+      case .cca: Self.funcCOPRO
+      case .accel: Self.funcMEX4K | Self.funcCRT4K | Self.funcACCEL
+      case .ep11: Self.funcEP11
+      }
+    return Self.funcAPSC | mode | (apxa ? Self.funcAPXA : 0)
   }
+
+  public static let funcAPSC: UInt32 = 0x8000_0000
+  public static let funcMEX4K: UInt32 = 0x4000_0000
+  public static let funcCRT4K: UInt32 = 0x2000_0000
+  public static let funcCOPRO: UInt32 = 0x1000_0000
+  public static let funcACCEL: UInt32 = 0x0800_0000
+  public static let funcEP11: UInt32 = 0x0400_0000
+  public static let funcAPXA: UInt32 = 0x0200_0000
 
   public init?(name: String) {
     switch name.lowercased() {

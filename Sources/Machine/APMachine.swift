@@ -102,7 +102,8 @@ public final class APMachine {
     guard let a = adapters[apqn.apid] else { return nil }
     let d = a.definition
     return TAPQInfo(
-      type: d.type, mode: d.mode, functions: d.mode.functions, queueDepth: d.queueDepth, ml: 0,
+      type: d.type, mode: d.mode, functions: d.mode.functions(apxa: definition.apxa),
+      queueDepth: d.queueDepth, ml: 0,
       adapterConfigured: a.configured, checkstopped: a.checkstopped)
   }
 
@@ -179,6 +180,41 @@ public final class APMachine {
     let m = q.replies.removeFirst()
     queues[apqn.rawValue] = q
     return (APQueueStatus(queueEmpty: q.isEmpty, repliesWaiting: !q.replies.isEmpty), m)
+  }
+
+  // MARK: - Coprocessor information requests
+
+  /// The adapter behind `apqn` when a request sent to it is processed (the APQN is reachable
+  /// for `authority`) and the adapter is in `mode`; nil otherwise.
+  private func coprocessor(_ apqn: APQN, _ mode: AdapterMode, _ authority: APAuthority)
+    -> MachineDefinition.Adapter?
+  {
+    guard reach(apqn, authority) == nil, let a = adapters[apqn.apid], a.definition.mode == mode else {
+      return nil
+    }
+    return a.definition
+  }
+
+  /// A CCA Query Crypto Facility (STATICSA, STATICSB) sent to `apqn`: the card's serial number
+  /// and the domain's master keys. Nil when the request cannot be processed.
+  public func ccaQueryCryptoFacility(_ apqn: APQN, _ authority: APAuthority)
+    -> (serial: String, masterKeys: CCAMasterKeys)?
+  {
+    guard let a = coprocessor(apqn, .cca, authority) else { return nil }
+    return (a.serial, a.masterKeys[apqn.apqi])
+  }
+
+  /// An EP11 module query sent to `apqn`: the card's serial number and module information.
+  public func ep11ModuleQuery(_ apqn: APQN, _ authority: APAuthority)
+    -> (serial: String, module: EP11ModuleInfo)?
+  {
+    guard let a = coprocessor(apqn, .ep11, authority) else { return nil }
+    return (a.serial, a.ep11Module)
+  }
+
+  /// An EP11 domain query sent to `apqn`: the domain's wrapping keys and operational modes.
+  public func ep11DomainQuery(_ apqn: APQN, _ authority: APAuthority) -> EP11DomainInfo? {
+    coprocessor(apqn, .ep11, authority)?.ep11Domains[apqn.apqi]
   }
 
   /// The queues that hold someone's state, ascending.

@@ -13,20 +13,37 @@ public struct MachineDefinition: Hashable, Sendable {
     public var queueDepth: Int
     /// Whether the adapter starts configured (SCLP); a deconfigured one answers TAPQ with rc 03.
     public var configured: Bool
-    /// Serial number shown by `serialnr`.
+    /// The serial number a coprocessor reports (`serialnr`): up to 8 characters for CCA, up to
+    /// 16 for EP11 (blank-padded to 16 as the module query reports it). Default `93AADFnn`.
     public var serial: String
+    /// CCA: the master keys each domain reports (`mkvps` of its queues).
+    public var masterKeys: PerDomain<CCAMasterKeys>
+    /// EP11: what the module query reports (`API_ordinalnr`, `FW_version`, card `op_modes`).
+    public var ep11Module: EP11ModuleInfo
+    /// EP11: what each domain's query reports (`mkvps`, queue `op_modes`).
+    public var ep11Domains: PerDomain<EP11DomainInfo>
 
+    /// What is not given is derived from `apid` and `type`: ``CCAMasterKeys/defaultFor(apid:)``,
+    /// ``EP11ModuleInfo/defaultFor(type:)``, ``EP11DomainInfo/defaultFor(apid:opModes:)``.
     public init(
       apid: APID, type: AdapterType = .cex8, mode: AdapterMode = .cca, queueDepth: Int = 8,
-      configured: Bool = true, serial: String? = nil
+      configured: Bool = true, serial: String? = nil, masterKeys: PerDomain<CCAMasterKeys>? = nil,
+      ep11Module: EP11ModuleInfo? = nil, ep11Domains: PerDomain<EP11DomainInfo>? = nil
     ) {
       self.apid = apid
       self.type = type
       self.mode = mode
       self.queueDepth = queueDepth
       self.configured = configured
-      self.serial = serial ?? "93AADF\(padHex(apid, 2, uppercase: true))"
+      self.serial = serial ?? Self.defaultSerial(apid: apid)
+      self.masterKeys = masterKeys ?? PerDomain(.defaultFor(apid: apid))
+      let module = ep11Module ?? .defaultFor(type: type)
+      self.ep11Module = module
+      self.ep11Domains = ep11Domains ?? PerDomain(.defaultFor(apid: apid, opModes: module.opModes))
     }
+
+    /// `93AADF05` for adapter 0x05.
+    public static func defaultSerial(apid: APID) -> String { "93AADF\(padHex(apid, 2, uppercase: true))" }
   }
 
   public var name: String

@@ -30,7 +30,12 @@ public struct MachineDefinitionError: Error, Hashable, Sendable, CustomStringCon
 /// adapters:
 ///   - { apid: 3, type: CEX7, mode: cca }
 ///   - { apids: 4-7, type: CEX7, mode: ep11, configured: false }
+///   - { apid: 8, mode: cca, serial: 93LAB008, domains: { default: { aes-cur: valid 0x9f3a51c2d4e6b708 } } }
 /// ```
+///
+/// What a coprocessor reports about itself (`serial`; per domain, or for every domain with
+/// `default`, its master keys or wrapping keys; EP11's `api-ordinal`, `fw-version`, `op-modes`)
+/// is optional: see `MachineDefinitionLoader+Coprocessors.swift`.
 ///
 /// Every problem is reported with the key it concerns; unknown keys are errors too, so that a
 /// typo does not silently fall back to a default.
@@ -131,7 +136,8 @@ public enum MachineDefinitionLoader {
       for (index, item) in seq.enumerated() {
         let here = "adapters[\(index)]"
         guard let m = item.mapping else { throw fail("\(here) must be a mapping") }
-        let allowed: Set<String> = ["apid", "apids", "type", "mode", "depth", "configured", "serial"]
+        let allowed: Set<String> = Set(["apid", "apids", "type", "mode", "depth", "configured", "serial"])
+          .union(coprocessorKeys)
         for key in m.keys where !allowed.contains(key.string ?? "") {
           throw fail(
             "\(here): unknown key '\(key.string ?? "?")' (known: \(allowed.sorted().joined(separator: ", ")))"
@@ -163,6 +169,7 @@ public enum MachineDefinitionLoader {
             "\(here).serial: one serial number for \(apids.count) adapters\(line(m["serial"])); give the adapter its own entry with 'apid'"
           )
         }
+        let fields = try coprocessorFields(m, here: here, mode: mode, nd: nd, fail)
         let depth = try int(m["depth"], "\(here).depth", default: 8, range: 1...256, fail)
         let configured = try bool(m["configured"], "\(here).configured", default: true, fail)
         for apid in apids {
@@ -170,9 +177,10 @@ public enum MachineDefinitionLoader {
             throw fail("\(here): adapter 0x\(padHex(apid, 2)) is defined twice\(line(item))")
           }
           adapters.append(
-            .init(
-              apid: apid, type: type, mode: mode, queueDepth: depth, configured: configured,
-              serial: apids.count == 1 ? m["serial"]?.string : nil))
+            fields.apply(
+              to: .init(
+                apid: apid, type: type, mode: mode, queueDepth: depth, configured: configured,
+                serial: apids.count == 1 ? m["serial"]?.string : nil)))
         }
       }
     }

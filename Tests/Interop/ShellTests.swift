@@ -223,6 +223,33 @@ struct ShellTests {
 
         """)
   }
+
+  /// What `lszcrypt -s` and `lszcrypt -c 05.0004` read: the cards' `serialnr` (cut to 8
+  /// characters), the CUR lines of a queue's `mkvps`; an accelerator has neither.
+  @Test func theCoprocessorFilesLszcryptReads() throws {
+    let d = try Daemon()
+    let r = try d.bash(
+      """
+      cd /sys/devices/ap && head -c 8 card05/serialnr; echo; head -c 8 card06/serialnr; echo
+      grep CUR card05/05.0004/mkvps; grep CUR card06/06.0004/mkvps
+      test -e card0a/serialnr || echo no serialnr; test -e card0a/0a.0004/mkvps || echo no mkvps
+      cat card0a/ap_functions
+      """)
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(
+      r.stdout == """
+        93AADF05
+        93AADF06
+        AES CUR: valid 0x788fde493e59653d
+        APKA CUR: valid 0x47666d1b6fcaa9e7
+        ASYM CUR: valid 0x74cdd16b7f0fb3c439edba15ba6d5dea
+        WK CUR: valid 0x3f85c7fe3f7852646f639edcc040b8e5dfce21f83b7755ffa601bd724de89bbc
+        no serialnr
+        no mkvps
+        0xEA000000
+
+        """)
+  }
 }
 
 @Suite("Interop: the kernel's caches never show what is gone", .serialized)

@@ -78,7 +78,7 @@ struct APMachineTests {
     #expect(status == APQueueStatus())
     #expect(status.queueEmpty && !status.repliesWaiting && !status.queueFull && !status.irqEnabled)
     let i = try #require(info)
-    #expect(i.type == .cex8 && i.mode == .cca && i.functions == AdapterMode.cca.functions)
+    #expect(i.type == .cex8 && i.mode == .cca && i.functions == AdapterMode.cca.functions(apxa: true))
     #expect(i.queueDepth == 2 && i.ml == 0 && i.adapterConfigured && !i.checkstopped)
     let (s6, i6) = m.tapq(APQN(6, 0x47), guest1)
     #expect(rc(s6) == .normal)

@@ -56,6 +56,23 @@ struct ExamplesTests {
     #expect(d.adapters.filter { !$0.configured }.count == 1)
     #expect(!d.usageDomains.isEmpty && d.usageDomains.count < 85)
     #expect(d.usageDomains.isSubset(of: d.controlDomains))
+    // What two of its coprocessors report.
+    let cca = try #require(d.adapters.first { $0.apid == 2 })
+    #expect(cca.serial == "93LAB002")
+    #expect(
+      cca.masterKeys[4].aes
+        == CCAMasterKey(current: .valid([0x9f, 0x3a, 0x51, 0xc2, 0xd4, 0xe6, 0xb7, 0x08])))
+    #expect(cca.masterKeys[0x47].aes.new == .full([0x0b, 0x7e, 0x4d, 0x6c, 0x2a, 0x19, 0x3f, 0x58]))
+    let ep11 = try #require(d.adapters.first { $0.apid == 4 })
+    #expect(
+      ep11.ep11Module
+        == EP11ModuleInfo(apiOrdinal: 7, firmwareMajor: 7, firmwareMinor: 23, opModes: [.fips2021]))
+    #expect(ep11.ep11Domains[0x12].opModes == [.fips2021])
+    guard case .uncommitted(let wk) = ep11.ep11Domains[0x12].new else {
+      Issue.record("domain 0x12 of adapter 04 has an uncommitted new wrapping key")
+      return
+    }
+    #expect(wk.count == 32 && ep11.ep11Domains[4].new == .empty)
   }
 
   @Test("format0: no APXA, CRYCB format 0, adapters 0-63, domains 0-15, CEX5 and CEX6")

@@ -253,8 +253,8 @@ public final class APBus {
 
   func createCard(_ apid: APID, _ info: TAPQInfo) -> APCard {
     let dir = devicesRoot.directory("card" + hex2(apid))
-    let serial = machine.adapters[apid]?.definition.serial ?? ""
-    let card = APCard(apid: apid, info: info, serial: serial, directory: dir, bus: self)
+    // The serial number is the card's to report (zcrypt asks it: `serialnr`), not the bus's.
+    let card = APCard(apid: apid, info: info, directory: dir, bus: self)
     cards[apid] = card
     dir.addGroup(attributes.cardGroup, owner: card)
     dir.symlink("subsystem", toAbsolute: "/bus/ap")
@@ -333,6 +333,8 @@ public final class APBus {
       q.initialized = true
       q.online = true
       q.directory.addGroup(attributes.zcryptQueueGroup, owner: q)
+      // zcrypt_cex4_queue_probe: the CCA or EP11 group by the card's function bits.
+      for g in ZcryptAttributes.queueGroups(q.card.functions) { q.directory.addGroup(g, owner: q) }
     case .vfioAP:
       kernel.vfioAP?.probeQueue(q)
     case .cex4card:
@@ -346,6 +348,7 @@ public final class APBus {
     guard let d = q.driver else { return }
     switch d {
     case .cex4queue:
+      for g in ZcryptAttributes.queueGroups(q.card.functions) { q.directory.removeGroup(g) }
       q.directory.removeGroup(attributes.zcryptQueueGroup)
     case .vfioAP:
       kernel.vfioAP?.removeQueue(q)
@@ -366,11 +369,14 @@ public final class APBus {
     card.directory.symlink("driver", toAbsolute: "/bus/ap/drivers/" + d.name)
     driverDirectories[d]!.symlink(card.name, toAbsolute: card.directory.path)
     card.directory.addGroup(attributes.zcryptCardGroup, owner: card)
+    // zcrypt_cex4_card_probe: the CCA or EP11 group by the card's function bits.
+    for g in ZcryptAttributes.cardGroups(card.functions) { card.directory.addGroup(g, owner: card) }
     kernel.uevent(.bind, card.directory.path)
   }
 
   func unbindCard(_ card: APCard) {
     guard let d = card.driver else { return }
+    for g in ZcryptAttributes.cardGroups(card.functions) { card.directory.removeGroup(g) }
     card.directory.removeGroup(attributes.zcryptCardGroup)
     card.driver = nil
     card.directory.remove("driver")

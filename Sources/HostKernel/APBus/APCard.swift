@@ -22,11 +22,10 @@ public final class APCard {
   public var driver: APDriver?
   /// Requests processed through zcrypt, summed over the card's queues.
   public var requestCount: UInt64 = 0
-  public let serial: String
   public let directory: SysfsDirectory
   unowned let bus: APBus
 
-  init(apid: APID, info: TAPQInfo, serial: String, directory: SysfsDirectory, bus: APBus) {
+  init(apid: APID, info: TAPQInfo, directory: SysfsDirectory, bus: APBus) {
     self.bus = bus
     self.apid = apid
     rawType = info.type
@@ -36,7 +35,6 @@ public final class APCard {
     ml = info.ml
     config = info.adapterConfigured
     chkstop = info.checkstopped
-    self.serial = serial
     self.directory = directory
   }
 

@@ -1,9 +1,12 @@
 import APModel
+import Machine
 import Sysfs
 import SystemPackage
 
 /// The attributes zcrypt's default drivers add to the devices they bind: `cex4card` to cards,
-/// `cex4queue` to queues (`zcrypt_card.c`, `zcrypt_queue.c`).
+/// `cex4queue` to queues (`zcrypt_card.c`, `zcrypt_queue.c`), and the groups
+/// `zcrypt_cex4_card_probe` and `zcrypt_cex4_queue_probe` add to CCA and EP11 coprocessors
+/// only (`zcrypt_cex4.c`); an accelerator has none of those.
 enum ZcryptAttributes {
   static let cardGroup = SysfsAttributeGroup([
     .readOnly("type") { (c: APCard) in c.typeName + "\n" },
@@ -16,7 +19,6 @@ enum ZcryptAttributes {
         for q in c.bus.queues(of: c) where q.driver == .cex4queue { q.online = on }
       }),
     .readOnly("load") { (_: APCard) in "0\n" },
-    .readOnly("serialnr") { (c: APCard) in c.mode == .accel ? "\n" : c.serial + "\n" },
   ])
 
   static let queueGroup = SysfsAttributeGroup([
@@ -30,4 +32,120 @@ enum ZcryptAttributes {
       }),
     .readOnly("load") { (_: APQueue) in "0\n" },
   ])
+
+  /// The groups of the card's coprocessor mode, by its function bits as the probe tests them.
+  static func cardGroups(_ functions: UInt32) -> [SysfsAttributeGroup] {
+    functions & AdapterMode.funcCOPRO != 0
+      ? [ccaCardGroup] : functions & AdapterMode.funcEP11 != 0 ? [ep11CardGroup] : []
+  }
+
+  static func queueGroups(_ functions: UInt32) -> [SysfsAttributeGroup] {
+    functions & AdapterMode.funcCOPRO != 0
+      ? [ccaQueueGroup] : functions & AdapterMode.funcEP11 != 0 ? [ep11QueueGroup] : []
+  }
+
+  // MARK: CCA (cca_card_attr_grp, cca_queue_attr_grp)
+
+  /// `cca_serialnr_show`: the serial number, asked at the default domain; an empty line without
+  /// a default domain or when the request fails.
+  static let ccaCardGroup = SysfsAttributeGroup([
+    .readOnly("serialnr") { (c: APCard) in
+      let bus = c.bus
+      guard bus.apDomain >= 0, let info = bus.ccaGetInfo(card: c.apid, domain: bus.apDomain) else {
+        return "\n"
+      }
+      return String(info.serial.prefix(8)) + "\n"
+    }
+  ])
+
+  static let ccaQueueGroup = SysfsAttributeGroup([
+    .readOnly("mkvps") { (q: APQueue) in
+      ccaMKVPs(q.card.bus.ccaGetInfo(card: q.apqn.apid, domain: q.apqn.apqi)?.masterKeys ?? noReply)
+    }
+  ])
+
+  /// What `cca_get_info` leaves when it gets no reply: no register has a state.
+  static let noReply = CCAMasterKeys(aes: .unreported, apka: .unreported, asym: .unreported)
+
+  /// `cca_mkvps_show`: NEW, CUR and OLD of AES, APKA and ASYM, each with its state and pattern
+  /// (zeros where the register holds no key), or `- -` where the reply gave no state.
+  static func ccaMKVPs(_ keys: CCAMasterKeys) -> String {
+    var out = ""
+    for (name, key) in [("AES", keys.aes), ("APKA", keys.apka), ("ASYM", keys.asym)] {
+      let zero = [UInt8](repeating: 0, count: name == "ASYM" ? 16 : 8)
+      func line(_ register: String, _ state: String?, _ pattern: VerificationPattern) {
+        guard let state else {
+          out += "\(name) \(register): - -\n"
+          return
+        }
+        out += "\(name) \(register): \(state) 0x\(hexString(pattern))\n"
+      }
+      switch key.new {
+      case .unreported: line("NEW", nil, zero)
+      case .empty: line("NEW", "empty", zero)
+      case .partial: line("NEW", "partial", zero)
+      case .full(let p): line("NEW", "full", p)
+      }
+      for (register, r) in [("CUR", key.current), ("OLD", key.old)] {
+        switch r {
+        case .unreported: line(register, nil, zero)
+        case .invalid: line(register, "invalid", zero)
+        case .valid(let p): line(register, "valid", p)
+        }
+      }
+    }
+    return out
+  }
+
+  // MARK: EP11 (ep11_card_attr_grp, ep11_queue_attr_grp)
+
+  static let ep11CardGroup = SysfsAttributeGroup([
+    .readOnly("API_ordinalnr") { (c: APCard) in
+      guard let n = c.bus.ep11GetCardInfo(c)?.module.apiOrdinal, n > 0 else { return "\n" }
+      return "\(n)\n"
+    },
+    .readOnly("FW_version") { (c: APCard) in
+      guard let m = c.bus.ep11GetCardInfo(c)?.module, m.firmwareMajor > 0 || m.firmwareMinor > 0 else {
+        return "\n"
+      }
+      return "\(m.firmwareMajor).\(m.firmwareMinor)\n"
+    },
+    .readOnly("serialnr") { (c: APCard) in
+      // Sixteen characters, blank-padded as the module query reports them.
+      guard let s = c.bus.ep11GetCardInfo(c)?.serial, !s.isEmpty else { return "\n" }
+      let sixteen = String(s.prefix(16))
+      return sixteen + String(repeating: " ", count: 16 - sixteen.count) + "\n"
+    },
+    .readOnly("op_modes") { (c: APCard) in opModes(c.bus.ep11GetCardInfo(c)?.module.opModes ?? []) },
+  ])
+
+  static let ep11QueueGroup = SysfsAttributeGroup([
+    .readOnly("mkvps") { (q: APQueue) in ep11MKVPs(q.card.bus.ep11GetDomainInfo(q)) },
+    .readOnly("op_modes") { (q: APQueue) in opModes(q.card.bus.ep11GetDomainInfo(q)?.opModes ?? []) },
+  ])
+
+  /// `ep11_mkvps_show`: the CURRENT and NEW wrapping keys, `- -` both when the query failed.
+  static func ep11MKVPs(_ info: EP11DomainInfo?) -> String {
+    guard let info else { return "WK CUR: - -\nWK NEW: - -\n" }
+    let current =
+      switch info.current {
+      case .invalid: "invalid -"
+      case .valid(let p): "valid 0x" + hexString(p)
+      }
+    let new =
+      switch info.new {
+      case .empty: "empty -"
+      case .uncommitted(let p): "uncommitted 0x" + hexString(p)
+      case .committed(let p): "committed 0x" + hexString(p)
+      }
+    return "WK CUR: \(current)\nWK NEW: \(new)\n"
+  }
+
+  /// `ep11_card_op_modes_show`, `ep11_queue_op_modes_show`: the modes' names in zcrypt's order.
+  static func opModes(_ modes: Set<EP11OpMode>) -> String {
+    EP11OpMode.allCases.filter(modes.contains).map(\.name).joined(separator: " ") + "\n"
+  }
+
+  /// Lower-case hex, two digits a byte.
+  static func hexString(_ bytes: [UInt8]) -> String { bytes.map { padHex(Int($0), 2) }.joined() }
 }
