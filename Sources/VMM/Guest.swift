@@ -51,6 +51,8 @@ public final class Guest: Sendable {
     var inert: [(id: String?, driver: String)] = []
     /// `system_powerdown` was answered; the guest shuts down once the reply is out.
     var powerdownRequested = false
+    /// A `system_reset` to carry out once its reply is out.
+    var resetRequested = false
     /// Migration capabilities set with `migrate-set-capabilities`.
     var migrationCapabilities: [String: Bool] = [:]
   }
@@ -100,7 +102,7 @@ public final class Guest: Sendable {
     // kernel finds them in its first AP bus scan at boot.
     for (spec, text) in zip(c.devices, c.deviceTexts) {
       do throws(DeviceError) {
-        _ = try deviceAdd(spec)
+        _ = try deviceAdd(spec, hotplugged: false)
       } catch {
         shutDown()
         throw DeviceError("-device \(text): \(error.message)")
@@ -188,9 +190,15 @@ public final class Guest: Sendable {
     state.withLock { s in s.inert.compactMap { d in d.id.map { ($0, d.driver) } } }
   }
 
-  /// `device_add` (and `-device`): flat properties, `driver` first. Returns the QOM path.
+  /// `device_add` (and `-device`, with `hotplugged` false): flat properties, `driver` first.
+  /// Returns the QOM path.
+  ///
+  /// The checks come in `qdev_device_add_from_qdict`'s order: the driver, then the bus (none, a
+  /// full one), then the id (a duplicate; an anonymous device takes its `device[N]` name here,
+  /// so a later failure still uses up N), then the properties, then realize.
   @discardableResult
-  public func deviceAdd(_ props: [(String, QMPValue)]) throws(DeviceError) -> String {
+  public func deviceAdd(_ props: [(String, QMPValue)], hotplugged: Bool = true) throws(DeviceError) -> String
+  {
     guard let driverValue = props.first(where: { $0.0 == "driver" })?.1 else {
       throw DeviceError("Parameter 'driver' is missing")
     }
@@ -202,28 +210,16 @@ public final class Guest: Sendable {
       if driver == "ap-device" { throw DeviceError("Parameter 'driver' expects a non-abstract device type") }
       throw DeviceError("'\(driver)' is not a valid device model name")
     }
+    // `bus` and `id` are qdev's own options, taken before the device exists.
     var id: String?
     var bus: String?
-    var sysfsdev: String?
-    var cfgIRQ = version >= .configChangeIRQ
-    for (k, v) in props where k != "driver" {
-      switch k {
-      case "id", "bus", "sysfsdev":
-        guard case .string(let s) = v else {
-          throw DeviceError("Invalid parameter type for '\(k)', expected: string")
-        }
-        if k == "id" { id = s } else if k == "bus" { bus = s } else { sysfsdev = s }
-      case "x-cfg-chg-irq":
-        guard let s = v.stringValue ?? (v == .bool(true) ? "on" : v == .bool(false) ? "off" : nil) else {
-          throw DeviceError("Invalid parameter type for 'x-cfg-chg-irq', expected: boolean")
-        }
-        cfgIRQ = s == "on" || s == "true"
-      default:
-        throw DeviceError("Property 'vfio-ap.\(k)' not found")
+    for (k, v) in props where k == "id" || k == "bus" {
+      guard case .string(let s) = v else {
+        throw DeviceError("Invalid parameter type for '\(k)', expected: string")
       }
+      if k == "id" { id = s } else { bus = s }
     }
     return try state.withLock { (s) throws(DeviceError) -> String in
-      if let id, s.device?.id == id { throw DeviceError("Duplicate device ID '\(id)'") }
       guard hasAPBus else { throw DeviceError("No 'ap-bus' bus found for device 'vfio-ap'") }
       if let bus, bus != "ap-bus" {
         throw DeviceError("Bus '\(bus)' not found", errorClass: "DeviceNotFound")
@@ -234,11 +230,38 @@ public final class Guest: Sendable {
           version >= .busFullMessage
             ? "A 'ap-bus' bus was found but is full" : "No 'ap-bus' bus found for device 'vfio-ap'")
       }
-      guard let sysfsdev else { throw DeviceError("vfio-ap device requires sysfsdev property") }
-      let path =
-        id.map { "/machine/peripheral/\($0)" } ?? "/machine/peripheral-anon/device[\(s.anonymousCount)]"
-      let device = try realize(id: id, path: path, sysfsdev: sysfsdev, cfgIRQ: cfgIRQ)
-      if id == nil { s.anonymousCount += 1 }
+      if let id, s.device?.id == id || s.inert.contains(where: { $0.id == id }) {
+        throw DeviceError("Duplicate device ID '\(id)'")
+      }
+      let path: String
+      if let id {
+        path = "/machine/peripheral/\(id)"
+      } else {
+        path = "/machine/peripheral-anon/device[\(s.anonymousCount)]"
+        s.anonymousCount += 1
+      }
+      var sysfsdev: String?
+      var cfgIRQ = version >= .configChangeIRQ
+      for (k, v) in props where k != "driver" && k != "id" && k != "bus" {
+        switch k {
+        case "sysfsdev":
+          guard case .string(let str) = v else {
+            throw DeviceError("Invalid parameter type for '\(k)', expected: string")
+          }
+          sysfsdev = str
+        case "x-cfg-chg-irq":
+          guard let str = v.stringValue ?? (v == .bool(true) ? "on" : v == .bool(false) ? "off" : nil) else {
+            throw DeviceError("Invalid parameter type for 'x-cfg-chg-irq', expected: boolean")
+          }
+          cfgIRQ = str == "on" || str == "true"
+        default:
+          throw DeviceError("Property 'vfio-ap.\(k)' not found")
+        }
+      }
+      // Without sysfsdev, QEMU's realize stats a NULL path and prints it as glibc does.
+      guard let sysfsdev else { throw DeviceError("vfio (null): no such host device: Bad address") }
+      var device = try realize(id: id, path: path, sysfsdev: sysfsdev, cfgIRQ: cfgIRQ)
+      device.hotplugged = hotplugged
       s.device = device
       return path
     }
@@ -466,6 +489,8 @@ public struct QEMUVersion: Sendable, Comparable, CustomStringConvertible {
   public static let current = QEMUVersion(10, 2, 0)
   /// From 10.1 the vfio-ap device wires the config-change IRQ.
   public static let configChangeIRQ = QEMUVersion(10, 1, 0)
+  /// From 9.0 vfio devices have an `iommufd` link.
+  public static let iommufd = QEMUVersion(9, 0, 0)
   /// From 10.2 a full ap-bus without `bus=` says so.
   public static let busFullMessage = QEMUVersion(10, 2, 0)
 

@@ -96,7 +96,8 @@ struct QMPTests {
     #expect(
       q.exchange(
         #"{"execute": "device_add", "arguments": {"driver": "vfio-ap", "id": "hostdev0", "sysfsdev": "x"}}"#)
-        == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Duplicate device ID 'hostdev0'\"}}\r\n")
+        == "{\"error\": {\"class\": \"GenericError\", \"desc\": \"A 'ap-bus' bus was found but is full\"}}\r\n",
+      "qdev_device_add_from_qdict looks at the bus before the id")
     #expect(
       q.exchange(
         #"{"execute": "qom-get", "arguments": {"path": "/machine/peripheral/hostdev0", "property": "sysfsdev"}}"#
@@ -394,5 +395,119 @@ struct QMPClientsTests {
     #expect(g.systemReset() == nil)
     try host.write("/devices/ap/card06/config", Array("0".utf8))
     #expect(g.systemReset() == "vfio_ap_reset: failed to reset \(uuid1) device: Input/output error")
+  }
+}
+
+/// What the issue's audit found different from QEMU (qdev-monitor.c's order, hw/vfio/ap.c's
+/// realize, runstate.c's reset), each as QMP shows it.
+@Suite("QMP: device_add's order, names and properties, and system_reset as QEMU has them", .serialized)
+struct QEMUDetailTests {
+  func add(_ g: Guest, _ props: [(String, QMPValue)]) -> String? {
+    do throws(DeviceError) {
+      try g.deviceAdd(props)
+      return nil
+    } catch {
+      return error.message
+    }
+  }
+
+  @Test func aMissingSysfsdevIsANullPath() throws {
+    let host = try makeHost()
+    let g = try guest(host, ["-cpu", "host"])
+    #expect(add(g, [("driver", .string("vfio-ap"))]) == "vfio (null): no such host device: Bad address")
+    #expect(
+      throws: DeviceError("-device vfio-ap,id=x: vfio (null): no such host device: Bad address")
+    ) { _ = try guest(host, ["-cpu", "host", "-device", "vfio-ap,id=x"]) }
+  }
+
+  @Test func theBusComesBeforeTheIdAndTheProperties() throws {
+    let host = try makeHost()
+    let g = try guest(
+      host, ["-cpu", "host", "-device", "vfio-ap,id=d0,sysfsdev=/sys/bus/mdev/devices/\(uuid1)"])
+    // A full bus is said before a duplicate id or a property that does not exist.
+    #expect(
+      add(g, [("driver", .string("vfio-ap")), ("id", .string("d0")), ("nosuch", .string("1"))])
+        == "A 'ap-bus' bus was found but is full")
+    #expect(
+      add(g, [("driver", .string("vfio-ap")), ("bus", .string("ap-bus")), ("nosuch", .string("1"))])
+        == "Bus 'ap-bus' is full")
+    // The id before the properties.
+    try g.deviceDel("d0")
+    #expect(
+      add(g, [("driver", .string("virtio-balloon-ccw")), ("id", .string("b0"))]) == nil)
+    #expect(
+      add(g, [("driver", .string("vfio-ap")), ("id", .string("b0")), ("nosuch", .string("1"))])
+        == "Duplicate device ID 'b0'")
+  }
+
+  @Test func anAnonymousDeviceThatFailsStillUsesUpItsName() throws {
+    let host = try makeHost()
+    let g = try guest(host, ["-cpu", "host"])
+    #expect(
+      add(g, [("driver", .string("vfio-ap")), ("nosuch", .string("1"))])
+        == "Property 'vfio-ap.nosuch' not found")
+    #expect(
+      add(g, [("driver", .string("vfio-ap")), ("sysfsdev", .string("/sys/bus/mdev/devices/nothere"))]) != nil)
+    #expect(
+      add(g, [("driver", .string("vfio-ap")), ("sysfsdev", .string("/sys/bus/mdev/devices/\(uuid1)"))]) == nil
+    )
+    #expect(g.device?.qomPath == "/machine/peripheral-anon/device[2]")
+  }
+
+  @Test func hotpluggedAndTheIommufdLink() throws {
+    let host = try makeHost()
+    let cold = try guest(
+      host, ["-cpu", "host", "-device", "vfio-ap,id=d0,sysfsdev=/sys/bus/mdev/devices/\(uuid1)"])
+    #expect(
+      try cold.execute("qom-get", .object([("path", .string("d0")), ("property", .string("hotplugged"))]))
+        == .bool(false))
+    let hot = try guest(host, ["-cpu", "host"])
+    #expect(
+      add(
+        hot,
+        [
+          ("driver", .string("vfio-ap")), ("id", .string("d1")),
+          ("sysfsdev", .string("/sys/bus/mdev/devices/\(uuid2)")),
+        ]) == nil)
+    #expect(
+      try hot.execute("qom-get", .object([("path", .string("d1")), ("property", .string("hotplugged"))]))
+        == .bool(true))
+    let list = try hot.execute("qom-list", .object([("path", .string("/machine/peripheral/d1"))]))
+    #expect("\(list)".contains("iommufd"), "\(list)")
+    #expect("\(list)".contains("link<iommufd>"))
+    // QEMU 8.2 has no iommufd yet.
+    let old = try guest(host, ["-cpu", "host"], version: QEMUVersion(8, 2, 0))
+    try hot.deviceDel("d1")
+    #expect(
+      add(
+        old,
+        [
+          ("driver", .string("vfio-ap")), ("id", .string("d2")),
+          ("sysfsdev", .string("/sys/bus/mdev/devices/\(uuid2)")),
+        ]) == nil)
+    #expect(
+      !"\(try old.execute("qom-list", .object([("path", .string("/machine/peripheral/d2"))])))".contains(
+        "iommufd"))
+  }
+
+  @Test func systemResetAnswersThenResetsAndSaysSo() throws {
+    let host = try makeHost()
+    let g = try guest(
+      host, ["-cpu", "host", "-device", "vfio-ap,id=d0,sysfsdev=/sys/bus/mdev/devices/\(uuid1)"])
+    let q = try RawQMP(guest: g)
+    _ = q.line()
+    _ = q.exchange(#"{"execute": "qmp_capabilities"}"#)
+    q.send(#"{"execute": "system_reset"}"#)
+    #expect(q.line() == "{\"return\": {}}\r\n")
+    #expect(
+      q.line()
+        == "{\"event\": \"RESET\", \"data\": {\"guest\": false, \"reason\": \"host-qmp-system-reset\"}, \"timestamp\": {\"seconds\": 1700000000, \"microseconds\": 123456}}\r\n"
+    )
+    // HMP's system_reset is the same request.
+    q.send(#"{"execute": "human-monitor-command", "arguments": {"command-line": "system_reset"}}"#)
+    #expect(q.line() == "{\"return\": \"\"}\r\n")
+    #expect(
+      q.line().hasPrefix(
+        "{\"event\": \"RESET\", \"data\": {\"guest\": false, \"reason\": \"host-qmp-system-reset\"}"))
   }
 }

@@ -13,6 +13,8 @@ public struct VFIOAPDevice: Sendable {
   public var uuid: String
   /// Whether the config-change IRQ (index 1) is wired.
   public var configChangeIRQ: Bool
+  /// Added by `device_add` after the machine was created (qdev's `hotplugged`), not by `-device`.
+  public var hotplugged = false
 
   /// The device's name in messages: the UUID.
   public var name: String { uuid }

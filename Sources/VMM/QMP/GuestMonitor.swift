@@ -10,7 +10,18 @@ extension Guest: QMPTarget {
   /// A `system_powerdown` takes effect: the guest shuts down (SHUTDOWN, its own); with
   /// `-no-shutdown` it then stops (STOP, status `shutdown`) and waits to be ended, as QEMU's
   /// `qemu_system_shutdown` does; otherwise QEMU, and with it the guest, ends.
+  /// `qemu_system_reset_request(SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET)`: done after the reply.
+  func requestReset() { state.withLock { $0.resetRequested = true } }
+
   public func afterReply() {
+    let reset = state.withLock { s in
+      defer { s.resetRequested = false }
+      return s.resetRequested && !s.quit
+    }
+    if reset {
+      _ = systemReset()
+      emit("RESET", .object([("guest", .bool(false)), ("reason", .string("host-qmp-system-reset"))]))
+    }
     let requested = state.withLock { s in
       defer { s.powerdownRequested = false }
       return s.powerdownRequested && !s.quit
@@ -41,8 +52,9 @@ extension Guest: QMPTarget {
       cont()
       return .emptyObject
     case "system_reset":
+      // QEMU requests the reset and answers; the main loop resets and then says so (RESET).
       _ = try S.arguments(args, required: [])
-      _ = systemReset()
+      requestReset()
       return .emptyObject
     case "device_add":
       guard case .object(let props) = args else { throw DeviceError("Parameter 'driver' is missing") }
@@ -191,10 +203,12 @@ extension Guest: QMPTarget {
       return entries([("type", "string"), ("ap-bus", "child<ap-bus>")])
     default:
       if let d, path == d.qomPath {
-        return entries([
-          ("type", "string"), ("parent_bus", "link<bus>"), ("realized", "bool"), ("hotpluggable", "bool"),
-          ("hotplugged", "bool"), ("sysfsdev", "str"),
-        ])
+        // From QEMU 9.0 vfio-ap, like every vfio device, has an `iommufd` link (and `fd`).
+        return entries(
+          [
+            ("type", "string"), ("parent_bus", "link<bus>"), ("realized", "bool"), ("hotpluggable", "bool"),
+            ("hotplugged", "bool"), ("sysfsdev", "str"),
+          ] + (version >= .iommufd ? [("iommufd", "link<iommufd>")] : []))
       }
       throw DeviceError("Device '\(path)' not found", errorClass: "DeviceNotFound")
     }
@@ -209,6 +223,8 @@ extension Guest: QMPTarget {
     case "sysfsdev": return .string(d.sysfsdev)
     case "type": return .string("vfio-ap")
     case "realized", "hotpluggable": return .bool(true)
+    case "hotplugged": return .bool(d.hotplugged)
+    case "iommufd" where version >= .iommufd: return .string("")
     case "parent_bus": return .string("/machine/ap-bridge/ap-bus")
     default: throw DeviceError("Property '\(property)' not found")
     }

@@ -304,7 +304,8 @@ public enum HMP {
         guest.stop()
         return ""
       case "system_reset":
-        _ = guest.systemReset()
+        // HMP's system_reset is QMP's: the reset and its RESET event follow the reply.
+        guest.requestReset()
         return ""
       case "help|?":
         // `help`, `help CMD`, `help info` (the info subcommands).

@@ -127,7 +127,7 @@ struct Up: ParsableCommand {
     do {
       definition = try machine.map { try MachineDefinitionLoader.load(path: $0) } ?? .embeddedDefault
     } catch {
-      throw ValidationError("\(error)")
+      throw RuntimeError("\(error)")
     }
     // SIGINT and SIGTERM stop the daemon cleanly. The handlers are in place before anything is
     // mounted, so a signal that comes during start-up is not lost: it stops the daemon as soon as
