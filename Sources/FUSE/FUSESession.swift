@@ -214,8 +214,17 @@ public final class FUSESession: Sendable {
       case .access:
         _ = try fileSystem.attributes(of: try path(h.nodeid))
         return reply([])
-      case .getxattr, .listxattr:
-        throw .noData
+      case .getxattr:
+        // sysfs (kernfs) has the security and trusted namespaces, empty, and no user xattrs.
+        var b = body
+        guard b.skip(8), let name = b.readCString() else { throw .invalidArgument }
+        if name.hasPrefix("security.") || name.hasPrefix("trusted.") { throw .noData }
+        throw .notSupported
+      case .listxattr:
+        var b = body
+        // An empty list: a size query is answered with size 0, a buffer with nothing.
+        guard let size = b.read(UInt32.self) else { throw .invalidArgument }
+        return reply(size == 0 ? FUSEWire.getxattrOut(size: 0) : [])
       case .mknod, .mkdir, .unlink, .rmdir, .rename, .rename2, .link, .symlink, .create, .setxattr,
         .removexattr,
         .tmpfile:
@@ -292,9 +301,12 @@ public final class FUSESession: Sendable {
       $0.minor = minor
       $0.initialized = true
     }
+    // An `echo N > attr` is then OPEN (with O_TRUNC: FUSE_ATOMIC_O_TRUNC, no SETATTR), WRITE and
+    // RELEASE: nothing here has suid bits or capabilities to clear (FUSE_HANDLE_KILLPRIV_V2, no
+    // GETXATTR of security.capability).
     let wanted =
       FUSEWire.InitFlags.bigWrites | FUSEWire.InitFlags.maxPages | FUSEWire.InitFlags.parallelDirops
-      | FUSEWire.InitFlags.dontMask
+      | FUSEWire.InitFlags.dontMask | FUSEWire.InitFlags.atomicOTrunc | FUSEWire.InitFlags.handleKillprivV2
     return FUSEWire.initOut(
       minor: minor, maxReadahead: i.maxReadahead, flags: i.flags & wanted, maxWrite: UInt32(Self.maxWrite),
       maxPages: UInt16(Self.maxWrite / 4096))

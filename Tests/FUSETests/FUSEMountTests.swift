@@ -76,11 +76,14 @@ final class MemoryFileSystem: FileSystem {
 }
 
 /// Mounts `fs` on a fresh directory for the duration of `body`.
-func withMount(_ fs: any FileSystem, _ body: (String, FUSESession) throws -> Void) throws {
+func withMount(
+  _ fs: any FileSystem, cache: FUSESession.CachePolicy? = nil, _ body: (String, FUSESession) throws -> Void
+) throws {
   let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fuse-\(UUID().uuidString)").path
   try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
   let m = try FUSEMount.mount(at: dir, name: "apvirttest")
-  let session = FUSESession(fd: m.fd, fileSystem: fs)
+  let session =
+    cache.map { FUSESession(fd: m.fd, fileSystem: fs, cache: $0) } ?? FUSESession(fd: m.fd, fileSystem: fs)
   let done = DispatchSemaphore(value: 0)
   Thread.detachNewThread {
     session.serve(threads: 2)
@@ -137,6 +140,52 @@ struct FUSEMountTests {
       // A file larger than one read comes in chunks of one generation.
       #expect(try shell("wc -c < \(dir)/dir/big").1 == "16000\n")
       #expect(session.requestCount(.`init`) == 1)
+    }
+  }
+
+  /// `echo N > attr` (an O_TRUNC open, a write, a close) costs four requests: OPEN, GETXATTR,
+  /// WRITE and RELEASE. FUSE_ATOMIC_O_TRUNC carries the truncation in the OPEN (no SETATTR).
+  /// The GETXATTR of `security.capability` stays: `do_truncate` asks
+  /// `dentry_needs_remove_privs` unless the inode is S_NOSEC, which FUSE_HANDLE_KILLPRIV_V2
+  /// allows but only a cached write's `file_remove_privs` sets, and these files are direct I/O.
+  /// Answering ENOSYS would stop it for good, and with it getxattr(2)'s sysfs answers, which
+  /// stay (no data for security and trusted names, no user namespace).
+  @Test func anEchoCostsFourRequests() throws {
+    let fs = MemoryFileSystem()
+    // The daemon's caching: entries and attributes for a second.
+    let cache = FUSESession.CachePolicy(entry: Timeout(seconds: 1), attributes: Timeout(seconds: 1))
+    try withMount(fs, cache: cache) { (dir: String, session: FUSESession) throws in
+      #expect(try shell("echo 1 > \(dir)/store").0 == 0)
+      let ops: [FUSEOpcode] = [.lookup, .getattr, .setattr, .open, .write, .flush, .release, .getxattr]
+      let before = ops.map { session.requestCount($0) }
+      #expect(try shell("for i in 1 2 3 4 5 6 7 8 9 10; do echo $i > \(dir)/store; done").0 == 0)
+      let spent = zip(ops, zip(ops.map { session.requestCount($0) }, before)).map { ($0.0, $0.1.0 - $0.1.1) }
+        .filter { $0.1 > 0 }
+      let perEcho = spent.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+      // (A LOOKUP or GETATTR where the one-second cache runs out is not the echo's.)
+      let own = spent.filter { $0.0 != .lookup && $0.0 != .getattr }
+      #expect(
+        own.map { "\($0.0)=\($0.1)" } == ["open=10", "write=10", "release=10", "getxattr=10"], "\(perEcho)")
+      #expect(fs.stores.withLock { $0.suffix(1) } == ["10\n"])
+      // Only the truncating open asks for security.capability; a write never does.
+      let g0 = session.requestCount(.getxattr)
+      _ = try shell(
+        "python3 -c 'import os,sys; fd=os.open(sys.argv[1], os.O_WRONLY); [os.write(fd, b\"1\") for _ in range(3)]; os.close(fd)' \(dir)/store"
+      )
+      #expect(session.requestCount(.getxattr) == g0)
+      // sysfs's xattr answers: no security or trusted attribute, no user namespace at all.
+      let xattr = """
+        import os, sys
+        for name in ("security.selinux", "trusted.x", "user.x"):
+            try:
+                os.getxattr(sys.argv[1], name); print(name, "found")
+            except OSError as e:
+                print(name, os.strerror(e.errno))
+        """
+      #expect(
+        try shell("python3 -c '\(xattr)' \(dir)/store").1
+          == "security.selinux No data available\ntrusted.x No data available\nuser.x Operation not supported\n"
+      )
     }
   }
 

@@ -4,7 +4,7 @@ public enum FUSEWire {
   /// The protocol version this server implements. The kernel negotiates down to the lower of
   /// its own and ours.
   public static let kernelVersion: UInt32 = 7
-  public static let kernelMinorVersion: UInt32 = 31
+  public static let kernelMinorVersion: UInt32 = 33
 
   /// `struct fuse_in_header`: 40 bytes.
   public struct InHeader: Sendable {
@@ -60,6 +60,9 @@ public enum FUSEWire {
     public static let doReaddirplus: UInt32 = 1 << 13
     public static let parallelDirops: UInt32 = 1 << 18
     public static let maxPages: UInt32 = 1 << 22
+    /// 7.33: the server clears suid/sgid and capabilities itself, so the kernel asks for no
+    /// `security.capability` before a write or a truncating open.
+    public static let handleKillprivV2: UInt32 = 1 << 28
   }
 
   /// `struct fuse_init_out`: 64 bytes from 7.23 on (24 before).
@@ -175,6 +178,14 @@ public enum FUSEWire {
 
   /// `struct fuse_write_out`: 8 bytes.
   public static func writeOut(size: UInt32) -> [UInt8] {
+    var w = WireWriter(capacity: 8)
+    w.write(size)
+    w.write(UInt32(0))
+    return w.bytes
+  }
+
+  /// `struct fuse_getxattr_out`: the size a GETXATTR or LISTXATTR with a zero size asks for.
+  public static func getxattrOut(size: UInt32) -> [UInt8] {
     var w = WireWriter(capacity: 8)
     w.write(size)
     w.write(UInt32(0))
