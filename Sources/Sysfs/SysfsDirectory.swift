@@ -23,25 +23,27 @@ public final class SysfsDirectory {
   /// Where removals are recorded, shared by the whole tree.
   let journal: SysfsJournal
 
+  /// The absolute path, `/devices/ap/card05`: known once, since a directory never moves (a
+  /// removed one leaves the tree whole).
+  public let path: String
+  /// How deep the directory is: `/` is 0, `/devices/ap` 2.
+  let depth: Int
+
   init(name: String, parent: SysfsDirectory?, journal: SysfsJournal) {
     self.name = name
     self.parent = parent
     self.journal = journal
+    if let parent {
+      depth = parent.depth + 1
+      path = parent.path == "/" ? "/" + name : parent.path + "/" + name
+    } else {
+      depth = 0
+      path = "/"
+    }
   }
 
   /// A number unique among the directories alive, used as the inode number.
   public var serial: UInt64 { UInt64(UInt(bitPattern: ObjectIdentifier(self).hashValue)) }
-
-  /// The absolute path, `/devices/ap/card05`.
-  public var path: String {
-    var parts: [String] = []
-    var d: SysfsDirectory? = self
-    while let cur = d, cur.parent != nil {
-      parts.append(cur.name)
-      d = cur.parent
-    }
-    return "/" + parts.reversed().joined(separator: "/")
-  }
 
   /// The child directory `name`, created if missing.
   @discardableResult
@@ -60,26 +62,50 @@ public final class SysfsDirectory {
 
   /// Adds a symlink whose target is relative to this directory (`../../devices/ap/card05`).
   public func symlink(_ name: String, to target: String) {
-    if children[name] != nil { journal.removed(childPath(name)) }
+    if children[name] != nil { journal.removed(self, name) }
     children[name] = .symlink(target)
+  }
+
+  /// The names from the root down to this directory, by its parents (no string splitting).
+  var components: [String] {
+    var names = [String](repeating: "", count: depth)
+    var d: SysfsDirectory? = self
+    var i = depth
+    while let cur = d, i > 0 {
+      i -= 1
+      names[i] = cur.name
+      d = cur.parent
+    }
+    return names
+  }
+
+  /// Adds a symlink to the directory `target`, computed from the two ends.
+  public func symlink(_ name: String, to target: SysfsDirectory) {
+    symlink(name, components: target.components)
   }
 
   /// Adds a symlink to the absolute path `target`, written relative to this directory through
   /// their common ancestor, as kernfs writes its links: `../../../bus/ap/drivers/cex4card` from
   /// `/devices/ap/card05`, `../mdev_supported_types/vfio_ap-passthrough` from an mdev.
   public func symlink(_ name: String, toAbsolute target: String) {
-    let from = path.split(separator: "/")
-    let to = target.split(separator: "/")
+    symlink(name, components: target.split(separator: "/").map(String.init))
+  }
+
+  func symlink(_ name: String, components to: [String]) {
+    let from = components
     var common = 0
     while common < from.count && common < to.count && from[common] == to[common] { common += 1 }
-    let up = String(repeating: "../", count: from.count - common)
-    if children[name] != nil { journal.removed(childPath(name)) }
-    children[name] = .symlink(up + to[common...].joined(separator: "/"))
+    var target = String(repeating: "../", count: from.count - common)
+    for (i, part) in to[common...].enumerated() {
+      if i > 0 { target += "/" }
+      target += part
+    }
+    if children[name] != nil { journal.removed(self, name) }
+    children[name] = .symlink(target)
   }
 
   func childPath(_ name: String) -> String {
-    let p = path
-    return p == "/" ? "/" + name : p + "/" + name
+    path == "/" ? "/" + name : path + "/" + name
   }
 
   /// Adds one attribute bound to `owner`.
@@ -96,7 +122,7 @@ public final class SysfsDirectory {
   public func removeGroup(_ group: SysfsAttributeGroup) {
     guard hasGroup(group) else { return }
     groups.removeAll { $0.group === group }
-    for a in group.attributes { journal.removed(childPath(a.name)) }
+    if journal.recording { for a in group.attributes { journal.removed(self, a.name) } }
   }
 
   public func hasGroup(_ group: SysfsAttributeGroup) -> Bool { groups.contains { $0.group === group } }
@@ -104,7 +130,7 @@ public final class SysfsDirectory {
   /// Removes a child of any kind.
   public func remove(_ name: String) {
     guard let c = children[name] else { return }
-    journal.removed(childPath(name))
+    journal.removed(self, name)
     if case .directory(let d) = c { d.parent = nil }
     children[name] = nil
   }
@@ -150,6 +176,12 @@ public final class SysfsJournal {
   var recording = false
 
   init() {}
+
+  /// A child of `directory` was removed; its path is built only when recorded.
+  func removed(_ directory: SysfsDirectory, _ name: String) {
+    guard recording else { return }
+    removed(directory.childPath(name))
+  }
 
   func removed(_ path: String) {
     guard recording, pending.insert(path).inserted else { return }
