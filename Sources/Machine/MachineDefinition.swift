@@ -59,6 +59,9 @@ public struct MachineDefinition: Hashable, Sendable {
   public var adapters: [Adapter]
   public var usageDomains: APMask
   public var controlDomains: APMask
+  /// The upstream kernel the host runs (`kernel: 6.12`), or nil for apvirt's default; the host
+  /// kernel checks it against the versions it models.
+  public var kernel: String?
 
   public init(
     name: String, na: Int = 255, nd: Int = 255, apxa: Bool = true,

@@ -25,6 +25,7 @@ public struct MachineDefinitionError: Error, Hashable, Sendable, CustomStringCon
 /// apxa: true
 /// facilities: [qci, apft, aqic]
 /// crycb-format: 2   # 0, 1 or 2
+/// kernel: 6.12      # the upstream kernel the host behaves as (default: apvirt's newest)
 /// usage-domains: 0-84       # id lists: numbers (decimal or 0x hex) and ranges, or a YAML list
 /// control-domains: 0-84
 /// adapters:
@@ -88,7 +89,7 @@ public enum MachineDefinitionLoader {
     guard let root = node?.mapping else { throw fail("the document must be a mapping of keys to values") }
     let known: Set<String> = [
       "name", "na", "nd", "apxa", "facilities", "crycb-format", "usage-domains", "control-domains",
-      "adapters",
+      "adapters", "kernel",
     ]
     for key in root.keys {
       guard let k = key.string, known.contains(k) else {
@@ -96,6 +97,13 @@ public enum MachineDefinitionLoader {
       }
     }
     let name = root["name"]?.string ?? "unnamed"
+    // The scalar's text, not a number: `6.10` is not `6.1`.
+    let kernel = root["kernel"]?.scalar?.string
+    if root["kernel"] != nil {
+      guard let kernel, kernel.split(separator: ".").count >= 2,
+        kernel.split(separator: ".").allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) })
+      else { throw fail("kernel: not a kernel version like 6.12\(line(root["kernel"]))") }
+    }
     let apxa = try bool(root["apxa"], "apxa", default: true, fail)
     let limit = apxa ? 255 : 63
     let na = try int(root["na"], "na", default: apxa ? 255 : 63, range: 0...limit, fail)
@@ -185,9 +193,11 @@ public enum MachineDefinitionLoader {
       }
     }
     adapters.sort { $0.apid < $1.apid }
-    return MachineDefinition(
+    var definition = MachineDefinition(
       name: name, na: na, nd: nd, apxa: apxa, facilities: facilities, crycbFormat: format,
       adapters: adapters, usageDomains: usage, controlDomains: control)
+    definition.kernel = kernel
+    return definition
   }
 
   /// ` (line N)` for a node that has a position, to point at it in the file.

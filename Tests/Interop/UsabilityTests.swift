@@ -167,6 +167,21 @@ struct UsabilityTests {
     #expect(try d.bash("cat /sys/bus/ap/devices/05.0004/driver_override").status != 0)
     #expect(try d.apvirt(["status"]).stdout.hasPrefix("Linux 6.1 on machine default"))
     #expect(d.log.contains("booted Linux 6.1 on machine 'default'"))
+    // The machine file's `kernel:`, and --kernel over it.
+    let file = d.root + "/k.yaml"
+    try "name: k\nkernel: 6.12\nadapters: [{ apid: 5 }]\n".write(
+      toFile: file, atomically: true, encoding: .utf8)
+    let k = try Daemon(options: ["--machine", file])
+    #expect(try k.apvirt(["status"]).stdout.hasPrefix("Linux 6.12 on machine k"))
+    let over = try Daemon(options: ["--machine", file, "--kernel", "6.6"])
+    #expect(try over.apvirt(["status"]).stdout.hasPrefix("Linux 6.6 on machine k"))
+    try "name: k\nkernel: 5.4\nadapters: [{ apid: 5 }]\n".write(
+      toFile: file, atomically: true, encoding: .utf8)
+    let bad = try run(apvirtBinary, ["up", "--machine", file, "--mount", d.root + "/bad/sys"])
+    #expect(bad.status == 1)
+    #expect(
+      bad.stderr
+        == "Error: \(file): kernel: 5.4: not a kernel apvirt models; it knows 6.1, 6.6, 6.12, 6.16, 6.19\n")
   }
 
   /// The kernel documentation's three guests, defined with mdevctl `--auto`, and the masks kept

@@ -37,6 +37,16 @@ struct MachineDefinitionLoaderTests {
     #expect(d.adapters[0x0b].serial == "93AADF0B")
   }
 
+  @Test("kernel: the version's text as written (6.10 is not 6.1), anything else refused")
+  func kernelKey() throws {
+    let d = try MachineDefinitionLoader.parse(
+      yaml: "name: k\nkernel: 6.10\nadapters: [{ apid: 1 }]\n", source: "test.yaml")
+    #expect(d.kernel == "6.10")
+    #expect(MachineDefinition.embeddedDefault.kernel == nil)
+    let e = loadError("name: k\nkernel: latest\nadapters: [{ apid: 1 }]\n")
+    #expect(e?.description == "test.yaml: kernel: not a kernel version like 6.12 (line 2)")
+  }
+
   @Test("defaults of a minimal definition")
   func defaults() throws {
     let d = try MachineDefinitionLoader.parse(yaml: "name: tiny\n", source: "t")

@@ -129,6 +129,20 @@ struct Up: ParsableCommand {
     } catch {
       throw RuntimeError("\(error)")
     }
+    // --kernel, else the machine file's `kernel:`, else the newest.
+    let profile: KernelProfile
+    if let k = kernel.flatMap(KernelProfile.init) {
+      profile = k
+    } else if let named = definition.kernel {
+      guard let k = KernelProfile(named) else {
+        throw RuntimeError(
+          "\(machine ?? "the machine"): kernel: \(named): not a kernel apvirt models; it knows \(KernelProfile.known.map(\.description).joined(separator: ", "))"
+        )
+      }
+      profile = k
+    } else {
+      profile = .newest
+    }
     // SIGINT and SIGTERM stop the daemon cleanly. The handlers are in place before anything is
     // mounted, so a signal that comes during start-up is not lost: it stops the daemon as soon as
     // it is up.
@@ -146,7 +160,7 @@ struct Up: ParsableCommand {
         definition: definition, paths: RuntimePaths(mount: mount, state: state), threads: threads,
         group: gid, udevEvents: udevEvents,
         parameters: (try? cmdline.map { try KernelParameters(commandLine: $0) }) ?? KernelParameters(),
-        profile: kernel.flatMap(KernelProfile.init) ?? .newest,
+        profile: profile,
         logger: logger)
     } catch {
       logger.error("\(error)")
