@@ -88,3 +88,24 @@ struct DriverOverrideTests {
     #expect(echo(k, "-6", "/bus/ap/apmask") == nil)
   }
 }
+
+/// `reset` of a queue the AP bus's state machine does not run for (ap_queue.c `reset_store`,
+/// `ap_sm_event` on an uninitiated queue).
+@Suite("HostKernel: a queue's reset when no default driver has it")
+struct UninitiatedResetTests {
+  @Test func aQueueMovedToVFIOAPReadsResetInProgressAfterAReset() {
+    let k = HostKernel()
+    let q = "/devices/ap/card05/05.0004"
+    #expect(echo(k, "1", q + "/reset") == nil)
+    #expect(cat(k, q + "/reset") == "No Reset Timer set.\n")
+    // A mask change moves the queue to vfio_ap: uninitiated, so a reset request stays pending.
+    #expect(echo(k, "-5", "/bus/ap/apmask") == nil)
+    #expect(k.apBus.queue(APQN(5, 4))?.driver == .vfioAP)
+    #expect(cat(k, q + "/reset") == "No Reset Timer set.\n")
+    #expect(echo(k, "1", q + "/reset") == nil)
+    #expect(cat(k, q + "/reset") == "Reset in progress.\n")
+    // Back with zcrypt, the state machine starts over.
+    #expect(echo(k, "+5", "/bus/ap/apmask") == nil)
+    #expect(cat(k, q + "/reset") == "No Reset Timer set.\n")
+  }
+}

@@ -330,7 +330,9 @@ public final class APBus {
     driverDirectories[d]!.symlink(q.name, toAbsolute: q.directory.path)
     switch d {
     case .cex4queue:
+      // `ap_queue_init_state`: the state machine starts over with a reset.
       q.initialized = true
+      q.resetRequested = false
       q.online = true
       q.directory.addGroup(attributes.zcryptQueueGroup, owner: q)
       // zcrypt_cex4_queue_probe: the CCA or EP11 group by the card's function bits.

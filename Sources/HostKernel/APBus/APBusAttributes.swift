@@ -147,8 +147,15 @@ struct APBusAttributes {
     .readOnly("requestq_count") { (q: APQueue) in q.initialized ? "0\n" : "-\n" },
     .readOnly("pendingq_count") { (q: APQueue) in q.initialized ? "0\n" : "-\n" },
     .readWrite(
-      "reset", show: { (_: APQueue) in "No Reset Timer set.\n" },
-      store: { (q: APQueue, _) in q.card.bus.machine.rapq(q.apqn, q.card.bus.kernel.authority) }),
+      "reset", show: { (q: APQueue) in q.resetRequested ? "Reset in progress.\n" : "No Reset Timer set.\n" },
+      store: { (q: APQueue, _) in
+        if q.initialized {
+          // The state machine runs the reset to its end at once: the firmware's RAPQ is instant.
+          q.card.bus.machine.rapq(q.apqn, q.card.bus.kernel.authority)
+        } else {
+          q.resetRequested = true
+        }
+      }),
     .readOnly("interrupt") { (q: APQueue) in
       q.initialized && q.card.bus.machine.definition.facilities.aqic
         ? "Interrupts enabled.\n" : "Interrupts disabled.\n"

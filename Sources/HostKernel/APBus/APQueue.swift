@@ -15,6 +15,11 @@ public final class APQueue {
   /// Whether the AP bus state machine runs for it (a default driver bound it): otherwise
   /// `request_count` and the queue counters read `-`.
   public var initialized = false
+  /// A `reset` written while the AP bus's state machine does not run for the queue (bound to
+  /// vfio_ap, or to nothing): `reset_store` sets AP_SM_STATE_RESET_START, and `ap_sm_event`
+  /// does nothing for an uninitiated queue, so no RAPQ is issued and the state stays until a
+  /// default driver binds the queue again (`ap_queue_init_state`).
+  public var resetRequested = false
   /// zcrypt's online switch for the queue.
   public var online = true
   public var requestCount: UInt64 = 0
