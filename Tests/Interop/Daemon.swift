@@ -94,11 +94,15 @@ final class Daemon {
     log.seekToEndOfFile()
     p.standardOutput = log
     p.standardError = log
+    // Ready when the log says so: after boot, udev's mdevctl included (which runs against the
+    // mount once it is up).
+    let readyBefore = self.log.components(separatedBy: "; ready").count
     try p.run()
     process = p
-    for _ in 0..<200 {
+    for _ in 0..<400 {
       if FileManager.default.isReadableFile(atPath: mount + "/bus/ap/apmask"),
-        (try? String(contentsOfFile: mount + "/bus/ap/apmask", encoding: .utf8)) != nil
+        (try? String(contentsOfFile: mount + "/bus/ap/apmask", encoding: .utf8)) != nil,
+        self.log.components(separatedBy: "; ready").count > readyBefore
       {
         return
       }

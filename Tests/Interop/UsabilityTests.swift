@@ -152,6 +152,39 @@ struct UsabilityTests {
       "\(r.stderr)")
   }
 
+  /// At boot the real mdevctl starts the auto mdevs, as udev runs it on a real host, with its
+  /// callouts: one that refuses a control-domain-only mdev (as s390-tools' ap-check does) keeps
+  /// it from starting at boot as it would at `mdevctl start`.
+  @Test(.enabled(if: Requirement.mdevctl, Requirement.mdevctlMissing))
+  func bootRunsMdevctlWithItsCallouts() throws {
+    let d = try Daemon()
+    let callouts = d.state + "/etc/mdevctl.d/scripts.d/callouts"
+    let script = callouts + "/refuse-control-only"
+    try """
+    #!/bin/sh
+    # pre start: refuse a device without an adapter (what ap-check does)
+    case "$*" in *"-e pre"*"-a start"*) grep -q assign_adapter || { echo "refused by callout" >&2; exit 1; } ;; esac
+    exit 0
+    """.write(toFile: script, atomically: true, encoding: .utf8)
+    chmod(script, 0o755)
+    let dir = d.state + "/etc/mdevctl.d/matrix"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try #"{"mdev_type": "vfio_ap-passthrough", "start": "auto", "attrs": [{"assign_control_domain": "3"}]}"#
+      .write(toFile: dir + "/" + u1, atomically: true, encoding: .utf8)
+    try
+      #"{"mdev_type": "vfio_ap-passthrough", "start": "auto", "attrs": [{"assign_adapter": "5"}, {"assign_control_domain": "3"}]}"#
+      .write(toFile: dir + "/" + u2, atomically: true, encoding: .utf8)
+    // By hand, the callout refuses it.
+    var r = try d.exec(["mdevctl", "start", "-u", u1])
+    #expect(r.status != 0, "\(r.stdout)\(r.stderr)")
+    d.stop()
+    try d.start()
+    #expect(try d.bash("ls /sys/bus/mdev/devices").stdout == "\(u2)\n")
+    r = try d.apvirt(["status"])
+    #expect(r.stdout.contains("boot: mdevctl start-parent-mdevs matrix: \(u1): not started"), "\(r.stdout)")
+    #expect(r.stdout.contains("boot: mdevctl start-parent-mdevs matrix: \(u2): started"), "\(r.stdout)")
+  }
+
   @Test func kernelProfilesAreChosenAtBootAndUnknownOnesRefused() throws {
     let r = try run(apvirtBinary, ["up", "--kernel", "5.4", "--mount", "/tmp/apvirt-never/sys"])
     #expect(r.status == 64)

@@ -45,7 +45,8 @@ final class HostDaemon: Sendable {
   let stateLock: DirectoryLock
   /// What ran at boot besides the kernel (the persistent masks' udev rule, mdevctl's auto-start
   /// mdevs), and how it went: `apvirt status` shows it.
-  let bootSteps: [BootStep]
+  var bootSteps: [BootStep] { boot.withLock { $0 } }
+  private let boot = Mutex<[BootStep]>([])
 
   /// One thing done at boot, as `apvirt status` reports it.
   struct BootStep: Codable, Sendable, Equatable {
@@ -102,18 +103,18 @@ final class HostDaemon: Sendable {
       BootStep(what: "kernel command line", result: $0, failed: true)
     }
     boot += Self.applyPersistentMasks(host, state: paths.state)
-    // What udev does when the matrix parent appears: mdevctl starts the auto-start mdevs.
-    for line in MdevctlDefinitions(directory: paths.mdevctlDirectory).startAutoDevices(on: host) {
-      boot.append(BootStep(what: "mdevctl start-parent-mdevs matrix", result: line.text, failed: line.failed))
-    }
-    for step in boot {
-      if step.failed {
-        logger.warning("\(step.what): \(step.result)")
-      } else {
-        logger.info("\(step.what): \(step.result)")
+    // What udev does when the matrix parent appears: mdevctl starts the auto-start mdevs. The
+    // real one needs the mount (it runs below, once the mount is served); without it (no root,
+    // no mdevctl) the daemon replays the definitions itself, before anyone can look.
+    let realMdevctl = MdevctlBoot.available
+    if !realMdevctl {
+      for line in MdevctlDefinitions(directory: paths.mdevctlDirectory).startAutoDevices(on: host) {
+        boot.append(
+          BootStep(what: "mdevctl start-parent-mdevs matrix", result: line.text, failed: line.failed))
       }
     }
-    bootSteps = boot
+    Self.log(boot, logger)
+    self.boot.withLock { $0 = boot }
 
     do {
       control = try JSONStreamServer(path: paths.controlSocket, mode: group == nil ? 0o600 : 0o660)
@@ -192,9 +193,29 @@ final class HostDaemon: Sendable {
     }
     let guestsSession = self.guestsSession
     Thread.detachNewThread { guestsSession.serve(threads: 2) }
-    Thread.detachNewThread { [self] in self.serveControl() }
     Thread.detachNewThread { [self] in self.runTimers() }
+    if realMdevctl {
+      let steps = MdevctlBoot(paths: paths).run().map {
+        BootStep(what: "mdevctl start-parent-mdevs matrix", result: $0.text, failed: $0.failed)
+      }
+      Self.log(steps, logger)
+      self.boot.withLock { $0 += steps }
+      syncDmesg()
+    }
+    // The control socket answers once boot is over: `apvirt status` (and a script waiting for
+    // it) sees the mdevs udev's mdevctl started.
+    Thread.detachNewThread { [self] in self.serveControl() }
     logger.info("sysfs mounted at \(paths.mount); control socket \(paths.controlSocket); ready")
+  }
+
+  static func log(_ steps: [BootStep], _ logger: Logger) {
+    for step in steps {
+      if step.failed {
+        logger.warning("\(step.what): \(step.result)")
+      } else {
+        logger.info("\(step.what): \(step.result)")
+      }
+    }
   }
 
   /// What udevd does with chzdev's rule when the AP bus first reports its bindings complete:
