@@ -22,6 +22,8 @@ public final class HostKernel {
   /// Nanoseconds since boot.
   public private(set) var now: UInt64 = 0
   public private(set) var apBus: APBus!
+  /// zcrypt with its default drivers for CEX4+ cards and queues; built in, so every kernel has it.
+  private(set) var zcrypt: Zcrypt!
   /// The vfio_ap driver; nil in a guest's kernel, which has none.
   public private(set) var vfioAP: VFIOAPDriver!
   /// Whose kernel this is: the LPAR's (the host), or a KVM guest's.
@@ -75,6 +77,7 @@ public final class HostKernel {
     sysfs.onTruncatedShow = { [unowned self] message in self.printk(message) }
     _ = iommuGroupsDirectory
     apBus = APBus(kernel: self)
+    zcrypt = Zcrypt(kernel: self)
     vfioAP = VFIOAPDriver(kernel: self)
     // `ap_perms_init` runs before the bus's first scan.
     let masks = parameters.masks
@@ -97,6 +100,7 @@ public final class HostKernel {
     sysfs.onTruncatedShow = { [unowned self] message in self.printk(message) }
     _ = iommuGroupsDirectory
     apBus = APBus(kernel: self)
+    zcrypt = Zcrypt(kernel: self)
     apBus.initialScan()
   }
 

@@ -37,6 +37,9 @@ public final class APBus {
   let busDirectory: SysfsDirectory
   let devicesRoot: SysfsDirectory
   let busDevices: SysfsDirectory
+  /// The registered drivers in registration order, the order `bus_for_each_drv` walks them
+  /// and `device_attach` tries them.
+  private(set) var drivers: [any APDriverOperations] = []
   var driverDirectories: [APDriver: SysfsDirectory] = [:]
   /// The owners of the driver directories' `bind`/`unbind` (sysfs holds owners weakly).
   var driverHandles: [APDriverHandle] = []
@@ -52,23 +55,28 @@ public final class APBus {
     busDirectory.addGroup(attributes.busGroup, owner: self)
     devicesRoot.addGroup(attributes.rootGroup, owner: self)
     busDirectory.directory("drivers")
-    // zcrypt's drivers are built in; vfio_ap registers its own when its module loads, so a
-    // guest's kernel, which never loads it, has no `drivers/vfio_ap`.
-    registerDriver(.cex4card)
-    registerDriver(.cex4queue)
     qci = kernel.hasQCI ? machine.qci(kernel.authority) : nil
     updateLimits()
   }
 
   /// `ap_driver_register`: the driver's directory under `/sys/bus/ap/drivers`, with its `bind`
-  /// and `unbind`. Only registered drivers bind devices.
-  func registerDriver(_ d: APDriver) {
-    guard driverDirectories[d] == nil else { return }
-    let dir = busDirectory.directory("drivers").directory(d.name)
+  /// and `unbind`. Only registered drivers bind devices: zcrypt registers its drivers as the
+  /// kernel boots, vfio_ap its own when its module loads (a guest's kernel never loads it).
+  /// `driver_register` then attaches the unbound devices that match (`driver_attach`).
+  func registerDriver(_ d: any APDriverOperations) {
+    guard driverDirectories[d.driver] == nil else { return }
+    let dir = busDirectory.directory("drivers").directory(d.driver.name)
     let handle = APDriverHandle(bus: self, driver: d)
     driverHandles.append(handle)
     dir.addGroup(attributes.driverGroup, owner: handle)
-    driverDirectories[d] = dir
+    driverDirectories[d.driver] = dir
+    drivers.append(d)
+    for apid in cards.keys.sorted() {
+      if let c = cards[apid], c.boundDriver == nil, matches(d, .card(c)) { try? bind(.card(c), d) }
+    }
+    for raw in queues.keys.sorted() {
+      if let q = queues[raw], q.boundDriver == nil, matches(d, .queue(q)) { try? bind(.queue(q), d) }
+    }
   }
 
   func updateLimits() {
@@ -99,7 +107,7 @@ public final class APBus {
   /// the masks reserve it.
   public func ownedByDefaultDriver(_ apqn: APQN) -> Bool {
     if let q = queues[apqn.rawValue], q.driverOverride != nil {
-      return q.driver?.isDefault ?? false
+      return q.boundDriver?.isDefault ?? false
     }
     return isReservedForHost(apqn)
   }
@@ -152,15 +160,17 @@ public final class APBus {
     let changed = old != new
     qci = new
     updateLimits()
+    // `notify_config_changed`: every driver, before the devices change.
     if changed, let old, let new {
-      kernel.vfioAP?.onConfigChanged(new: new.matrix, old: old.matrix)
+      for d in drivers { d.onConfigChanged(old: old, new: new) }
     }
     if apDomain < 0 || !configuration.aqm.contains(apDomain) { selectDomain() }
     for apid in 0...maxAdapterID { scanAdapter(apid) }
     // Cards beyond the limit (the limit shrank) go too.
     for apid in cards.keys where apid > maxAdapterID { removeCard(apid) }
+    // `notify_scan_complete`.
     if changed, let old, let new {
-      kernel.vfioAP?.onScanComplete(new: new.matrix, old: old.matrix)
+      for d in drivers { d.onScanComplete(old: old, new: new) }
     }
     scanCount += 1
     checkBindingsComplete()
@@ -261,14 +271,14 @@ public final class APBus {
     busDevices.symlink(card.name, toAbsolute: dir.path)
     // `device_add`: the card's own variables (`dev_uevent`, `ap_uevent`), nothing else.
     kernel.uevent(.add, dir.path)
-    bindCard(card, .cex4card)
+    attach(.card(card))
     return card
   }
 
   func removeCard(_ apid: APID) {
     guard let card = cards[apid] else { return }
     for q in 0...255 where queues[APQN(apid, q).rawValue] != nil { removeQueue(APQN(apid, q)) }
-    if card.driver != nil { unbindCard(card) }
+    if card.boundDriver != nil { unbind(.card(card)) }
     // `device_del` announces the removal while the device is still there.
     kernel.uevent(.remove, card.directory.path)
     devicesRoot.remove(card.name)
@@ -287,12 +297,12 @@ public final class APBus {
     busDevices.symlink(q.name, toAbsolute: dir.path)
     // `device_register` in `ap_scan_domains`: the queue's own variables, nothing else.
     kernel.uevent(.add, dir.path)
-    attach(q)
+    attach(.queue(q))
   }
 
   func removeQueue(_ apqn: APQN) {
     guard let q = queues[apqn.rawValue] else { return }
-    if q.driver != nil { unbind(q) }
+    if q.boundDriver != nil { unbind(.queue(q)) }
     // `device_del` announces the removal while the device is still there.
     kernel.uevent(.remove, q.directory.path)
     q.card.directory.remove(q.name)
@@ -304,86 +314,75 @@ public final class APBus {
 
   // MARK: - Binding
 
-  /// `ap_device_probe`'s rule: a queue with a `driver_override` binds only to that driver;
-  /// otherwise reserved APQNs bind only to default drivers and the others only to non-default
-  /// ones. Only CEX4+ queues have drivers at all.
-  func matches(_ driver: APDriver, _ q: APQueue) -> Bool {
-    guard driver.bindsQueues, q.card.type.isSupported else { return false }
-    // A guest's kernel has no vfio_ap.
-    if driverDirectories[driver] == nil { return false }
-    if let o = q.driverOverride { return o == driver.name }
-    return driver.isDefault == isReservedForHost(q.apqn)
+  /// `ap_bus_match`, then `ap_device_probe`'s rule: a queue with a `driver_override` binds only
+  /// to that driver; otherwise reserved APQNs bind only to default drivers and the others only
+  /// to non-default ones. A card binds to any driver whose ids match it.
+  func matches(_ d: any APDriverOperations, _ device: APDevice) -> Bool {
+    guard d.matchesType(of: device) else { return false }
+    guard case .queue(let q) = device else { return true }
+    return probeAllows(d, q)
   }
 
-  /// `device_attach`: the first driver that matches binds the queue.
-  func attach(_ q: APQueue) {
-    guard q.driver == nil else { return }
-    for d in [APDriver.cex4queue, .vfioAP] where matches(d, q) {
-      bind(q, d)
-      return
+  /// The part of `ap_device_probe` that looks at a queue: the override, else the masks.
+  func probeAllows(_ d: any APDriverOperations, _ q: APQueue) -> Bool {
+    if let o = q.driverOverride { return o == d.driver.name }
+    return d.isDefault == isReservedForHost(q.apqn)
+  }
+
+  /// `device_attach`: the first registered driver that matches binds the device.
+  func attach(_ device: APDevice) {
+    guard device.boundDriver == nil else { return }
+    for d in drivers where matches(d, device) {
+      do {
+        try bind(device, d)
+        return
+      } catch {
+        continue
+      }
     }
   }
 
-  func bind(_ q: APQueue, _ d: APDriver) {
-    q.driver = d
-    q.directory.symlink("driver", toAbsolute: "/bus/ap/drivers/" + d.name)
-    driverDirectories[d]!.symlink(q.name, toAbsolute: q.directory.path)
-    switch d {
-    case .cex4queue:
-      // `ap_queue_init_state`: the state machine starts over with a reset.
-      q.initialized = true
-      q.resetRequested = false
-      q.online = true
-      q.directory.addGroup(attributes.zcryptQueueGroup, owner: q)
-      // zcrypt_cex4_queue_probe: the CCA or EP11 group by the card's function bits.
-      for g in ZcryptAttributes.queueGroups(q.card.functions) { q.directory.addGroup(g, owner: q) }
-    case .vfioAP:
-      kernel.vfioAP?.probeQueue(q)
-    case .cex4card:
-      break
+  /// `really_probe` with `ap_device_probe`: the device gets its driver and the links, then the
+  /// driver's probe runs; a probe that fails leaves the device unbound. On success the bind
+  /// uevent.
+  func bind(_ device: APDevice, _ d: any APDriverOperations) throws(Errno) {
+    device.boundDriver = d
+    let dir = device.directory
+    dir.symlink("driver", toAbsolute: "/bus/ap/drivers/" + d.driver.name)
+    driverDirectories[d.driver]!.symlink(device.name, toAbsolute: dir.path)
+    do {
+      try d.probe(device)
+    } catch {
+      device.boundDriver = nil
+      dir.remove("driver")
+      driverDirectories[d.driver]!.remove(device.name)
+      throw error
     }
-    kernel.uevent(.bind, q.directory.path)
+    kernel.uevent(.bind, dir.path)
   }
 
-  /// `device_release_driver`: the driver's remove, then the AP bus's own: flush and ZAPQ.
-  func unbind(_ q: APQueue) {
-    guard let d = q.driver else { return }
-    switch d {
-    case .cex4queue:
-      for g in ZcryptAttributes.queueGroups(q.card.functions) { q.directory.removeGroup(g) }
-      q.directory.removeGroup(attributes.zcryptQueueGroup)
-    case .vfioAP:
-      kernel.vfioAP?.removeQueue(q)
-    case .cex4card:
-      break
+  /// `device_release_driver` with `ap_device_remove`: the driver's remove, then for a queue the
+  /// AP bus's own (`ap_queue_remove`: flush, ZAPQ, the state machine stopped); then the links go
+  /// and the unbind uevent.
+  func unbind(_ device: APDevice) {
+    guard let d = device.boundDriver else { return }
+    d.remove(device)
+    if case .queue(let q) = device {
+      machine.zapq(q.apqn, kernel.authority)
+      q.initialized = false
     }
-    machine.zapq(q.apqn, kernel.authority)
-    q.initialized = false
-    q.driver = nil
-    q.directory.remove("driver")
-    driverDirectories[d]!.remove(q.name)
-    kernel.uevent(.unbind, q.directory.path)
+    device.boundDriver = nil
+    let dir = device.directory
+    dir.remove("driver")
+    driverDirectories[d.driver]!.remove(device.name)
+    kernel.uevent(.unbind, dir.path)
   }
 
-  func bindCard(_ card: APCard, _ d: APDriver) {
-    card.driver = d
-    card.online = true
-    card.directory.symlink("driver", toAbsolute: "/bus/ap/drivers/" + d.name)
-    driverDirectories[d]!.symlink(card.name, toAbsolute: card.directory.path)
-    card.directory.addGroup(attributes.zcryptCardGroup, owner: card)
-    // zcrypt_cex4_card_probe: the CCA or EP11 group by the card's function bits.
-    for g in ZcryptAttributes.cardGroups(card.functions) { card.directory.addGroup(g, owner: card) }
-    kernel.uevent(.bind, card.directory.path)
-  }
-
-  func unbindCard(_ card: APCard) {
-    guard let d = card.driver else { return }
-    for g in ZcryptAttributes.cardGroups(card.functions) { card.directory.removeGroup(g) }
-    card.directory.removeGroup(attributes.zcryptCardGroup)
-    card.driver = nil
-    card.directory.remove("driver")
-    driverDirectories[d]!.remove(card.name)
-    kernel.uevent(.unbind, card.directory.path)
+  /// `ap_queue_init_state`: a driver that drives the queue itself (zcrypt's) starts the AP
+  /// bus's state machine for it, over with a reset.
+  func initQueueState(_ q: APQueue) {
+    q.initialized = true
+    q.resetRequested = false
   }
 
   /// `ap_bus_revise_bindings`: every queue whose reservation no longer matches the kind of
@@ -393,20 +392,20 @@ public final class APBus {
       guard let q = queues[raw] else { continue }
       // `__ap_revise_reserved`: an override decides alone; a queue bound elsewhere is reprobed.
       if let o = q.driverOverride {
-        if let d = q.driver, d.name != o {
-          unbind(q)
-          attach(q)
+        if let d = q.boundDriver, d.driver.name != o {
+          unbind(.queue(q))
+          attach(.queue(q))
         }
         continue
       }
       let reserved = isReservedForHost(q.apqn)
-      if let d = q.driver {
+      if let d = q.boundDriver {
         if d.isDefault != reserved {
-          unbind(q)
-          attach(q)
+          unbind(.queue(q))
+          attach(.queue(q))
         }
       } else {
-        attach(q)
+        attach(.queue(q))
       }
     }
   }
@@ -437,7 +436,7 @@ public final class APBus {
   // MARK: - Masks
 
   /// `apmask_store` / `aqmask_store`: parse against the current mask; an unchanged mask does
-  /// nothing; newly reserved bits are offered to vfio_ap's in-use check (EBUSY); on success the
+  /// nothing; newly reserved bits are offered to the drivers' `in_use` (EBUSY); on success the
   /// bindings are revised and the uevent sent.
   func storeMask(_ bytes: [UInt8], adapters: Bool) throws(Errno) {
     // 6.19: not while any queue has a driver_override.
@@ -447,11 +446,13 @@ public final class APBus {
     guard new != current else { return }
     let reserved = new.subtracting(current)
     if !reserved.isEmpty {
-      let inUse =
-        adapters
-        ? kernel.vfioAP?.resourceInUse(apm: reserved, aqm: aqmask) ?? false
-        : kernel.vfioAP?.resourceInUse(apm: apmask, aqm: reserved) ?? false
-      if inUse { throw .resourceBusy }
+      // `apmask_commit`/`aqmask_commit`: every driver's `in_use` for the newly reserved part
+      // (`__verify_card_reservations`, `__verify_queue_reservations`); the first in use is
+      // EBUSY. A default driver has no `in_use`.
+      for d in drivers where !d.isDefault {
+        let inUse = adapters ? d.inUse(apm: reserved, aqm: aqmask) : d.inUse(apm: apmask, aqm: reserved)
+        if inUse { throw .resourceBusy }
+      }
     }
     if adapters { apmask = new } else { aqmask = new }
     reviseBindings()
@@ -469,55 +470,37 @@ public final class APBus {
 
   // MARK: - Driver bind/unbind files and drivers_probe
 
-  /// `bind_store` of a driver: the device must exist and be unbound, and the driver must
-  /// match it (else ENODEV; an already bound device is EBUSY).
-  func bindStore(_ d: APDriver, _ bytes: [UInt8]) throws(Errno) {
-    let name = sysfsName(bytes)
-    if d == .cex4card {
-      guard let card = cards.values.first(where: { $0.name == name }) else { throw .noSuchDevice }
-      if card.driver != nil { throw .resourceBusy }
-      bindCard(card, d)
-      return
-    }
-    guard let apqn = APQN(name), let q = queues[apqn.rawValue], q.name == name else {
+  /// `bus_find_device_by_name`: the card or queue device of that name.
+  func device(named name: String) -> APDevice? {
+    if let apqn = APQN(name), let q = queues[apqn.rawValue], q.name == name { return .queue(q) }
+    if let card = cards.values.first(where: { $0.name == name }) { return .card(card) }
+    return nil
+  }
+
+  /// `bind_store` of a driver: the device must exist and match the driver (`ap_bus_match`,
+  /// else ENODEV); then `driver_probe_device` refuses a device that has a driver (EBUSY) before
+  /// `ap_device_probe` looks at the masks and the override (ENODEV).
+  func bindStore(_ d: any APDriverOperations, _ bytes: [UInt8]) throws(Errno) {
+    guard let device = device(named: sysfsName(bytes)), d.matchesType(of: device) else {
       throw .noSuchDevice
     }
-    // `bind_store`: the bus's match (the device type) first, then `driver_probe_device`, which
-    // refuses a device that has a driver (EBUSY) before the AP bus's probe looks at the masks
-    // and the override (ENODEV).
-    guard d.bindsQueues, q.card.type.isSupported, driverDirectories[d] != nil else { throw .noSuchDevice }
-    if q.driver != nil { throw .resourceBusy }
-    guard matches(d, q) else { throw .noSuchDevice }
-    bind(q, d)
+    if device.boundDriver != nil { throw .resourceBusy }
+    guard matches(d, device) else { throw .noSuchDevice }
+    try bind(device, d)
   }
 
   /// `unbind_store`: the device must be bound to this driver, else ENODEV.
-  func unbindStore(_ d: APDriver, _ bytes: [UInt8]) throws(Errno) {
-    let name = sysfsName(bytes)
-    if d == .cex4card {
-      guard let card = cards.values.first(where: { $0.name == name }), card.driver == d else {
-        throw .noSuchDevice
-      }
-      unbindCard(card)
-      return
-    }
-    guard let apqn = APQN(name), let q = queues[apqn.rawValue], q.name == name, q.driver == d else {
+  func unbindStore(_ d: any APDriverOperations, _ bytes: [UInt8]) throws(Errno) {
+    guard let device = device(named: sysfsName(bytes)), device.boundDriver === d else {
       throw .noSuchDevice
     }
-    unbind(q)
+    unbind(device)
   }
 
   /// `drivers_probe`: attach an unbound device to whichever driver matches it now.
   func driversProbe(_ bytes: [UInt8]) throws(Errno) {
-    let name = sysfsName(bytes)
-    if let card = cards.values.first(where: { $0.name == name }) {
-      if card.driver == nil { bindCard(card, .cex4card) }
-      return
-    }
-    guard let apqn = APQN(name), let q = queues[apqn.rawValue], q.name == name else {
-      throw .noSuchDevice
-    }
-    attach(q)
+    guard let device = device(named: sysfsName(bytes)) else { throw .noSuchDevice }
+    attach(device)
   }
 
   /// A device name as `sysfs_streq` compares it: one trailing newline ignored.
@@ -531,8 +514,8 @@ public final class APBus {
 /// The owner object of a driver directory's `bind`/`unbind` files.
 final class APDriverHandle {
   unowned let bus: APBus
-  let driver: APDriver
-  init(bus: APBus, driver: APDriver) {
+  let driver: any APDriverOperations
+  init(bus: APBus, driver: any APDriverOperations) {
     self.bus = bus
     self.driver = driver
   }

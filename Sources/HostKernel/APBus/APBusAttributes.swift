@@ -11,8 +11,6 @@ struct APBusAttributes {
   let cardGroup: SysfsAttributeGroup
   let queueGroup: SysfsAttributeGroup
   let rootGroup = SysfsAttributeGroup(APBusAttributes.rootDevice)
-  let zcryptCardGroup = ZcryptAttributes.cardGroup
-  let zcryptQueueGroup = ZcryptAttributes.queueGroup
 
   /// The AP root device (`/sys/devices/ap`): on the AP bus, so not filtered, but neither
   /// `dev_uevent` nor `ap_uevent` gives it a variable.
@@ -38,7 +36,7 @@ struct APBusAttributes {
       .writeOnly("bind") { (h: APDriverHandle, b) throws(Errno) in try h.bus.bindStore(h.driver, b) },
       .writeOnly("unbind") { (h: APDriverHandle, b) throws(Errno) in try h.bus.unbindStore(h.driver, b) },
       .writeOnly("uevent") { (h: APDriverHandle, b) throws(Errno) in
-        try h.bus.kernel.synthUEvent(.driver("/bus/ap/drivers/" + h.driver.name), b)
+        try h.bus.kernel.synthUEvent(.driver("/bus/ap/drivers/" + h.driver.driver.name), b)
       },
     ])
     cardGroup = SysfsAttributeGroup(Self.card)

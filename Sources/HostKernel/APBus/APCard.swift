@@ -17,10 +17,12 @@ public final class APCard {
   /// SCLP configured (`config`).
   public var config = true
   public var chkstop = false
-  /// zcrypt's online switch (`online` shows config && !chkstop && this).
-  public var online = true
-  public var driver: APDriver?
-  /// Requests processed through zcrypt, summed over the card's queues.
+  /// The driver bound now (`dev->driver`), or nil.
+  var boundDriver: (any APDriverOperations)?
+  /// The name of the driver bound now, or nil.
+  public var driver: APDriver? { boundDriver?.driver }
+  /// Requests processed, summed over the card's queues (`total_request_count` of
+  /// `struct ap_card`).
   public var requestCount: UInt64 = 0
   public let directory: SysfsDirectory
   unowned let bus: APBus

@@ -1,21 +1,137 @@
-/// The AP device drivers of the host: zcrypt's default drivers for CEX4+ cards and queues, and
-/// vfio_ap for queues handed to guests.
-public enum APDriver: String, Hashable, Sendable, CaseIterable {
-  /// zcrypt's card driver; binds every card device.
-  case cex4card
-  /// zcrypt's queue driver; binds queues reserved for the host by apmask/aqmask.
-  case cex4queue
-  /// The vfio_ap device driver; binds queues not reserved for the host.
-  case vfioAP = "vfio_ap"
+import APModel
+import Machine
+import Sysfs
+import SystemPackage
 
+/// A driver on the AP bus as devices and `/sys/bus/ap/drivers/` name it: zcrypt's default
+/// drivers for CEX4+ cards and queues (`zcrypt_cex4.c`), and vfio_ap for queues handed to
+/// guests (`vfio_ap_drv.c`). What a driver does is its ``APDriverOperations``.
+public struct APDriver: Hashable, Sendable, CustomStringConvertible {
   /// The name under `/sys/bus/ap/drivers/`.
-  public var name: String { rawValue }
+  public let name: String
 
-  /// A default driver (`AP_DRIVER_FLAG_DEFAULT`) owns the APQNs that apmask x aqmask reserve.
-  public var isDefault: Bool { self != .vfioAP }
+  public init(name: String) { self.name = name }
 
-  /// Whether the driver binds queue devices (otherwise card devices).
-  public var bindsQueues: Bool { self != .cex4card }
+  /// zcrypt's card driver (`zcrypt_cex4_card_driver`).
+  public static let cex4card = APDriver(name: "cex4card")
+  /// zcrypt's queue driver (`zcrypt_cex4_queue_driver`).
+  public static let cex4queue = APDriver(name: "cex4queue")
+  /// vfio_ap's queue driver (`vfio_ap_drv`).
+  public static let vfioAP = APDriver(name: "vfio_ap")
 
-  public init?(name: String) { self.init(rawValue: name) }
+  public var description: String { name }
+}
+
+/// What `struct ap_device_id` matches (`AP_DEVICE_ID_MATCH_CARD_TYPE`,
+/// `AP_DEVICE_ID_MATCH_QUEUE_TYPE`): a card or a queue device of one device type.
+struct APDeviceID: Hashable {
+  enum Kind: Hashable {
+    case card
+    case queue
+  }
+  let kind: Kind
+  /// The device type (`ap_dev->device_type`): the card's compatible type.
+  let type: AdapterType
+
+  /// The table of a driver for the Crypto Express generations the kernel knows, CEX4 to CEX8,
+  /// as zcrypt's `zcrypt_cex4_card_ids`/`zcrypt_cex4_queue_ids` and vfio_ap's `ap_queue_ids`
+  /// list them.
+  static func cex4Onwards(_ kind: Kind) -> [APDeviceID] {
+    (AdapterType.cex4.rawValue...AdapterType.newestKnown.rawValue).map {
+      APDeviceID(kind: kind, type: AdapterType(rawValue: $0))
+    }
+  }
+}
+
+/// A device on the AP bus (`struct ap_device`): a card or a queue, which is all a driver's
+/// operations are given.
+enum APDevice {
+  case card(APCard)
+  case queue(APQueue)
+
+  var kind: APDeviceID.Kind {
+    switch self {
+    case .card: .card
+    case .queue: .queue
+    }
+  }
+
+  /// `ap_dev->device_type`: the type the kernel works with, for a queue its card's.
+  var deviceType: AdapterType {
+    switch self {
+    case .card(let c): c.type
+    case .queue(let q): q.card.type
+    }
+  }
+
+  var name: String {
+    switch self {
+    case .card(let c): c.name
+    case .queue(let q): q.name
+    }
+  }
+
+  var directory: SysfsDirectory {
+    switch self {
+    case .card(let c): c.directory
+    case .queue(let q): q.directory
+    }
+  }
+
+  /// `dev->driver`: the driver bound now.
+  var boundDriver: (any APDriverOperations)? {
+    get {
+      switch self {
+      case .card(let c): c.boundDriver
+      case .queue(let q): q.boundDriver
+      }
+    }
+    nonmutating set {
+      switch self {
+      case .card(let c): c.boundDriver = newValue
+      case .queue(let q): q.boundDriver = newValue
+      }
+    }
+  }
+}
+
+/// The operations of an AP device driver (`struct ap_driver` in `ap_bus.h`), which is all the AP
+/// bus knows of its drivers: it registers them (`ap_driver_register`), matches devices against
+/// their ids (`ap_bus_match`), and calls these operations. zcrypt's `cex4card` and `cex4queue`
+/// and vfio_ap implement them.
+protocol APDriverOperations: AnyObject {
+  /// The driver's name (`ap_drv->driver.name`).
+  var driver: APDriver { get }
+  /// `AP_DRIVER_FLAG_DEFAULT`: a default driver binds the queues apmask x aqmask reserve for
+  /// the host; the others bind the rest.
+  var isDefault: Bool { get }
+  /// `ap_drv->ids`: the devices the driver matches.
+  var ids: [APDeviceID] { get }
+  /// `ap_drv->probe`, called by `ap_device_probe` once the bus has decided the device is the
+  /// driver's (the device's `driver` is set, its links made). A driver that refuses the device
+  /// throws, and the device stays unbound.
+  func probe(_ device: APDevice) throws(Errno)
+  /// `ap_drv->remove`, called by `ap_device_remove` before the bus flushes and resets a queue.
+  func remove(_ device: APDevice)
+  /// `ap_drv->in_use`: whether the driver uses any APQN of `apm x aqm`, asked before the masks
+  /// reserve them for the default drivers (`__verify_card_reservations`,
+  /// `__verify_queue_reservations` turn a yes into EBUSY).
+  func inUse(apm: APMask, aqm: APMask) -> Bool
+  /// `ap_drv->on_config_changed`: the scan read a new configuration with QCI, before it adds or
+  /// removes devices.
+  func onConfigChanged(old: QCIInfo, new: QCIInfo)
+  /// `ap_drv->on_scan_complete`: the scan that followed a configuration change is done.
+  func onScanComplete(old: QCIInfo, new: QCIInfo)
+}
+
+extension APDriverOperations {
+  /// A driver without `in_use` uses nothing the masks could take.
+  func inUse(apm: APMask, aqm: APMask) -> Bool { false }
+  func onConfigChanged(old: QCIInfo, new: QCIInfo) {}
+  func onScanComplete(old: QCIInfo, new: QCIInfo) {}
+
+  /// `ap_bus_match`: one of the driver's ids names the device's kind and type.
+  func matchesType(of device: APDevice) -> Bool {
+    ids.contains(APDeviceID(kind: device.kind, type: device.deviceType))
+  }
 }

@@ -8,23 +8,23 @@ public final class APQueue {
   public unowned let card: APCard
   public var config = true
   public var chkstop = false
-  /// The driver bound now, or nil.
-  public var driver: APDriver?
+  /// The driver bound now (`dev->driver`), or nil.
+  var boundDriver: (any APDriverOperations)?
+  /// The name of the driver bound now, or nil.
+  public var driver: APDriver? { boundDriver?.driver }
   /// Set through `driver_override`: only this driver may bind the queue, masks aside.
   public var driverOverride: String?
-  /// Whether the AP bus state machine runs for it (a default driver bound it): otherwise
-  /// `request_count` and the queue counters read `-`.
-  public var initialized = false
+  /// Whether the AP bus state machine runs for it (`ap_queue_init_state`, which zcrypt's queue
+  /// probe calls and vfio_ap's does not): otherwise `request_count` and the queue counters
+  /// read `-`.
+  public internal(set) var initialized = false
   /// A `reset` written while the AP bus's state machine does not run for the queue (bound to
   /// vfio_ap, or to nothing): `reset_store` sets AP_SM_STATE_RESET_START, and `ap_sm_event`
   /// does nothing for an uninitiated queue, so no RAPQ is issued and the state stays until a
   /// default driver binds the queue again (`ap_queue_init_state`).
   public var resetRequested = false
-  /// zcrypt's online switch for the queue.
-  public var online = true
+  /// Requests processed (`total_request_count` of `struct ap_queue`).
   public var requestCount: UInt64 = 0
-  /// vfio_ap's per-queue data (`struct vfio_ap_queue`) while vfio_ap has the queue bound.
-  var vfio: VFIOAPQueue?
   public let directory: SysfsDirectory
 
   init(apqn: APQN, card: APCard, directory: SysfsDirectory) {
@@ -47,15 +47,4 @@ public final class APQueue {
       devpath: directory.path, subsystem: "ap", variables: ueventVariables, logName: name,
       logDriver: driver?.name ?? "ap")
   }
-}
-
-/// What vfio_ap keeps per bound queue (`struct vfio_ap_queue`).
-final class VFIOAPQueue {
-  let apqn: APQN
-  /// The mdev the queue is linked to, if any.
-  weak var matrixMdev: MediatedDevice?
-  /// The response code of the last reset (ZAPQ) vfio_ap issued; 00 until the first.
-  var resetResponseCode: APResponseCode = .normal
-
-  init(apqn: APQN) { self.apqn = apqn }
 }

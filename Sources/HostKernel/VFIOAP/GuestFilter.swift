@@ -16,7 +16,7 @@ extension VFIOAPDriver {
     for apid in apm {
       for apqi in aqm {
         let raw = APQN(apid, apqi).rawValue
-        let ok = m.queues[raw]?.vfio.map { $0.resetResponseCode.isResetComplete } ?? false
+        let ok = m.queues[raw].map { $0.resetResponseCode.isResetComplete } ?? false
         if !ok {
           apm.remove(apid)
           if prev.apm.contains(apid) { filtered.insert(apid) }

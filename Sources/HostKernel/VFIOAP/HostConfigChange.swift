@@ -1,15 +1,38 @@
 import APModel
+import Machine
+import SystemPackage
 
 /// How vfio_ap follows the host: queues that come to it and go from it (probe and remove), and
 /// changes of the host's AP configuration, batched so that each guest sees one APCB update per
-/// change however many queues it brings.
-extension VFIOAPDriver {
-  /// `vfio_ap_mdev_probe_queue`: a queue bound to vfio_ap is linked to the mdev that holds its
-  /// APQN. Unless a configuration change for that mdev is in progress (then `onScanComplete`
-  /// handles it once), the mdev is filtered again and its guest updated.
+/// change however many queues it brings. These are vfio_ap's AP driver operations (`vfio_ap_drv`
+/// in `vfio_ap_drv.c`), the only way the AP bus reaches vfio_ap.
+extension VFIOAPDriver: APDriverOperations {
+  var driver: APDriver { .vfioAP }
+  /// vfio_ap takes the queues the masks do not reserve for the host.
+  var isDefault: Bool { false }
+  /// `ap_queue_ids`: queue devices of CEX4 onwards.
+  var ids: [APDeviceID] { APDeviceID.cex4Onwards(.queue) }
+
+  func probe(_ device: APDevice) throws(Errno) {
+    guard case .queue(let q) = device else { throw .noSuchDevice }
+    probeQueue(q)
+  }
+
+  func remove(_ device: APDevice) {
+    if case .queue(let q) = device { removeQueue(q) }
+  }
+
+  /// `vfio_ap_mdev_resource_in_use`.
+  func inUse(apm: APMask, aqm: APMask) -> Bool { resourceInUse(apm: apm, aqm: aqm) }
+
+  /// `vfio_ap_mdev_probe_queue`: vfio_ap's record of the queue, its `status` attribute, and the
+  /// link to the mdev that holds its APQN. Unless a configuration change for that mdev is in
+  /// progress (then `onScanComplete` handles it once), the mdev is filtered again and its guest
+  /// updated.
   func probeQueue(_ q: APQueue) {
-    q.vfio = VFIOAPQueue(apqn: q.apqn)
-    q.directory.addGroup(MdevAttributes.queueGroup, owner: q)
+    let v = VFIOAPQueue(apqn: q.apqn, driver: self)
+    queues[q.apqn.rawValue] = v
+    q.directory.addGroup(MdevAttributes.queueGroup, owner: v)
     guard let m = owner(of: q.apqn) else { return }
     linkAPQN(m, q.apqn)
     if m.hasPendingAdditions { return }
@@ -25,7 +48,8 @@ extension VFIOAPDriver {
   /// is reset if it is still in the host's configuration. Then it is unlinked.
   func removeQueue(_ q: APQueue) {
     q.directory.removeGroup(MdevAttributes.queueGroup)
-    let m = q.vfio?.matrixMdev
+    guard let v = queues[q.apqn.rawValue] else { return }
+    let m = v.matrixMdev
     let apid = q.apqn.apid
     let apqi = q.apqn.apqi
     var done = false
@@ -36,18 +60,21 @@ extension VFIOAPDriver {
       done = true
     }
     if !done && info.apm.contains(apid) && info.aqm.contains(apqi) {
-      resetQueue(q)
+      resetQueue(v)
     }
     if let m {
       m.queues[q.apqn.rawValue] = nil
     }
-    q.vfio = nil
+    queues[q.apqn.rawValue] = nil
   }
 
-  /// `vfio_ap_on_cfg_changed`, before the AP bus scan: what left the configuration leaves every
-  /// guest at once (one update per affected guest, no reset: those queues are gone); what came
-  /// is remembered per mdev so the scan's queue probes only link, and `onScanComplete` filters.
-  func onConfigChanged(new: APMatrix, old: APMatrix) {
+  /// `vfio_ap_on_cfg_changed` (vfio_ap's `on_config_changed`), before the AP bus scan: what
+  /// left the configuration leaves every guest at once (one update per affected guest, no reset:
+  /// those queues are gone); what came is remembered per mdev so the scan's queue probes only
+  /// link, and `onScanComplete` filters.
+  func onConfigChanged(old oldInfo: QCIInfo, new newInfo: QCIInfo) {
+    let old = oldInfo.matrix
+    let new = newInfo.matrix
     let removed = APMatrix(
       apm: old.apm.subtracting(new.apm), aqm: old.aqm.subtracting(new.aqm), adm: old.adm.subtracting(new.adm))
     var added = APMatrix(
@@ -85,9 +112,9 @@ extension VFIOAPDriver {
     info = new
   }
 
-  /// `vfio_ap_on_scan_complete`: each mdev the change added to is filtered once and its guest
-  /// updated once.
-  func onScanComplete(new: APMatrix, old: APMatrix) {
+  /// `vfio_ap_on_scan_complete` (vfio_ap's `on_scan_complete`): each mdev the change added to
+  /// is filtered once and its guest updated once.
+  func onScanComplete(old: QCIInfo, new: QCIInfo) {
     for m in mdevList where m.hasPendingAdditions {
       var update = false
       var filtered = APMask()

@@ -69,7 +69,7 @@ extension VFIOAPDriver {
   /// assigned matrix and the guest's APCB (one update if the guest had any), reset the queues
   /// the guest had.
   func hotUnplugAdapters(_ m: MediatedDevice, _ apids: APMask) {
-    var qlist: [APQueue] = []
+    var qlist: [VFIOAPQueue] = []
     var apcbUpdate = false
     for apid in apids {
       qlist += unlinkAdapter(m, apid)
@@ -90,13 +90,13 @@ extension VFIOAPDriver {
   }
 
   /// Unlinks an adapter's queues; returns those that were in the guest's APCB.
-  func unlinkAdapter(_ m: MediatedDevice, _ apid: APID) -> [APQueue] {
-    var inGuest: [APQueue] = []
+  func unlinkAdapter(_ m: MediatedDevice, _ apid: APID) -> [VFIOAPQueue] {
+    var inGuest: [VFIOAPQueue] = []
     for apqi in m.matrix.aqm {
       let apqn = APQN(apid, apqi)
       if let q = m.queues.removeValue(forKey: apqn.rawValue) {
         if m.shadowAPCB.apm.contains(apid) && m.shadowAPCB.aqm.contains(apqi) { inGuest.append(q) }
-        q.vfio?.matrixMdev = nil
+        q.matrixMdev = nil
       }
     }
     return inGuest
@@ -133,7 +133,7 @@ extension VFIOAPDriver {
   }
 
   func hotUnplugDomains(_ m: MediatedDevice, _ apqis: APMask) {
-    var qlist: [APQueue] = []
+    var qlist: [VFIOAPQueue] = []
     var apcbUpdate = false
     for apqi in apqis {
       qlist += unlinkDomain(m, apqi)
@@ -152,13 +152,13 @@ extension VFIOAPDriver {
     for apid in m.matrix.apm { linkAPQN(m, APQN(apid, apqi)) }
   }
 
-  func unlinkDomain(_ m: MediatedDevice, _ apqi: APQI) -> [APQueue] {
-    var inGuest: [APQueue] = []
+  func unlinkDomain(_ m: MediatedDevice, _ apqi: APQI) -> [VFIOAPQueue] {
+    var inGuest: [VFIOAPQueue] = []
     for apid in m.matrix.apm {
       let apqn = APQN(apid, apqi)
       if let q = m.queues.removeValue(forKey: apqn.rawValue) {
         if m.shadowAPCB.apm.contains(apid) && m.shadowAPCB.aqm.contains(apqi) { inGuest.append(q) }
-        q.vfio?.matrixMdev = nil
+        q.matrixMdev = nil
       }
     }
     return inGuest
@@ -166,9 +166,9 @@ extension VFIOAPDriver {
 
   /// `vfio_ap_mdev_link_apqn`: a queue bound to vfio_ap joins the mdev's table.
   func linkAPQN(_ m: MediatedDevice, _ apqn: APQN) {
-    guard let q = bus.queue(apqn), q.driver == .vfioAP, let v = q.vfio else { return }
+    guard let v = queue(apqn) else { return }
     v.matrixMdev = m
-    m.queues[apqn.rawValue] = q
+    m.queues[apqn.rawValue] = v
   }
 
   // MARK: - Control domains

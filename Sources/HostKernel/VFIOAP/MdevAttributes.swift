@@ -97,8 +97,8 @@ enum MdevAttributes {
 
   /// `status` of a queue bound to vfio_ap.
   static let queueGroup = SysfsAttributeGroup([
-    .readOnly("status") { (q: APQueue) in
-      guard let m = q.card.bus.kernel.vfioAP.owner(of: q.apqn) else { return "unassigned\n" }
+    .readOnly("status") { (q: VFIOAPQueue) in
+      guard let m = q.driver.owner(of: q.apqn) else { return "unassigned\n" }
       if m.kvm != nil && m.shadowAPCB.contains(q.apqn) { return "in use\n" }
       return "assigned\n"
     }

@@ -16,7 +16,7 @@ public final class MediatedDevice {
   /// host's configuration and the queues bound to vfio_ap. Kept even with no guest attached.
   public internal(set) var shadowAPCB = APMatrix()
   /// Linked queues by APQN raw value: assigned here, present, and bound to vfio_ap.
-  var queues: [Int: APQueue] = [:]
+  var queues: [Int: VFIOAPQueue] = [:]
   /// The VM the device is attached to while open.
   public internal(set) var kvm: KVMVirtualMachine?
   /// Adapters, domains and control domains the host configuration gained that this mdev has

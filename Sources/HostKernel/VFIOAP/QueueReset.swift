@@ -8,7 +8,7 @@ extension VFIOAPDriver {
   /// answers 00, 03 or 04 (re-issuing the ZAPQ after 02/05/0A); 03 and 04 are done at once.
   /// The emulated firmware completes a ZAPQ at once, so the poll ends on its first TAPQ.
   @discardableResult
-  func resetQueue(_ q: APQueue) -> APResponseCode {
+  func resetQueue(_ q: VFIOAPQueue) -> APResponseCode {
     var status = machine.zapq(q.apqn, .lpar)
     var waitedMs = 0
     switch status.responseCode {
@@ -40,12 +40,12 @@ extension VFIOAPDriver {
     default:
       kernel.printk("vfio_ap: PQAP/ZAPQ for \(q.apqn) failed with invalid rc=\(status.responseCode.rawValue)")
     }
-    q.vfio?.resetResponseCode = status.responseCode
+    q.resetResponseCode = status.responseCode
     return status.responseCode
   }
 
   /// Resets a list of queues: issue every ZAPQ, then wait for all.
-  func resetQList(_ qs: [APQueue]) {
+  func resetQList(_ qs: [VFIOAPQueue]) {
     for q in qs { resetQueue(q) }
   }
 

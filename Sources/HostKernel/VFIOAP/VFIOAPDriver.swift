@@ -25,6 +25,9 @@ public final class VFIOAPDriver {
 
   /// The mdevs by UUID.
   public private(set) var mdevs: [String: MediatedDevice] = [:]
+  /// The queues bound to vfio_ap, by APQN raw value: vfio_ap's own data for each, from its
+  /// probe to its remove.
+  var queues: [Int: VFIOAPQueue] = [:]
   var nextSequence = 0
   /// Which mdev's assigned matrix holds each APQN (by raw value). Sharing is forbidden, so each
   /// APQN has at most one owner, and the sharing check looks up the APQNs it adds instead of
@@ -88,7 +91,7 @@ public final class VFIOAPDriver {
     // `vfio_ap_init` registers the queue driver with the AP bus after the matrix device, then
     // the matrix device as the mdev parent (`mdev_register_parent`), which udev rules (mdevctl's)
     // take as the moment to start defined mdevs.
-    kernel.apBus.registerDriver(.vfioAP)
+    kernel.apBus.registerDriver(self)
     kernel.devLog(driver: "vfio_ap", device: "matrix", "MDEV: Registered")
     kernel.uevent(.change, matrix.path, ["MDEV_STATE=registered"])
   }
@@ -99,6 +102,9 @@ public final class VFIOAPDriver {
   public var admMax: Int { apxa ? nd : 15 }
 
   public var availableInstances: Int { Self.maxInstances - mdevs.count }
+
+  /// `vfio_ap_find_queue`: vfio_ap's data for a queue bound to it.
+  func queue(_ apqn: APQN) -> VFIOAPQueue? { queues[apqn.rawValue] }
 
   public func mdev(_ uuid: String) -> MediatedDevice? { mdevs[uuid.lowercased()] }
 
@@ -189,7 +195,7 @@ public final class VFIOAPDriver {
   }
 
   func unlinkFromQueues(_ m: MediatedDevice) {
-    for q in m.queues.values { q.vfio?.matrixMdev = nil }
+    for q in m.queues.values { q.matrixMdev = nil }
     m.queues.removeAll()
   }
 
@@ -225,8 +231,9 @@ public final class VFIOAPDriver {
     return (other, apm.intersection(other.matrix.apm), aqm.intersection(other.matrix.aqm))
   }
 
-  /// The `in_use` callback the AP bus calls before it reserves `apm x aqm` for the host: true
-  /// when an mdev's assigned matrix intersects it; the first such mdev logs every such APQN.
+  /// `vfio_ap_mdev_resource_in_use`, the `in_use` operation the AP bus calls before it reserves
+  /// `apm x aqm` for the host: true when an mdev's assigned matrix intersects it; the first such
+  /// mdev logs every such APQN.
   func resourceInUse(apm: APMask, aqm: APMask) -> Bool {
     guard let (m, a, q) = firstSharing(excluding: nil, apm: apm, aqm: aqm, candidates: [(apm, aqm)])
     else { return false }

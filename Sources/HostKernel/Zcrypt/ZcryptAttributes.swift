@@ -6,31 +6,34 @@ import SystemPackage
 /// The attributes zcrypt's default drivers add to the devices they bind: `cex4card` to cards,
 /// `cex4queue` to queues (`zcrypt_card.c`, `zcrypt_queue.c`), and the groups
 /// `zcrypt_cex4_card_probe` and `zcrypt_cex4_queue_probe` add to CCA and EP11 coprocessors
-/// only (`zcrypt_cex4.c`); an accelerator has none of those.
+/// only (`zcrypt_cex4.c`); an accelerator has none of those. Their owners are zcrypt's own
+/// records of the devices, ``ZcryptCard`` and ``ZcryptQueue``.
 enum ZcryptAttributes {
   static let cardGroup = SysfsAttributeGroup([
-    .readOnly("type") { (c: APCard) in c.typeName + "\n" },
+    .readOnly("type") { (zc: ZcryptCard) in zc.card.typeName + "\n" },
     .readWrite(
-      "online", show: { (c: APCard) in c.config && !c.chkstop && c.online ? "1\n" : "0\n" },
-      store: { (c: APCard, b) throws(Errno) in
+      "online", show: { (zc: ZcryptCard) in zc.card.config && !zc.card.chkstop && zc.online ? "1\n" : "0\n" },
+      store: { (zc: ZcryptCard, b) throws(Errno) in
         let on = try APBusAttributes.zeroOrOne(b)
-        if on && (!c.config || c.chkstop) { throw .noSuchDevice }
-        c.online = on
-        for q in c.bus.queues(of: c) where q.driver == .cex4queue { q.online = on }
+        if on && (!zc.card.config || zc.card.chkstop) { throw .noSuchDevice }
+        zc.online = on
+        for zq in zc.zcrypt.queues(of: zc.card.apid) { zq.online = on }
       }),
-    .readOnly("load") { (_: APCard) in "0\n" },
+    .readOnly("load") { (_: ZcryptCard) in "0\n" },
   ])
 
   static let queueGroup = SysfsAttributeGroup([
     .readWrite(
-      "online", show: { (q: APQueue) in q.config && !q.chkstop && q.online ? "1\n" : "0\n" },
-      store: { (q: APQueue, b) throws(Errno) in
+      "online",
+      show: { (zq: ZcryptQueue) in zq.queue.config && !zq.queue.chkstop && zq.online ? "1\n" : "0\n" },
+      store: { (zq: ZcryptQueue, b) throws(Errno) in
         let on = try APBusAttributes.zeroOrOne(b)
+        let q = zq.queue
         if on && (!q.config || !q.card.config || q.chkstop || q.card.chkstop) { throw .noSuchDevice }
-        if on && !q.card.online { throw .invalidArgument }
-        q.online = on
+        if on && !(zq.zcard?.online ?? true) { throw .invalidArgument }
+        zq.online = on
       }),
-    .readOnly("load") { (_: APQueue) in "0\n" },
+    .readOnly("load") { (_: ZcryptQueue) in "0\n" },
   ])
 
   /// The groups of the card's coprocessor mode, by its function bits as the probe tests them.
@@ -49,9 +52,10 @@ enum ZcryptAttributes {
   /// `cca_serialnr_show`: the serial number, asked at the default domain; an empty line without
   /// a default domain or when the request fails.
   static let ccaCardGroup = SysfsAttributeGroup([
-    .readOnly("serialnr") { (c: APCard) in
-      let bus = c.bus
-      guard bus.apDomain >= 0, let info = bus.ccaGetInfo(card: c.apid, domain: bus.apDomain) else {
+    .readOnly("serialnr") { (zc: ZcryptCard) in
+      let bus = zc.zcrypt.bus
+      guard bus.apDomain >= 0, let info = zc.zcrypt.ccaGetInfo(card: zc.card.apid, domain: bus.apDomain)
+      else {
         return "\n"
       }
       return String(info.serial.prefix(8)) + "\n"
@@ -59,8 +63,9 @@ enum ZcryptAttributes {
   ])
 
   static let ccaQueueGroup = SysfsAttributeGroup([
-    .readOnly("mkvps") { (q: APQueue) in
-      ccaMKVPs(q.card.bus.ccaGetInfo(card: q.apqn.apid, domain: q.apqn.apqi)?.masterKeys ?? noReply)
+    .readOnly("mkvps") { (zq: ZcryptQueue) in
+      ccaMKVPs(
+        zq.zcrypt.ccaGetInfo(card: zq.queue.apqn.apid, domain: zq.queue.apqn.apqi)?.masterKeys ?? noReply)
     }
   ])
 
@@ -100,28 +105,31 @@ enum ZcryptAttributes {
   // MARK: EP11 (ep11_card_attr_grp, ep11_queue_attr_grp)
 
   static let ep11CardGroup = SysfsAttributeGroup([
-    .readOnly("API_ordinalnr") { (c: APCard) in
-      guard let n = c.bus.ep11GetCardInfo(c)?.module.apiOrdinal, n > 0 else { return "\n" }
+    .readOnly("API_ordinalnr") { (zc: ZcryptCard) in
+      guard let n = zc.zcrypt.ep11GetCardInfo(zc.card)?.module.apiOrdinal, n > 0 else { return "\n" }
       return "\(n)\n"
     },
-    .readOnly("FW_version") { (c: APCard) in
-      guard let m = c.bus.ep11GetCardInfo(c)?.module, m.firmwareMajor > 0 || m.firmwareMinor > 0 else {
+    .readOnly("FW_version") { (zc: ZcryptCard) in
+      guard let m = zc.zcrypt.ep11GetCardInfo(zc.card)?.module, m.firmwareMajor > 0 || m.firmwareMinor > 0
+      else {
         return "\n"
       }
       return "\(m.firmwareMajor).\(m.firmwareMinor)\n"
     },
-    .readOnly("serialnr") { (c: APCard) in
+    .readOnly("serialnr") { (zc: ZcryptCard) in
       // Sixteen characters, blank-padded as the module query reports them.
-      guard let s = c.bus.ep11GetCardInfo(c)?.serial, !s.isEmpty else { return "\n" }
+      guard let s = zc.zcrypt.ep11GetCardInfo(zc.card)?.serial, !s.isEmpty else { return "\n" }
       let sixteen = String(s.prefix(16))
       return sixteen + String(repeating: " ", count: 16 - sixteen.count) + "\n"
     },
-    .readOnly("op_modes") { (c: APCard) in opModes(c.bus.ep11GetCardInfo(c)?.module.opModes ?? []) },
+    .readOnly("op_modes") { (zc: ZcryptCard) in
+      opModes(zc.zcrypt.ep11GetCardInfo(zc.card)?.module.opModes ?? [])
+    },
   ])
 
   static let ep11QueueGroup = SysfsAttributeGroup([
-    .readOnly("mkvps") { (q: APQueue) in ep11MKVPs(q.card.bus.ep11GetDomainInfo(q)) },
-    .readOnly("op_modes") { (q: APQueue) in opModes(q.card.bus.ep11GetDomainInfo(q)?.opModes ?? []) },
+    .readOnly("mkvps") { (zq: ZcryptQueue) in ep11MKVPs(zq.zcrypt.ep11GetDomainInfo(zq)) },
+    .readOnly("op_modes") { (zq: ZcryptQueue) in opModes(zq.zcrypt.ep11GetDomainInfo(zq)?.opModes ?? []) },
   ])
 
   /// `ep11_mkvps_show`: the CURRENT and NEW wrapping keys, `- -` both when the query failed.

@@ -1,0 +1,20 @@
+import APModel
+import Machine
+
+/// What vfio_ap keeps of a queue bound to it (`struct vfio_ap_queue`), from
+/// `vfio_ap_mdev_probe_queue` to `vfio_ap_mdev_remove_queue`. vfio_ap holds these itself, by
+/// APQN (``VFIOAPDriver/queue(_:)``, the kernel's `vfio_ap_find_queue`); the AP bus's queue
+/// device knows nothing of them.
+final class VFIOAPQueue {
+  let apqn: APQN
+  unowned let driver: VFIOAPDriver
+  /// The mdev the queue is linked to, if any.
+  weak var matrixMdev: MediatedDevice?
+  /// The response code of the last reset (ZAPQ) vfio_ap issued; 00 until the first.
+  var resetResponseCode: APResponseCode = .normal
+
+  init(apqn: APQN, driver: VFIOAPDriver) {
+    self.apqn = apqn
+    self.driver = driver
+  }
+}
