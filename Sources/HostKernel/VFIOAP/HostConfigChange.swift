@@ -11,7 +11,8 @@ extension VFIOAPDriver: APDriverOperations {
   /// vfio_ap takes the queues the masks do not reserve for the host.
   var isDefault: Bool { false }
   /// `ap_queue_ids`: queue devices of CEX4 onwards.
-  var ids: [APDeviceID] { APDeviceID.cex4Onwards(.queue) }
+  var ids: [APDeviceID] { Self.apQueueIDs }
+  static let apQueueIDs = APDeviceID.cex4Onwards(.queue)
 
   func probe(_ device: APDevice) throws(Errno) {
     guard case .queue(let q) = device else { throw .noSuchDevice }
