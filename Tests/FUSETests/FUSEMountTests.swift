@@ -156,9 +156,15 @@ struct FUSEMountTests {
     let cache = FUSESession.CachePolicy(entry: Timeout(seconds: 1), attributes: Timeout(seconds: 1))
     try withMount(fs, cache: cache) { (dir: String, session: FUSESession) throws in
       #expect(try shell("echo 1 > \(dir)/store").0 == 0)
+      // RELEASE is sent after close(2) returns: wait until every OPEN has its RELEASE.
+      func settle() {
+        for _ in 0..<200 where session.requestCount(.release) < session.requestCount(.open) { usleep(10_000) }
+      }
+      settle()
       let ops: [FUSEOpcode] = [.lookup, .getattr, .setattr, .open, .write, .flush, .release, .getxattr]
       let before = ops.map { session.requestCount($0) }
       #expect(try shell("for i in 1 2 3 4 5 6 7 8 9 10; do echo $i > \(dir)/store; done").0 == 0)
+      settle()
       let spent = zip(ops, zip(ops.map { session.requestCount($0) }, before)).map { ($0.0, $0.1.0 - $0.1.1) }
         .filter { $0.1 > 0 }
       let perEcho = spent.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
