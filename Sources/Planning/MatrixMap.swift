@@ -102,6 +102,8 @@ public struct MatrixMap: Sendable {
     out += "ctl: . host control domain  a-z an mdev's control domain  * several mdevs'\n"
     for m in snapshot.mdevs {
       out += "\(letters[m.uuid]!) \(m.shortID): \(mdevSummary(m))\n"
+      let missing = filteredAdapters(m)
+      if !missing.isEmpty { out += wrap("not in guest_matrix: " + missing.joined(separator: ", "), indent: "  ") }
     }
     return out
   }
@@ -112,6 +114,40 @@ public struct MatrixMap: Sendable {
     if !m.matrix.adm.isEmpty { s += ", \(count(m.matrix.adm.count, "control domain"))" }
     s += m.inUse ? "; used by a guest" : "; no guest"
     return s
+  }
+
+  /// The adapters of `m`'s matrix that its guest_matrix lacks, each with the reason in short:
+  /// `02 (02.0047 unbound)`, `07 (not in the host's configuration)`.
+  public func filteredAdapters(_ m: SysfsSnapshot.Mdev) -> [String] {
+    let f = MatrixRules.filter(m.matrix, in: snapshot)
+    let guest = m.guestMatrix ?? f.guest
+    return m.matrix.apm.subtracting(guest.apm).map { apid in
+      let why: String
+      switch f.droppedAdapters[apid] {
+      case .notInHostConfiguration?: why = "not in the host's configuration"
+      case .queueMissing(let q)?: why = "\(q) missing"
+      case .queueNotBound(let q, nil)?: why = "\(q) unbound"
+      case .queueNotBound(let q, let d?)?: why = "\(q) bound to \(d)"
+      case nil: why = "not filtered again since it was dropped"
+      }
+      return "\(hex2(apid)) (\(why))"
+    }
+  }
+
+  /// Lines of at most 80 columns after `indent`, continued two blanks further in.
+  func wrap(_ text: String, indent: String) -> String {
+    var lines: [String] = []
+    var line = indent
+    for word in text.split(separator: " ") {
+      if line.count > indent.count && line.count + 1 + word.count > 80 {
+        lines.append(line)
+        line = indent + "  " + word
+      } else {
+        line += (line.count > indent.count ? " " : "") + word
+      }
+    }
+    lines.append(line)
+    return lines.map { $0 + "\n" }.joined()
   }
 
   func row(_ block: [APQI], _ f: (APQI) -> String) -> String {

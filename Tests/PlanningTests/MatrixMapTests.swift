@@ -27,6 +27,7 @@ struct MatrixMapTests {
       ctl: . host control domain  a-z an mdev's control domain  * several mdevs'
       a 11111111: 1 adapter x 1 domain; used by a guest
       b aaaaaaaa: 2 adapters x 1 domain, 1 control domain; no guest
+        not in guest_matrix: 07 (not in the host's configuration)
 
       """
     #expect(text == expected)

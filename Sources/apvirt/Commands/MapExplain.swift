@@ -77,14 +77,17 @@ struct ExplainCommand: ParsableCommand {
     abstract: "Say who owns an APQN, what an mdev's guest gets, or what a write would do, and why.",
     discussion: """
       SUBJECT is one of:
-        05.0004                  an APQN: its owner, the mask bits, driver, mdev and guest
-        UUID                     an mdev: its matrix, guest_matrix and why anything is missing
-        'echo VALUE > PATH'      a write not yet made to assign_*/unassign_*, ap_config, \
-      bus/ap/apmask or bus/ap/aqmask: the errno the kernel would return and why, or what it \
-      would change. PATH may be abbreviated (.../UUID/assign_domain).
+        05.0004              an APQN: its owner, and why (mask bits, driver, mdev,
+                             guest)
+        UUID                 an mdev: its matrix and guest_matrix, and why an
+                             adapter or domain is missing from guest_matrix
+        'echo VALUE > PATH'  a write not yet made (assign_*, unassign_*,
+                             ap_config, bus/ap/apmask, bus/ap/aqmask): the errno
+                             the kernel would return and why, or what it would
+                             change; PATH may be abbreviated (.../UUID/ap_config)
 
-      Nothing is written: the answer comes from the kernel's rules applied to what the sysfs root \
-      shows. A write predicted to fail exits with status 2.
+      Nothing is written: the answer comes from the kernel's rules applied to what \
+      the sysfs root shows. A write predicted to fail exits with status 2.
       """)
 
   @OptionGroup var root: SysfsRootOptions
