@@ -103,7 +103,9 @@ public struct MatrixMap: Sendable {
     for m in snapshot.mdevs {
       out += "\(letters[m.uuid]!) \(m.shortID): \(mdevSummary(m))\n"
       let missing = filteredAdapters(m)
-      if !missing.isEmpty { out += wrap("not in guest_matrix: " + missing.joined(separator: ", "), indent: "  ") }
+      if !missing.isEmpty {
+        out += wrap("not in guest_matrix: " + missing.joined(separator: ", "), indent: "  ")
+      }
     }
     return out
   }
