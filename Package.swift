@@ -13,6 +13,7 @@ let package = Package(
     .library(name: "FUSE", targets: ["FUSE"]),
     .library(name: "VMM", targets: ["VMM"]),
     .library(name: "SysfsFUSE", targets: ["SysfsFUSE"]),
+    .library(name: "Planning", targets: ["Planning"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -31,10 +32,11 @@ let package = Package(
     .target(name: "FUSE", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
     .target(name: "VMM", dependencies: ["APModel", "Machine", "HostKernel"]),
     .target(name: "SysfsFUSE", dependencies: ["HostKernel", "Sysfs", "FUSE"]),
+    .target(name: "Planning", dependencies: ["APModel"]),
     .executableTarget(
       name: "apvirt",
       dependencies: [
-        "APModel", "Machine", "Sysfs", "HostKernel", "FUSE", "VMM", "SysfsFUSE",
+        "APModel", "Machine", "Sysfs", "HostKernel", "FUSE", "VMM", "SysfsFUSE", "Planning",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ]
@@ -45,7 +47,8 @@ let package = Package(
     .testTarget(name: "HostKernelTests", dependencies: ["HostKernel"]),
     .testTarget(name: "FUSETests", dependencies: ["FUSE"]),
     .testTarget(name: "VMMTests", dependencies: ["VMM", "HostKernel"]),
-    .testTarget(name: "Interop", dependencies: ["apvirt", "VMM", "FUSE"], path: "Tests/Interop", exclude: ["Scripts"]),
+    .testTarget(name: "PlanningTests", dependencies: ["Planning"]),
+    .testTarget(name: "Interop", dependencies: ["apvirt", "VMM", "FUSE", "Planning"], path: "Tests/Interop", exclude: ["Scripts"]),
     .testTarget(name: "apvirtTests", dependencies: ["apvirt", "HostKernel"]),
   ],
   swiftLanguageModes: [.v6]

@@ -1,0 +1,534 @@
+import APModel
+
+/// Why a proposed write fails, one fact each, in the terms of the kernel's rules.
+public enum RuleConflict: Error, Hashable, Sendable, CustomStringConvertible {
+  /// The mdev's directory (or, before Linux 6.10, its `ap_config`) does not exist: ENOENT.
+  case noSuchFile(String)
+  /// `kstrtoul` or the mask grammar cannot read the value: EINVAL (ERANGE for an overflow).
+  case unparsable(String, Errno)
+  /// An id above `apm_max`, `aqm_max` or `adm_max`: ENODEV.
+  case beyondMax(kind: IDKind, id: UInt64, max: Int)
+  /// The APQN is owned by the host's default drivers (`ap_owned_by_def_drv`): EADDRNOTAVAIL.
+  case reservedForHost(APQN, driverOverride: String?, driver: String?)
+  /// Another mdev's assigned matrix holds the APQN: EADDRINUSE.
+  case heldByMdev(APQN, uuid: String, inUse: Bool)
+  /// A mask store would reserve for the host an APQN an mdev holds: EBUSY.
+  case takenFromMdev(APQN, uuid: String, inUse: Bool)
+  /// Linux 6.19: a mask cannot be stored while a queue has a `driver_override`: EINVAL.
+  case driverOverrideSet(APQN, String)
+
+  public enum IDKind: String, Hashable, Sendable {
+    case adapter, domain
+    case controlDomain = "control domain"
+
+    var limitName: String {
+      switch self {
+      case .adapter: "apm_max"
+      case .domain: "aqm_max"
+      case .controlDomain: "adm_max"
+      }
+    }
+    var file: String {
+      switch self {
+      case .adapter: "bus/ap/ap_max_adapter_id"
+      case .domain, .controlDomain: "bus/ap/ap_max_domain_id"
+      }
+    }
+  }
+
+  public var errno: Errno {
+    switch self {
+    case .noSuchFile: .noSuchFileOrDirectory
+    case .unparsable(_, let e): e
+    case .beyondMax: .noSuchDevice
+    case .reservedForHost: .addressNotAvailable
+    case .heldByMdev: .addressInUse
+    case .takenFromMdev: .resourceBusy
+    case .driverOverrideSet: .invalidArgument
+    }
+  }
+
+  public var description: String {
+    switch self {
+    case .noSuchFile(let p): return "\(p) does not exist"
+    case .unparsable(let why, _): return why
+    case .beyondMax(let kind, let id, let max):
+      return
+        "\(kind.rawValue) \(id) (0x\(String(id, radix: 16))) is beyond \(kind.limitName) \(max) (0x\(String(max, radix: 16)), \(kind.file))"
+    case .reservedForHost(let q, let override, let driver):
+      if let override {
+        return "\(q) has driver_override \(override) and is bound to \(driver ?? "no driver"), a host driver"
+      }
+      return "\(q) is reserved for the host by apmask bit \(q.apid) and aqmask bit \(q.apqi)"
+    case .heldByMdev(let q, let u, let inUse):
+      return "\(q) is held by mdev \(u)\(inUse ? ", used by its guest" : "")"
+    case .takenFromMdev(let q, let u, let inUse):
+      return
+        "\(q) would be reserved for the host but is held by mdev \(u)\(inUse ? ", used by its guest" : "")"
+    case .driverOverrideSet(let q, let o):
+      return "queue \(q) has driver_override \(o): masks and driver_override exclude each other (Linux 6.19)"
+    }
+  }
+}
+
+/// Why an adapter, a domain or a control domain of an mdev's matrix is not in its guest's APCB
+/// (`guest_matrix`), as `vfio_ap_mdev_filter_matrix` and `vfio_ap_mdev_filter_cdoms` decide.
+public enum FilterReason: Hashable, Sendable, CustomStringConvertible {
+  /// Not in the host's AP configuration (QCI): over-provisioned; it is plugged in when it comes.
+  case notInHostConfiguration
+  /// The queue device does not exist.
+  case queueMissing(APQN)
+  /// The queue exists but is not bound to vfio_ap (a host driver has it, or none).
+  case queueNotBound(APQN, driver: String?)
+
+  public var description: String {
+    switch self {
+    case .notInHostConfiguration: "not in the host's AP configuration"
+    case .queueMissing(let q): "queue \(q) is missing"
+    case .queueNotBound(let q, let d):
+      "queue \(q) is \(d.map { "bound to \($0)" } ?? "unbound"), not to vfio_ap"
+    }
+  }
+}
+
+/// The result of the kernel's filtering of one assigned matrix.
+public struct FilteredMatrix: Hashable, Sendable {
+  /// What the guest's APCB gets (the control domains included, which `guest_matrix` omits).
+  public var guest: APMatrix
+  public var droppedAdapters: [APID: FilterReason]
+  public var droppedDomains: [APQI: FilterReason]
+  public var droppedControlDomains: [Int: FilterReason]
+}
+
+/// What a proposed write would do: the errno the kernel would return, why, and the state after.
+public struct WritePrediction: Sendable {
+  public var write: SysfsWrite
+  /// nil when the store succeeds.
+  public var errno: Errno?
+  /// Why it fails (every conflict found, in the kernel's order of checks).
+  public var conflicts: [RuleConflict]
+  /// What a successful store does, one sentence each; empty on failure.
+  public var effects: [String]
+  /// The state after the store (the state before when it fails or changes nothing).
+  public var after: SysfsSnapshot
+
+  public var succeeds: Bool { errno == nil }
+}
+
+/// The kernel's rules for the AP files, value in, result out: given a snapshot and a proposed
+/// write, what `vfio_ap_ops.c` and `ap_bus.c` would answer, and the guest matrices it leads to.
+/// It never drives a kernel; the emulated one is the test oracle that it agrees with.
+public enum MatrixRules {
+  // MARK: - Filtering
+
+  /// `vfio_ap_mdev_filter_matrix` and `vfio_ap_mdev_filter_cdoms` from scratch: adapters and
+  /// domains the host's configuration lacks are dropped, and an adapter is dropped whole when one
+  /// of its queues over the kept domains is missing or not bound to vfio_ap. (A queue whose last
+  /// reset failed is dropped too, but sysfs does not show a reset's result.)
+  public static func filter(_ matrix: APMatrix, in s: SysfsSnapshot) -> FilteredMatrix {
+    let host = s.hostConfiguration
+    var out = FilteredMatrix(
+      guest: APMatrix(), droppedAdapters: [:], droppedDomains: [:], droppedControlDomains: [:])
+    for apqi in matrix.aqm where !host.aqm.contains(apqi) {
+      out.droppedDomains[apqi] = .notInHostConfiguration
+    }
+    for d in matrix.adm where !host.adm.contains(d) { out.droppedControlDomains[d] = .notInHostConfiguration }
+    let aqm = matrix.aqm.intersection(host.aqm)
+    var apm = APMask()
+    adapters: for apid in matrix.apm {
+      guard host.apm.contains(apid) else {
+        out.droppedAdapters[apid] = .notInHostConfiguration
+        continue
+      }
+      for apqi in aqm {
+        let apqn = APQN(apid, apqi)
+        guard let q = s.queues[apqn] else {
+          out.droppedAdapters[apid] = .queueMissing(apqn)
+          continue adapters
+        }
+        if !q.isBoundToVFIOAP {
+          out.droppedAdapters[apid] = .queueNotBound(apqn, driver: q.driver)
+          continue adapters
+        }
+      }
+      apm.insert(apid)
+    }
+    out.guest = APMatrix(apm: apm, aqm: aqm, adm: matrix.adm.intersection(host.adm))
+    return out
+  }
+
+  // MARK: - Checks
+
+  /// `vfio_ap_mdev_validate_masks` for `mdev` with a proposed matrix: every APQN of apm x aqm
+  /// owned by the host's default drivers (EADDRNOTAVAIL), else every APQN another mdev holds
+  /// (EADDRINUSE).
+  public static func validate(_ matrix: APMatrix, of uuid: String, in s: SysfsSnapshot) -> [RuleConflict] {
+    var reserved: [RuleConflict] = []
+    if matrix.apm.intersects(s.apmask) && matrix.aqm.intersects(s.aqmask) || s.hasDriverOverrides {
+      for apid in matrix.apm {
+        for apqi in matrix.aqm {
+          let q = APQN(apid, apqi)
+          guard s.ownedByDefaultDriver(q) else { continue }
+          let queue = s.queues[q]
+          reserved.append(
+            .reservedForHost(
+              q, driverOverride: queue?.driverOverride,
+              driver: queue?.driverOverride == nil ? nil : queue?.driver))
+        }
+      }
+    }
+    if !reserved.isEmpty { return reserved }
+    var shared: [RuleConflict] = []
+    for other in s.mdevs where other.uuid != uuid {
+      let a = matrix.apm.intersection(other.matrix.apm)
+      let d = matrix.aqm.intersection(other.matrix.aqm)
+      guard !a.isEmpty && !d.isEmpty else { continue }
+      for apid in a {
+        for apqi in d {
+          let q = APQN(apid, apqi)
+          shared.append(.heldByMdev(q, uuid: other.uuid, inUse: s.queues[q]?.inUse == true))
+        }
+      }
+    }
+    return shared
+  }
+
+  /// `kstrtoul(buf, 0)`, then the id's limit.
+  static func parseID(_ bytes: [UInt8], kind: RuleConflict.IDKind, max: Int) -> Result<Int, RuleConflict> {
+    let v: UInt64
+    do {
+      v = try KernelNumber.kstrtoul(bytes)
+    } catch {
+      let text = String(decoding: KernelNumber.cString(bytes), as: UTF8.self).quoted
+      if error == .outOfRange {
+        return .failure(.unparsable("\(text) does not fit in 64 bits (kstrtoul: ERANGE)", error))
+      }
+      return .failure(
+        .unparsable(
+          "\(text) is not a number as kstrtoul(buf, 0) reads one: decimal, 0x hex or 0-prefixed octal, an optional +, one optional newline, nothing else",
+          error))
+    }
+    guard v <= UInt64(max) else { return .failure(.beyondMax(kind: kind, id: v, max: max)) }
+    return .success(Int(v))
+  }
+
+  // MARK: - Prediction
+
+  /// What the kernel would answer to `w` in state `s`.
+  public static func predict(_ w: SysfsWrite, in s: SysfsSnapshot) -> WritePrediction {
+    switch w.target {
+    case .apmask: return predictMask(w, in: s, adapters: true)
+    case .aqmask: return predictMask(w, in: s, adapters: false)
+    case .mdev(let uuid, let attribute):
+      guard let m = s.mdev(uuid) else {
+        return fail(w, s, [.noSuchFile("devices/vfio_ap/matrix/\(uuid)")])
+      }
+      if attribute == .apConfig && !m.hasAPConfig {
+        return fail(w, s, [.noSuchFile(w.path + " (the kernel has no ap_config before Linux 6.10)")])
+      }
+      return predictMdev(w, m, attribute, in: s)
+    }
+  }
+
+  static func fail(_ w: SysfsWrite, _ s: SysfsSnapshot, _ c: [RuleConflict]) -> WritePrediction {
+    WritePrediction(write: w, errno: c[0].errno, conflicts: c, effects: [], after: s)
+  }
+
+  static func predictMdev(
+    _ w: SysfsWrite, _ m: SysfsSnapshot.Mdev, _ attribute: SysfsWrite.MdevAttribute, in s: SysfsSnapshot
+  ) -> WritePrediction {
+    var new = m.matrix
+    var refilter = true
+    let kind: RuleConflict.IDKind
+    switch attribute {
+    case .assignAdapter, .unassignAdapter: kind = .adapter
+    case .assignDomain, .unassignDomain: kind = .domain
+    case .assignControlDomain, .unassignControlDomain: kind = .controlDomain
+    case .apConfig: return predictAPConfig(w, m, in: s)
+    }
+    let max = kind == .adapter ? s.apmMax : kind == .domain ? s.aqmMax : s.admMax
+    let id: Int
+    switch parseID(w.bytes, kind: kind, max: max) {
+    case .failure(let c): return fail(w, s, [c])
+    case .success(let v): id = v
+    }
+    let short = m.shortID
+    switch attribute {
+    case .assignAdapter, .assignDomain:
+      let isAdapter = attribute == .assignAdapter
+      if isAdapter ? m.matrix.apm.contains(id) : m.matrix.aqm.contains(id) {
+        return noChange(
+          w, s, "\(kind.rawValue) \(idText(kind, id)) is already assigned to mdev \(short): nothing changes")
+      }
+      if isAdapter { new.apm.insert(id) } else { new.aqm.insert(id) }
+      let conflicts = validate(new, of: m.uuid, in: s)
+      if !conflicts.isEmpty { return fail(w, s, conflicts) }
+    case .unassignAdapter, .unassignDomain:
+      let isAdapter = attribute == .unassignAdapter
+      if !(isAdapter ? m.matrix.apm.contains(id) : m.matrix.aqm.contains(id)) {
+        return noChange(
+          w, s, "\(kind.rawValue) \(idText(kind, id)) is not assigned to mdev \(short): nothing changes")
+      }
+      if isAdapter { new.apm.remove(id) } else { new.aqm.remove(id) }
+      refilter = false
+    case .assignControlDomain:
+      if m.matrix.adm.contains(id) {
+        return noChange(
+          w, s, "control domain \(idText(kind, id)) is already assigned to mdev \(short): nothing changes")
+      }
+      new.adm.insert(id)
+    case .unassignControlDomain:
+      if !m.matrix.adm.contains(id) {
+        return noChange(
+          w, s, "control domain \(idText(kind, id)) is not assigned to mdev \(short): nothing changes")
+      }
+      new.adm.remove(id)
+    case .apConfig: fatalError("handled above")
+    }
+    return succeed(w, m, new, in: s, refilter: refilter)
+  }
+
+  static func idText(_ kind: RuleConflict.IDKind, _ id: Int) -> String {
+    kind == .adapter ? hex2(id) : hex4(id)
+  }
+
+  static func noChange(_ w: SysfsWrite, _ s: SysfsSnapshot, _ why: String) -> WritePrediction {
+    WritePrediction(write: w, errno: nil, conflicts: [], effects: [why], after: s)
+  }
+
+  /// `ap_config_store`: three absolute masks from the first 201 bytes; EADDRNOTAVAIL and
+  /// EADDRINUSE before ENODEV; all or nothing.
+  static func predictAPConfig(_ w: SysfsWrite, _ m: SysfsSnapshot.Mdev, in s: SysfsSnapshot)
+    -> WritePrediction
+  {
+    var rest: ArraySlice<UInt8>? = ArraySlice(KernelNumber.cString(w.bytes.prefix(201)))
+    var masks: [APMask] = []
+    for name in ["adapter", "usage domain", "control domain"] {
+      guard let r = rest else {
+        return fail(
+          w, s,
+          [
+            .unparsable(
+              "ap_config needs three masks separated by commas; the \(name) mask is missing", .invalidArgument
+            )
+          ])
+      }
+      let token: ArraySlice<UInt8>
+      if let i = r.firstIndex(where: { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\n") }) {
+        token = r[r.startIndex..<i]
+        rest = r[(i + 1)...]
+      } else {
+        token = r
+        rest = nil
+      }
+      guard let mask = try? MaskParser.hexToBitmap(Array(token)) else {
+        return fail(
+          w, s,
+          [
+            .unparsable(
+              "the \(name) mask \(String(decoding: token, as: UTF8.self).quoted) is not hex digits (after an optional 0x), at most 64",
+              .invalidArgument)
+          ])
+      }
+      masks.append(mask)
+    }
+    let new = APMatrix(apm: masks[0], aqm: masks[1], adm: masks[2])
+    if new == m.matrix {
+      return noChange(w, s, "mdev \(m.shortID) already has this configuration: nothing changes")
+    }
+    let conflicts = validate(new, of: m.uuid, in: s)
+    if !conflicts.isEmpty { return fail(w, s, conflicts) }
+    var beyond: [RuleConflict] = []
+    for (mask, kind, max) in [
+      (new.apm, RuleConflict.IDKind.adapter, s.apmMax), (new.aqm, .domain, s.aqmMax),
+      (new.adm, .controlDomain, s.admMax),
+    ] {
+      for id in mask where id > max { beyond.append(.beyondMax(kind: kind, id: UInt64(id), max: max)) }
+    }
+    if !beyond.isEmpty { return fail(w, s, beyond) }
+    return succeed(w, m, new, in: s, refilter: true)
+  }
+
+  /// A successful store to an mdev: the new matrix, and the guest matrix the kernel's filtering
+  /// (or, for an unassign, the mere removal) gives.
+  static func succeed(
+    _ w: SysfsWrite, _ m: SysfsSnapshot.Mdev, _ new: APMatrix, in s: SysfsSnapshot, refilter: Bool
+  ) -> WritePrediction {
+    var after = s
+    let i = after.mdevs.firstIndex { $0.uuid == m.uuid }!
+    after.mdevs[i].matrix = new
+    let oldGuest = m.guestMatrix ?? filter(m.matrix, in: s).guest
+    var guest: APMatrix
+    if refilter {
+      guest = filter(new, in: s).guest
+    } else {
+      // unassign_adapter / unassign_domain: no re-filtering (the kernel's quirk).
+      guest = oldGuest
+      guest.apm = guest.apm.intersection(new.apm)
+      guest.aqm = guest.aqm.intersection(new.aqm)
+    }
+    if m.guestMatrix != nil { after.mdevs[i].guestMatrix = APMatrix(apm: guest.apm, aqm: guest.aqm) }
+    var effects: [String] = []
+    let added = APMatrix(
+      apm: new.apm.subtracting(m.matrix.apm), aqm: new.aqm.subtracting(m.matrix.aqm),
+      adm: new.adm.subtracting(m.matrix.adm))
+    let removed = APMatrix(
+      apm: m.matrix.apm.subtracting(new.apm), aqm: m.matrix.aqm.subtracting(new.aqm),
+      adm: m.matrix.adm.subtracting(new.adm))
+    var change: [String] = []
+    if !added.apm.isEmpty { change.append("gains adapter\(plural(added.apm)) \(list(added.apm, hex2))") }
+    if !added.aqm.isEmpty { change.append("gains domain\(plural(added.aqm)) \(list(added.aqm, hex4))") }
+    if !added.adm.isEmpty {
+      change.append("gains control domain\(plural(added.adm)) \(list(added.adm, hex4))")
+    }
+    if !removed.apm.isEmpty {
+      change.append("loses adapter\(plural(removed.apm)) \(list(removed.apm, hex2))")
+    }
+    if !removed.aqm.isEmpty { change.append("loses domain\(plural(removed.aqm)) \(list(removed.aqm, hex4))") }
+    if !removed.adm.isEmpty {
+      change.append("loses control domain\(plural(removed.adm)) \(list(removed.adm, hex4))")
+    }
+    effects.append(
+      "mdev \(m.uuid) \(change.joined(separator: ", ")); its matrix becomes \(matrixSummary(new))")
+    let over = new.apm.subtracting(s.hostConfiguration.apm)
+    if !over.isEmpty && !added.apm.intersection(over).isEmpty {
+      effects.append(
+        "adapter\(plural(over)) \(list(over, hex2)) \(over.count == 1 ? "is" : "are") not in the host's AP configuration: assigned ahead (over-provisioned), plugged in when \(over.count == 1 ? "it comes" : "they come") if every queue binds to vfio_ap"
+      )
+    }
+    effects += guestEffects(old: oldGuest, new: guest, of: m)
+    if refilter {
+      let f = filter(new, in: s)
+      for (apid, why) in f.droppedAdapters.sorted(by: { $0.key < $1.key })
+      where why != .notInHostConfiguration {
+        effects.append("adapter \(hex2(apid)) stays out of guest_matrix: \(why)")
+      }
+    } else if guest != filter(new, in: s).guest {
+      effects.append(
+        "unassign does not re-filter: adapters filtered out before stay out of guest_matrix until the next assign, ap_config write or AP bus scan"
+      )
+    }
+    return WritePrediction(write: w, errno: nil, conflicts: [], effects: effects, after: after)
+  }
+
+  /// What the guest gains and loses, and which queues get reset.
+  static func guestEffects(old: APMatrix, new: APMatrix, of m: SysfsSnapshot.Mdev) -> [String] {
+    let oldQ = Set(old.apqns)
+    let newQ = Set(new.apqns)
+    let gained = newQ.subtracting(oldQ).sorted()
+    let lost = oldQ.subtracting(newQ).sorted()
+    var out: [String] = []
+    let who = m.inUse ? "its guest" : "guest_matrix (no guest uses it now)"
+    let shown = matrixSummary(APMatrix(apm: new.apm, aqm: new.aqm))
+    if gained.isEmpty && lost.isEmpty {
+      if old.apm == new.apm && old.aqm == new.aqm {
+        out.append("\(who): no change (\(shown))")
+      } else {
+        out.append("\(who) becomes \(shown)")
+      }
+    } else {
+      if !gained.isEmpty { out.append("\(who) gains \(apqnList(gained))") }
+      if !lost.isEmpty {
+        out.append("\(who) loses \(apqnList(lost))" + (m.inUse ? "; those queues are reset (zeroized)" : ""))
+      }
+    }
+    return out
+  }
+
+  // MARK: - apmask / aqmask
+
+  /// `apmask_store` / `aqmask_store`.
+  static func predictMask(_ w: SysfsWrite, in s: SysfsSnapshot, adapters: Bool) -> WritePrediction {
+    let name = adapters ? "apmask" : "aqmask"
+    if let q = s.queues.values.sorted(by: { $0.apqn < $1.apqn }).first(where: { $0.driverOverride != nil }) {
+      return fail(w, s, [.driverOverrideSet(q.apqn, q.driverOverride!)])
+    }
+    let current = adapters ? s.apmask : s.aqmask
+    let new: APMask
+    do {
+      new = try MaskParser.parse(w.bytes, current: current)
+    } catch {
+      return fail(
+        w, s,
+        [
+          .unparsable(
+            "\(String(decoding: KernelNumber.cString(w.bytes), as: UTF8.self).quoted) is not a mask: +N/-N terms (ranges N-M, numbers below 256) or hex digits",
+            .invalidArgument)
+        ])
+    }
+    if new == current { return noChange(w, s, "\(name) already is \(new.hexString): nothing changes") }
+    let reserved = new.subtracting(current)
+    if !reserved.isEmpty {
+      var taken: [RuleConflict] = []
+      for m in s.mdevs {
+        let a = adapters ? m.matrix.apm.intersection(reserved) : m.matrix.apm.intersection(s.apmask)
+        let d = adapters ? m.matrix.aqm.intersection(s.aqmask) : m.matrix.aqm.intersection(reserved)
+        for apid in a {
+          for apqi in d {
+            let q = APQN(apid, apqi)
+            taken.append(.takenFromMdev(q, uuid: m.uuid, inUse: s.queues[q]?.inUse == true))
+          }
+        }
+      }
+      if !taken.isEmpty { return fail(w, s, taken) }
+    }
+    var after = s
+    if adapters { after.apmask = new } else { after.aqmask = new }
+    // Re-probe: every queue whose reservation changed binds to the driver that now owns it.
+    var toHost: [APQN] = []
+    var toVFIO: [APQN] = []
+    for (apqn, q) in s.queues {
+      let was = s.isReservedByMasks(apqn)
+      let now = after.isReservedByMasks(apqn)
+      guard was != now else { continue }
+      after.queues[apqn]!.driver = now ? SysfsSnapshot.defaultQueueDriver : SysfsSnapshot.vfioAPDriver
+      after.queues[apqn]!.status = now ? nil : (s.holder(of: apqn) == nil ? "unassigned" : "assigned")
+      _ = q
+      if now { toHost.append(apqn) } else { toVFIO.append(apqn) }
+    }
+    var effects = ["\(name) becomes \(new.hexString)"]
+    if !toHost.isEmpty {
+      effects.append(
+        "\(toHost.count) queue\(toHost.count == 1 ? "" : "s") go\(toHost.count == 1 ? "es" : "") from vfio_ap to the host's \(SysfsSnapshot.defaultQueueDriver) (reset on the way): \(apqnList(toHost.sorted()))"
+      )
+    }
+    if !toVFIO.isEmpty {
+      effects.append(
+        "\(toVFIO.count) queue\(toVFIO.count == 1 ? "" : "s") go\(toVFIO.count == 1 ? "es" : "") from the host's drivers to vfio_ap (reset on the way): \(apqnList(toVFIO.sorted()))"
+      )
+    }
+    if toHost.isEmpty && toVFIO.isEmpty { effects.append("no queue changes driver") }
+    // A queue that comes to vfio_ap joins the mdev that holds it, which is filtered again.
+    for (i, m) in after.mdevs.enumerated() where toVFIO.contains(where: { m.matrix.contains($0) }) {
+      let old = m.guestMatrix ?? filter(m.matrix, in: s).guest
+      let g = filter(m.matrix, in: after).guest
+      if m.guestMatrix != nil { after.mdevs[i].guestMatrix = APMatrix(apm: g.apm, aqm: g.aqm) }
+      effects += guestEffects(old: old, new: g, of: m).map { "mdev \(m.shortID): " + $0 }
+    }
+    return WritePrediction(write: w, errno: nil, conflicts: [], effects: effects, after: after)
+  }
+
+  // MARK: - Text
+
+  static func plural(_ m: APMask) -> String { m.count == 1 ? "" : "s" }
+
+  static func list(_ m: APMask, _ f: (Int) -> String) -> String { m.map(f).joined(separator: " ") }
+
+  /// At most eight APQNs, then how many more.
+  public static func apqnList(_ q: [APQN]) -> String {
+    let shown = q.prefix(8).map(\.description).joined(separator: " ")
+    return q.count > 8 ? shown + " and \(q.count - 8) more" : shown
+  }
+
+  /// `adapters 05 06 x domains 0004 0047, control domains 0004` or `empty`.
+  public static func matrixSummary(_ m: APMatrix) -> String {
+    var parts: [String] = []
+    if !m.apm.isEmpty || !m.aqm.isEmpty {
+      parts.append(
+        "adapters \(m.apm.isEmpty ? "none" : list(m.apm, hex2)) x domains \(m.aqm.isEmpty ? "none" : list(m.aqm, hex4))"
+      )
+    }
+    if !m.adm.isEmpty { parts.append("control domains \(list(m.adm, hex4))") }
+    return parts.isEmpty ? "empty" : parts.joined(separator: ", ")
+  }
+}

@@ -1,0 +1,272 @@
+import APModel
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A sysfs file that cannot be read, or does not say what the kernel's would.
+public struct SnapshotError: Error, Hashable, CustomStringConvertible {
+  /// The full path of the file.
+  public var path: String
+  public var reason: String
+
+  public init(path: String, reason: String) {
+    self.path = path
+    self.reason = reason
+  }
+
+  public var description: String { "\(path): \(reason)" }
+}
+
+extension SysfsSnapshot {
+  /// Reads the AP bus, its cards and queues and vfio_ap's mdevs under `root` (`/sys`, the
+  /// emulated host's mount, or a copy of one). A file every AP kernel has that is missing or
+  /// unreadable throws, naming it; files of later kernels may be missing.
+  public static func read(root: String) throws(SnapshotError) -> SysfsSnapshot {
+    let r = SysfsReader(root: root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root)
+    var s = SysfsSnapshot(root: r.root)
+    s.apmask = try r.mask("bus/ap/apmask")
+    s.aqmask = try r.mask("bus/ap/aqmask")
+    s.maxAdapterID = try r.int("bus/ap/ap_max_adapter_id")
+    s.maxDomainID = try r.int("bus/ap/ap_max_domain_id")
+    let adapters = try r.qciMask("bus/ap/ap_adapter_mask")
+    let usage = try r.qciMask("bus/ap/ap_usage_domain_mask")
+    let control = try r.qciMask("bus/ap/ap_control_domain_mask")
+    if let adapters, let usage, let control { s.qci = APMatrix(apm: adapters, aqm: usage, adm: control) }
+    s.features = try r.optional("bus/ap/features").map { text in
+      let t = text.trimmingNewline
+      return t == "-" ? [] : t.split(separator: " ").map(String.init)
+    }
+
+    for name in try r.list("devices/ap", required: false) where name.hasPrefix("card") {
+      guard name.count == 6, let apid = Int(name.dropFirst(4), radix: 16), (0...255).contains(apid) else {
+        continue
+      }
+      let dir = "devices/ap/" + name
+      guard r.isDirectory(dir) else { continue }
+      s.cards[apid] = SysfsSnapshot.Card(
+        apid: apid, type: try r.optional(dir + "/type")?.trimmingNewline, driver: r.driver(dir),
+        online: try r.optionalBool(dir + "/online"), config: try r.optionalBool(dir + "/config"),
+        chkstop: try r.optionalBool(dir + "/chkstop"))
+      for qname in try r.list(dir) {
+        guard let apqn = APQN(qname), apqn.apid == apid, qname == apqn.description else { continue }
+        let qdir = dir + "/" + qname
+        guard r.isDirectory(qdir) else { continue }
+        let override = try r.optional(qdir + "/driver_override")?.trimmingNewline
+        s.queues[apqn] = SysfsSnapshot.Queue(
+          apqn: apqn, driver: r.driver(qdir), online: try r.optionalBool(qdir + "/online"),
+          config: try r.optionalBool(qdir + "/config"), chkstop: try r.optionalBool(qdir + "/chkstop"),
+          status: try r.optional(qdir + "/status")?.trimmingNewline,
+          driverOverride: override.flatMap { $0.isEmpty || $0 == "(null)" ? nil : $0 })
+      }
+    }
+
+    let matrixDir = "devices/vfio_ap/matrix"
+    s.hasVFIOAP = r.isDirectory(matrixDir)
+    if s.hasVFIOAP {
+      var mdevs: [Mdev] = []
+      for name in try r.list(matrixDir) where isUUID(name) && r.isDirectory(matrixDir + "/" + name) {
+        let dir = matrixDir + "/" + name
+        var matrix: APMatrix
+        let config = try r.optional(dir + "/ap_config")
+        if let config {
+          guard let m = parseAPConfig(config) else {
+            throw SnapshotError(
+              path: r.path(dir + "/ap_config"), reason: "not three hex masks: \(config.quoted)")
+          }
+          matrix = m
+        } else {
+          matrix = try r.matrixText(dir + "/matrix")
+          let cdoms = try r.text(dir + "/control_domains")
+          for line in cdoms.split(separator: "\n") {
+            guard let d = Int(line, radix: 16), (0...255).contains(d) else {
+              throw SnapshotError(
+                path: r.path(dir + "/control_domains"), reason: "not a control domain: \(String(line).quoted)"
+              )
+            }
+            matrix.adm.insert(d)
+          }
+        }
+        let guest = try r.optional(dir + "/guest_matrix").map { text throws(SnapshotError) in
+          guard let m = parseMatrixText(text) else {
+            throw SnapshotError(path: r.path(dir + "/guest_matrix"), reason: "not a matrix: \(text.quoted)")
+          }
+          return m
+        }
+        mdevs.append(
+          Mdev(uuid: name.lowercased(), matrix: matrix, guestMatrix: guest, hasAPConfig: config != nil))
+      }
+      for i in mdevs.indices {
+        mdevs[i].inUse = mdevs[i].matrix.apqns.contains { s.queues[$0]?.inUse == true }
+      }
+      s.mdevs = mdevs.sorted { $0.uuid < $1.uuid }
+    }
+    return s
+  }
+
+  /// `8-4-4-4-12` hex digits with hyphens.
+  public static func isUUID(_ s: some StringProtocol) -> Bool {
+    let u = Array(s.utf8)
+    guard u.count == 36 else { return false }
+    for (i, c) in u.enumerated() {
+      if [8, 13, 18, 23].contains(i) {
+        if c != UInt8(ascii: "-") { return false }
+      } else if !KernelNumber.isHexDigit(c) {
+        return false
+      }
+    }
+    return true
+  }
+
+  /// The `matrix` / `guest_matrix` text back into masks: `05.0004` lines, or `05.` / `.0004` when
+  /// only adapters or only domains are assigned. Nil when a line is none of these.
+  public static func parseMatrixText(_ text: String) -> APMatrix? {
+    var m = APMatrix()
+    for line in text.split(separator: "\n") {
+      let parts = line.split(separator: ".", omittingEmptySubsequences: false)
+      guard parts.count == 2, !(parts[0].isEmpty && parts[1].isEmpty) else { return nil }
+      if !parts[0].isEmpty {
+        guard parts[0].count == 2, let a = Int(parts[0], radix: 16) else { return nil }
+        m.apm.insert(a)
+      }
+      if !parts[1].isEmpty {
+        guard parts[1].count == 4, let q = Int(parts[1], radix: 16), q <= 255 else { return nil }
+        m.aqm.insert(q)
+      }
+    }
+    return m
+  }
+
+  /// The `ap_config` text (`0x...,0x...,0x...`) back into masks.
+  public static func parseAPConfig(_ text: String) -> APMatrix? {
+    let pieces = text.trimmingNewline.split(separator: ",", omittingEmptySubsequences: false)
+    guard pieces.count == 3 else { return nil }
+    var masks: [APMask] = []
+    for p in pieces {
+      guard p.hasPrefix("0x"), let m = try? MaskParser.hexToBitmap(Array(p.utf8)) else { return nil }
+      masks.append(m)
+    }
+    return APMatrix(apm: masks[0], aqm: masks[1], adm: masks[2])
+  }
+}
+
+/// Reads files under a root with the system's reasons for failures.
+struct SysfsReader {
+  let root: String
+
+  func path(_ relative: String) -> String { root == "/" ? "/" + relative : root + "/" + relative }
+
+  func isDirectory(_ relative: String) -> Bool {
+    var st = stat()
+    return stat(path(relative), &st) == 0 && st.st_mode & S_IFMT == S_IFDIR
+  }
+
+  /// The whole file, or nil when it does not exist.
+  func optional(_ relative: String) throws(SnapshotError) -> String? {
+    let p = path(relative)
+    let fd = open(p, O_RDONLY | O_CLOEXEC)
+    if fd < 0 {
+      if errno == ENOENT { return nil }
+      throw SnapshotError(path: p, reason: String(cString: strerror(errno)))
+    }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 8192)
+    while true {
+      let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+      if n < 0 {
+        if errno == EINTR { continue }
+        throw SnapshotError(path: p, reason: String(cString: strerror(errno)))
+      }
+      if n == 0 { break }
+      bytes += buffer[..<n]
+    }
+    return String(decoding: bytes, as: UTF8.self)
+  }
+
+  func text(_ relative: String) throws(SnapshotError) -> String {
+    guard let t = try optional(relative) else {
+      throw SnapshotError(path: path(relative), reason: String(cString: strerror(ENOENT)))
+    }
+    return t
+  }
+
+  func mask(_ relative: String) throws(SnapshotError) -> APMask {
+    let t = try text(relative)
+    guard t.hasPrefix("0x"), let m = try? MaskParser.hexToBitmap(Array(t.utf8)) else {
+      throw SnapshotError(path: path(relative), reason: "not a hex mask: \(t.quoted)")
+    }
+    return m
+  }
+
+  /// A QCI mask, nil when the kernel says `not supported` (no QCI) or the file is missing.
+  func qciMask(_ relative: String) throws(SnapshotError) -> APMask? {
+    guard let t = try optional(relative) else { return nil }
+    if t.trimmingNewline == "not supported" { return nil }
+    return try mask(relative)
+  }
+
+  func int(_ relative: String) throws(SnapshotError) -> Int {
+    let t = try text(relative)
+    guard let v = Int(t.trimmingNewline) else {
+      throw SnapshotError(path: path(relative), reason: "not a number: \(t.quoted)")
+    }
+    return v
+  }
+
+  func optionalBool(_ relative: String) throws(SnapshotError) -> Bool? {
+    guard let t = try optional(relative) else { return nil }
+    switch t.trimmingNewline {
+    case "0": return false
+    case "1": return true
+    default: throw SnapshotError(path: path(relative), reason: "not 0 or 1: \(t.quoted)")
+    }
+  }
+
+  func matrixText(_ relative: String) throws(SnapshotError) -> APMatrix {
+    let t = try text(relative)
+    guard let m = SysfsSnapshot.parseMatrixText(t) else {
+      throw SnapshotError(path: path(relative), reason: "not a matrix: \(t.quoted)")
+    }
+    return m
+  }
+
+  /// The last component of the `driver` link's target (the link may dangle in a copy).
+  func driver(_ dir: String) -> String? {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = readlink(path(dir + "/driver"), &buffer, buffer.count - 1)
+    guard n > 0 else { return nil }
+    let target = String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return target.split(separator: "/").last.map(String.init)
+  }
+
+  /// The names in a directory, sorted; a missing one is empty unless `required`.
+  func list(_ relative: String, required: Bool = true) throws(SnapshotError) -> [String] {
+    let p = path(relative)
+    guard let d = opendir(p) else {
+      if errno == ENOENT && !required { return [] }
+      throw SnapshotError(path: p, reason: String(cString: strerror(errno)))
+    }
+    defer { closedir(d) }
+    var names: [String] = []
+    while let e = readdir(d) {
+      let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
+        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+      }
+      if name != "." && name != ".." { names.append(name) }
+    }
+    return names.sorted()
+  }
+}
+
+extension String {
+  /// Without one trailing newline.
+  var trimmingNewline: String { hasSuffix("\n") ? String(dropLast()) : self }
+
+  /// In double quotes, with a newline shown as `\n`.
+  var quoted: String { "\"" + replacingOccurrences("\n", "\\n") + "\"" }
+
+  func replacingOccurrences(_ a: String, _ b: String) -> String {
+    split(separator: a, omittingEmptySubsequences: false).joined(separator: b)
+  }
+}
