@@ -23,6 +23,25 @@ public enum MaskParser {
     try parse(Array(text.utf8), current: current)
   }
 
+  /// The pieces of an `ap_config` write (`ap_config_store`): the first `length` bytes, cut at
+  /// each `,` or newline (`strsep`), at most `count` pieces; fewer when the text runs out.
+  public static func apConfigPieces(_ bytes: some Collection<UInt8>, length: Int = 201, count: Int = 3)
+    -> [ArraySlice<UInt8>]
+  {
+    var rest: ArraySlice<UInt8>? = ArraySlice(KernelNumber.cString(Array(bytes.prefix(length))))
+    var pieces: [ArraySlice<UInt8>] = []
+    while pieces.count < count, let r = rest {
+      if let i = r.firstIndex(where: { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\n") }) {
+        pieces.append(r[r.startIndex..<i])
+        rest = r[(i + 1)...]
+      } else {
+        pieces.append(r)
+        rest = nil
+      }
+    }
+    return pieces
+  }
+
   /// `hex2bitmap`: absolute hex, left-aligned.
   public static func hexToBitmap(_ s: [UInt8]) throws(Errno) -> APMask {
     var i = 0

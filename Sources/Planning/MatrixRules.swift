@@ -301,10 +301,10 @@ public enum MatrixRules {
   static func predictAPConfig(_ w: SysfsWrite, _ m: SysfsSnapshot.Mdev, in s: SysfsSnapshot)
     -> WritePrediction
   {
-    var rest: ArraySlice<UInt8>? = ArraySlice(KernelNumber.cString(w.bytes.prefix(201)))
+    let pieces = MaskParser.apConfigPieces(w.bytes)
     var masks: [APMask] = []
-    for name in ["adapter", "usage domain", "control domain"] {
-      guard let r = rest else {
+    for (n, name) in ["adapter", "usage domain", "control domain"].enumerated() {
+      guard n < pieces.count else {
         return fail(
           w, s,
           [
@@ -313,14 +313,7 @@ public enum MatrixRules {
             )
           ])
       }
-      let token: ArraySlice<UInt8>
-      if let i = r.firstIndex(where: { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\n") }) {
-        token = r[r.startIndex..<i]
-        rest = r[(i + 1)...]
-      } else {
-        token = r
-        rest = nil
-      }
+      let token = pieces[n]
       guard let mask = try? MaskParser.hexToBitmap(Array(token)) else {
         return fail(
           w, s,

@@ -201,20 +201,11 @@ extension VFIOAPDriver {
   /// range check (ENODEV); all or nothing. On success: unplug removed adapters, then removed
   /// domains, link the added ones, filter, update the guest if anything changed.
   public func storeAPConfig(_ m: MediatedDevice, _ bytes: [UInt8]) throws(Errno) {
-    var rest: ArraySlice<UInt8>? = ArraySlice(KernelNumber.cString(bytes.prefix(Self.apConfigLength)))
-    func piece() throws(Errno) -> APMask {
-      guard let r = rest else { throw .invalidArgument }
-      let token: ArraySlice<UInt8>
-      if let i = r.firstIndex(where: { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\n") }) {
-        token = r[r.startIndex..<i]
-        rest = r[(i + 1)...]
-      } else {
-        token = r
-        rest = nil
-      }
-      return try MaskParser.hexToBitmap(Array(token))
-    }
-    let new = APMatrix(apm: try piece(), aqm: try piece(), adm: try piece())
+    let pieces = MaskParser.apConfigPieces(bytes, length: Self.apConfigLength)
+    guard pieces.count == 3 else { throw .invalidArgument }
+    let new = APMatrix(
+      apm: try MaskParser.hexToBitmap(Array(pieces[0])), aqm: try MaskParser.hexToBitmap(Array(pieces[1])),
+      adm: try MaskParser.hexToBitmap(Array(pieces[2])))
     try applyAPConfig(m, new)
   }
 
