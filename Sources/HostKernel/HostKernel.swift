@@ -161,15 +161,28 @@ public final class HostKernel {
   // MARK: - Time
 
   /// Moves the kernel's clock forward, running the timers that fall due on the way: the AP
-  /// bus's periodic scan every `config_time` seconds.
+  /// bus's periodic scan every `config_time` seconds, and its poll of the queues that wait for
+  /// the firmware (a reset, an AQIC). The machine's clock follows the kernel's.
   public func advance(by nanoseconds: UInt64) {
     let end = now + nanoseconds
     while let due = apBus.nextScanTime, due <= end {
-      now = max(now, due)
+      setClock(max(now, due))
+      apBus.pollWaitingQueues()
       apBus.scanBus()
     }
-    now = end
+    setClock(end)
+    apBus.pollWaitingQueues()
     for g in guestKernels.values { g.advance(to: end) }
+  }
+
+  /// `msleep` inside an operation that holds the kernel (vfio_ap's reset check): the clock
+  /// moves on, and the machine's with it, but no timer runs (they run at the next ``advance``,
+  /// late, as a timer does behind a long lock hold), so nothing re-enters the operation.
+  func sleep(milliseconds: UInt64) { setClock(now + milliseconds * 1_000_000) }
+
+  private func setClock(_ time: UInt64) {
+    now = time
+    machine.advanceClock(to: time)
   }
 
   /// Moves the clock to `time` (no-op if it is in the past).

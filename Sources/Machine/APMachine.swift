@@ -13,6 +13,53 @@ public final class APMachine {
     /// SCLP configured (a deconfigured adapter stays in QCI's APM but answers rc 03).
     public var configured: Bool
     public var checkstopped: Bool
+    /// How long a reset of one of its queues takes now (ns); from the definition, changed by
+    /// ``setLatency(_:reset:irq:)``.
+    public var resetLatency: UInt64
+    /// How long enabling interruptions on one of its queues takes now (ns).
+    public var irqLatency: UInt64
+
+    init(definition: MachineDefinition.Adapter, configured: Bool, checkstopped: Bool) {
+      self.definition = definition
+      self.configured = configured
+      self.checkstopped = checkstopped
+      resetLatency = definition.resetLatency
+      irqLatency = definition.irqLatency
+    }
+  }
+
+  /// A response code injected by the operator (`apvirt hw fault`) for the next resets of a queue
+  /// or of every queue of an adapter.
+  public enum Fault: String, Hashable, Sendable, CaseIterable {
+    /// The reset answers rc 05 and does nothing.
+    case busy
+    /// The reset answers rc 02: one was under way already, and the queue is reset.
+    case resetInProgress = "reset-in-progress"
+    /// The reset is accepted (rc 00) and the adapter checkstops while it runs: from then on
+    /// every instruction for its queues answers rc 04.
+    case checkstopDuringReset = "checkstop-during-reset"
+  }
+
+  /// What a fault is injected for: one queue, or every queue of an adapter.
+  public enum FaultTarget: Hashable, Sendable, CustomStringConvertible {
+    case queue(APQN)
+    case adapter(APID)
+    public var description: String {
+      switch self {
+      case .queue(let q): "queue \(q)"
+      case .adapter(let a): "adapter \(hexID(a))"
+      }
+    }
+  }
+
+  /// An injected fault and how many resets it still answers.
+  public struct InjectedFault: Hashable, Sendable {
+    public var fault: Fault
+    public var remaining: Int
+    public init(fault: Fault, remaining: Int) {
+      self.fault = fault
+      self.remaining = remaining
+    }
   }
 
   public let definition: MachineDefinition
@@ -29,6 +76,11 @@ public final class APMachine {
   public private(set) var leaks: [(APQN, from: APQueueOwner, to: APQueueOwner)] = []
   /// Counters per instruction, for tests and benchmarks.
   public private(set) var instructionCounts: [String: Int] = [:]
+  /// The machine's clock (ns): the host kernel's injected time, which the host moves forward
+  /// (``advanceClock(to:)``); resets and interrupt enabling complete against it.
+  public private(set) var now: UInt64 = 0
+  /// Faults injected by the operator, by target.
+  public private(set) var faults: [FaultTarget: InjectedFault] = [:]
 
   public init(definition: MachineDefinition) {
     self.definition = definition
@@ -71,6 +123,55 @@ public final class APMachine {
     return nil
   }
 
+  /// Moves the clock forward (a time in the past is ignored: the guests share the machine and
+  /// the host's clock, and none may move it back).
+  public func advanceClock(to time: UInt64) { if time > now { now = time } }
+
+  /// Whether a reset started on the queue has not completed yet.
+  private func resetRunning(_ q: APQueueState) -> Bool {
+    if let t = q.resetCompletesAt { return now < t }
+    return false
+  }
+
+  /// Whether interruptions are enabled and the enabling has completed.
+  private func interruptsOn(_ q: APQueueState) -> Bool {
+    guard q.interruptsEnabled else { return false }
+    if let t = q.interruptsEnabledAt { return now >= t }
+    return true
+  }
+
+  /// Takes one use of the fault injected for `apqn` (its own before its adapter's).
+  private func takeFault(_ apqn: APQN) -> Fault? {
+    for target in [FaultTarget.queue(apqn), .adapter(apqn.apid)] {
+      guard var f = faults[target] else { continue }
+      f.remaining -= 1
+      faults[target] = f.remaining > 0 ? f : nil
+      return f.fault
+    }
+    return nil
+  }
+
+  /// What a reset (ZAPQ or RAPQ) answers before it touches the queue: an injected busy, or
+  /// rc 02 while a reset is under way; `started` tells whether the reset then goes ahead. An
+  /// injected checkstop stops the adapter once the reset is accepted.
+  private func beginReset(_ apqn: APQN, _ q: APQueueState) -> (code: APResponseCode, started: Bool) {
+    if resetRunning(q) { return (.resetInProgress, false) }
+    switch takeFault(apqn) {
+    case .busy: return (.busy, false)
+    case .resetInProgress: return (.resetInProgress, true)
+    case .checkstopDuringReset:
+      adapters[apqn.apid]?.checkstopped = true
+      return (.normal, true)
+    case nil: return (.normal, true)
+    }
+  }
+
+  /// The reset latency of the queue's adapter from now: when its reset completes.
+  private func resetDeadline(_ apqn: APQN) -> UInt64? {
+    let latency = adapters[apqn.apid]?.resetLatency ?? 0
+    return latency > 0 ? now + latency : nil
+  }
+
   /// Records a leak when `authority` reaches a queue that holds another owner's state.
   private func touch(_ apqn: APQN, _ authority: APAuthority) {
     let who = authority.owner
@@ -91,10 +192,13 @@ public final class APMachine {
       return (.rc(rc), info(apqn))
     }
     let q = queues[apqn.rawValue] ?? APQueueState()
+    if resetRunning(q) {
+      return (APQueueStatus(queueEmpty: true, responseCode: .resetInProgress), info(apqn))
+    }
     let status = APQueueStatus(
       queueEmpty: q.isEmpty, repliesWaiting: !q.replies.isEmpty,
       queueFull: q.requests.count + q.replies.count >= adapters[apqn.apid]!.definition.queueDepth,
-      irqEnabled: q.interruptsEnabled)
+      irqEnabled: interruptsOn(q))
     return (status, info(apqn))
   }
 
@@ -107,20 +211,25 @@ public final class APMachine {
       adapterConfigured: a.configured, checkstopped: a.checkstopped)
   }
 
-  /// ZAPQ: reset and zeroize. Completes at once in this emulation (TAPQ afterwards answers 00).
+  /// ZAPQ: reset and zeroize. Takes the adapter's reset latency (at once by default): until it
+  /// has passed, TAPQ answers rc 02, and so does another reset. An injected fault answers first.
   @discardableResult
   public func zapq(_ apqn: APQN, _ authority: APAuthority) -> APQueueStatus {
     count("ZAPQ")
     if let rc = reach(apqn, authority) { return .rc(rc) }
     var q = queues[apqn.rawValue] ?? APQueueState()
+    let (code, started) = beginReset(apqn, q)
+    guard started else { return .rc(code) }
     q.requests.removeAll()
     q.replies.removeAll()
     q.interruptsEnabled = false
+    q.interruptsEnabledAt = nil
     q.notificationAddress = 0
     q.owner = nil
     q.zeroizeCount += 1
+    q.resetCompletesAt = resetDeadline(apqn)
     queues[apqn.rawValue] = q
-    return APQueueStatus()
+    return APQueueStatus(responseCode: code)
   }
 
   /// RAPQ: reset without zeroizing: messages go, the owner's residual state stays.
@@ -130,15 +239,20 @@ public final class APMachine {
     if let rc = reach(apqn, authority) { return .rc(rc) }
     touch(apqn, authority)
     var q = queues[apqn.rawValue] ?? APQueueState()
+    let (code, started) = beginReset(apqn, q)
+    guard started else { return .rc(code) }
     q.requests.removeAll()
     q.replies.removeAll()
     q.interruptsEnabled = false
+    q.interruptsEnabledAt = nil
+    q.resetCompletesAt = resetDeadline(apqn)
     queues[apqn.rawValue] = q
-    return APQueueStatus()
+    return APQueueStatus(responseCode: code)
   }
 
   /// AQIC: enable or disable interruptions. Enabling needs a notification address (else rc 06)
-  /// and the AQIC facility.
+  /// and the AQIC facility, and takes the adapter's interrupt latency (at once by default):
+  /// until it has passed, TAPQ shows interruptions still disabled. During a reset, rc 02.
   public func aqic(_ apqn: APQN, enable: Bool, notificationAddress: UInt64, _ authority: APAuthority)
     -> APQueueStatus
   {
@@ -147,10 +261,13 @@ public final class APMachine {
     if let rc = reach(apqn, authority) { return .rc(rc) }
     if enable && notificationAddress == 0 { return .rc(.invalidAddress) }
     var q = queues[apqn.rawValue] ?? APQueueState()
+    if resetRunning(q) { return .rc(.resetInProgress) }
+    let latency = adapters[apqn.apid]!.irqLatency
     q.interruptsEnabled = enable
+    q.interruptsEnabledAt = enable && latency > 0 ? now + latency : nil
     q.notificationAddress = enable ? notificationAddress : 0
     queues[apqn.rawValue] = q
-    return APQueueStatus(queueEmpty: q.isEmpty, irqEnabled: enable)
+    return APQueueStatus(queueEmpty: q.isEmpty, irqEnabled: interruptsOn(q))
   }
 
   /// NQAP: enqueue a request. The adapter answers at once (``APTestService``); a queue with
@@ -162,6 +279,7 @@ public final class APMachine {
     if let rc = reach(apqn, authority) { return .rc(rc) }
     touch(apqn, authority)
     var q = queues[apqn.rawValue] ?? APQueueState()
+    if resetRunning(q) { return .rc(.resetInProgress) }
     let depth = adapters[apqn.apid]!.definition.queueDepth
     if q.replies.count + q.requests.count >= depth { return .rc(.queueFull) }
     q.replies.append(.init(psmid: psmid, payload: APTestService.reply(to: payload, on: apqn)))
@@ -176,6 +294,7 @@ public final class APMachine {
     if let rc = reach(apqn, authority) { return (.rc(rc), nil) }
     touch(apqn, authority)
     var q = queues[apqn.rawValue] ?? APQueueState()
+    if resetRunning(q) { return (.rc(.resetInProgress), nil) }
     guard !q.replies.isEmpty else { return (.rc(.noPendingReply), nil) }
     let m = q.replies.removeFirst()
     queues[apqn.rawValue] = q
@@ -247,6 +366,39 @@ public final class APMachine {
     adapters[apid] = a
   }
 
+  /// Sets an adapter's reset and/or interrupt latency (ns); nil leaves one as it is. Resets and
+  /// enablings already under way keep the time they were given.
+  public func setLatency(_ apid: APID, reset: UInt64?, irq: UInt64?) throws(MachineOperationError) {
+    try checkAdapterRange(apid)
+    guard var a = adapters[apid] else { throw .noSuchAdapter(apid) }
+    if let reset { a.resetLatency = reset }
+    if let irq { a.irqLatency = irq }
+    adapters[apid] = a
+  }
+
+  /// Injects `fault` for the next `count` resets of `target`'s queues (replacing a fault
+  /// injected there before).
+  public func injectFault(_ fault: Fault, on target: FaultTarget, count: Int) throws(MachineOperationError) {
+    let apid: APID
+    switch target {
+    case .queue(let q):
+      apid = q.apid
+      try checkDomainRange(q.apqi)
+    case .adapter(let a): apid = a
+    }
+    try checkAdapterRange(apid)
+    guard adapters[apid] != nil else { throw .noSuchAdapter(apid) }
+    if case .queue(let q) = target, !usageDomains.contains(q.apqi) {
+      throw .notPresent("usage domain", q.apqi)
+    }
+    guard count > 0 else { throw .invalidCount(count) }
+    faults[target] = InjectedFault(fault: fault, remaining: count)
+  }
+
+  /// Clears the fault injected for `target`; returns it, or nil when there was none.
+  @discardableResult
+  public func clearFault(on target: FaultTarget) -> InjectedFault? { faults.removeValue(forKey: target) }
+
   /// Adds an adapter to the LPAR's configuration (a dynamic change on the HMC).
   public func addAdapter(_ adapter: MachineDefinition.Adapter) throws(MachineOperationError) {
     try checkAdapterRange(adapter.apid)
@@ -317,6 +469,8 @@ public enum MachineOperationError: Error, Hashable, Sendable, CustomStringConver
   case outOfRange(String, Int, Int)
   case alreadyPresent(String, Int)
   case notPresent(String, Int)
+  /// A fault's count that is not at least 1.
+  case invalidCount(Int)
 
   public var description: String {
     switch self {
@@ -326,6 +480,7 @@ public enum MachineOperationError: Error, Hashable, Sendable, CustomStringConver
       "\(what) \(hexID(v)) is out of range: this machine's \(what)s are 0x00-\(hexID(max)) (its \(what == "adapter" ? "Na" : "Nd"))"
     case .alreadyPresent(let what, let v): "\(what) \(hexID(v)) is already in the LPAR's configuration"
     case .notPresent(let what, let v): "\(what) \(hexID(v)) is not in the LPAR's configuration"
+    case .invalidCount(let n): "a fault's count must be at least 1, not \(n)"
     }
   }
 }

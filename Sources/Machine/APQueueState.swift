@@ -16,6 +16,10 @@ public struct APQueueState: Sendable {
   public var owner: APQueueOwner?
   /// How many times the queue was zeroized (ZAPQ); a reset without zeroize (RAPQ) does not count.
   public var zeroizeCount = 0
+  /// When the reset under way completes (machine time, ns); nil when none was started.
+  public var resetCompletesAt: UInt64?
+  /// When the enabling of interruptions under way completes (machine time, ns).
+  public var interruptsEnabledAt: UInt64?
 
   public init() {}
 

@@ -22,6 +22,12 @@ public struct MachineDefinition: Hashable, Sendable {
     public var ep11Module: EP11ModuleInfo
     /// EP11: what each domain's query reports (`mkvps`, queue `op_modes`).
     public var ep11Domains: PerDomain<EP11DomainInfo>
+    /// How long a reset (ZAPQ, RAPQ) of one of its queues takes, in nanoseconds: meanwhile TAPQ
+    /// answers rc 02. 0, the default, completes at once.
+    public var resetLatency: UInt64 = 0
+    /// How long enabling interruptions (AQIC) takes, in nanoseconds: meanwhile TAPQ shows them
+    /// still disabled. 0, the default, completes at once.
+    public var irqLatency: UInt64 = 0
 
     /// What is not given is derived from `apid` and `type`: ``CCAMasterKeys/defaultFor(apid:)``,
     /// ``EP11ModuleInfo/defaultFor(type:)``, ``EP11DomainInfo/defaultFor(apid:opModes:)``.

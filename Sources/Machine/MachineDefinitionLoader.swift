@@ -32,6 +32,7 @@ public struct MachineDefinitionError: Error, Hashable, Sendable, CustomStringCon
 ///   - { apid: 3, type: CEX7, mode: cca }
 ///   - { apids: 4-7, type: CEX7, mode: ep11, configured: false }
 ///   - { apid: 8, mode: cca, serial: 93LAB008, domains: { default: { aes-cur: valid 0x9f3a51c2d4e6b708 } } }
+///   - { apid: 9, reset-latency: 150ms, irq-latency: 5ms }   # firmware timing (default: instant)
 /// ```
 ///
 /// What a coprocessor reports about itself (`serial`; per domain, or for every domain with
@@ -144,8 +145,10 @@ public enum MachineDefinitionLoader {
       for (index, item) in seq.enumerated() {
         let here = "adapters[\(index)]"
         guard let m = item.mapping else { throw fail("\(here) must be a mapping") }
-        let allowed: Set<String> = Set(["apid", "apids", "type", "mode", "depth", "configured", "serial"])
-          .union(coprocessorKeys)
+        let allowed: Set<String> = Set([
+          "apid", "apids", "type", "mode", "depth", "configured", "serial", "reset-latency", "irq-latency",
+        ])
+        .union(coprocessorKeys)
         for key in m.keys where !allowed.contains(key.string ?? "") {
           throw fail(
             "\(here): unknown key '\(key.string ?? "?")' (known: \(allowed.sorted().joined(separator: ", ")))"
@@ -180,15 +183,19 @@ public enum MachineDefinitionLoader {
         let fields = try coprocessorFields(m, here: here, mode: mode, nd: nd, fail)
         let depth = try int(m["depth"], "\(here).depth", default: 8, range: 1...256, fail)
         let configured = try bool(m["configured"], "\(here).configured", default: true, fail)
+        let resetLatency = try latency(m["reset-latency"], "\(here).reset-latency", fail)
+        let irqLatency = try latency(m["irq-latency"], "\(here).irq-latency", fail)
         for apid in apids {
           guard seen.insert(apid).inserted else {
             throw fail("\(here): adapter 0x\(padHex(apid, 2)) is defined twice\(line(item))")
           }
-          adapters.append(
-            fields.apply(
-              to: .init(
-                apid: apid, type: type, mode: mode, queueDepth: depth, configured: configured,
-                serial: apids.count == 1 ? m["serial"]?.string : nil)))
+          var adapter = fields.apply(
+            to: .init(
+              apid: apid, type: type, mode: mode, queueDepth: depth, configured: configured,
+              serial: apids.count == 1 ? m["serial"]?.string : nil))
+          adapter.resetLatency = resetLatency
+          adapter.irqLatency = irqLatency
+          adapters.append(adapter)
         }
       }
     }
@@ -218,6 +225,40 @@ public enum MachineDefinitionLoader {
       throw fail("'\(key)' is \(v)\(line(node)), outside \(range.lowerBound)...\(range.upperBound)")
     }
     return v
+  }
+
+  /// A firmware latency: `150ms`, `500us`, `2s`, `20000ns`, or a bare number of milliseconds.
+  static func latency(_ node: Node?, _ key: String, _ fail: (String) -> MachineDefinitionError)
+    throws(MachineDefinitionError) -> UInt64
+  {
+    guard let node else { return 0 }
+    guard let s = node.string, let ns = parseDuration(s) else {
+      throw fail(
+        "'\(key)' must be a duration such as 150ms, 500us, 2s or 20000ns (a bare number is milliseconds)\(line(node))"
+      )
+    }
+    guard ns <= 3_600_000_000_000 else {
+      throw fail("'\(key)' is \(node.string ?? "")\(line(node)), above 1 hour")
+    }
+    return ns
+  }
+
+  /// `150ms` -> 150,000,000 ns; `150` is milliseconds too. Nil for anything else.
+  public static func parseDuration(_ text: String) -> UInt64? {
+    let t = text.trimmingCharacters(in: " ").lowercased()
+    let units: [(String, UInt64)] = [("ns", 1), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000)]
+    var digits = t
+    var scale: UInt64 = 1_000_000
+    for (suffix, factor) in units where t.hasSuffix(suffix) {
+      digits = String(t.dropLast(suffix.count))
+      scale = factor
+      break
+    }
+    guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber),
+      let v = UInt64(digits)
+    else { return nil }
+    let (ns, overflow) = v.multipliedReportingOverflow(by: scale)
+    return overflow ? nil : ns
   }
 
   static func bool(

@@ -297,3 +297,68 @@ struct UnprivilegedTests {
     #expect(!(FUSEMount.readProcFile("/proc/self/mountinfo") ?? "").contains("\(root)/run/sys"))
   }
 }
+
+/// Firmware timing and faults through `apvirt hw latency` and `apvirt hw fault`: what the host's
+/// files and its log show.
+@Suite("Interop: firmware timing and faults", .serialized)
+struct FirmwareTimingInteropTests {
+  /// Reads a file through `apvirt exec` every 0.25 s until it reads `text`, for up to 10 s.
+  func eventually(_ d: Daemon, _ path: String, _ text: String) throws -> Bool {
+    for _ in 0..<40 {
+      if try d.bash("cat \(path)").stdout == text { return true }
+      usleep(250_000)
+    }
+    return false
+  }
+
+  @Test func resetLatencyShowsInResetAndTheWaitedNoticeInDmesg() throws {
+    let d = try Daemon()
+    var r = try d.apvirt(["hw", "latency", "5", "--reset", "2s", "--irq", "500"])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(r.stdout == "adapter 0x05: reset latency 2000ms, irq latency 500ms\n")
+    let q = "/sys/devices/ap/card05/05.0004"
+    r = try d.bash("echo 1 > \(q)/reset && cat \(q)/reset \(q)/interrupt")
+    #expect(r.stdout == "Reset in progress.\nInterrupts disabled.\n", "\(r.stderr)")
+    #expect(try eventually(d, q + "/reset", "No Reset Timer set.\n"))
+    #expect(try eventually(d, q + "/interrupt", "Interrupts enabled.\n"))
+
+    r = try d.apvirt(["hw", "latency", "5", "--reset", "100ms", "--json"])
+    let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+    #expect(json?["summary"] as? String == "adapter 0x05: reset latency 100ms, irq latency 500ms")
+    let u = "62177883-f1bb-47f0-914d-32a22e3a8804"
+    let m = "/sys/devices/vfio_ap/matrix/\(u)"
+    r = try d.bash(
+      """
+      set -e
+      echo -5 > /sys/bus/ap/apmask
+      echo \(u) > /sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create
+      echo 5 > \(m)/assign_adapter
+      echo 4 > \(m)/assign_domain
+      echo 4 > \(m)/unassign_domain
+      """)
+    #expect(r.status == 0, "\(r.stderr)")
+    let dmesg = try d.apvirt(["dmesg"]).stdout
+    #expect(dmesg.contains("vfio_ap: Waited 20ms for reset of queue 05.0004 (2, 1, 0)"), "\(dmesg)")
+  }
+
+  @Test func faultsAreInjectedAndClearedInOneLine() throws {
+    let d = try Daemon()
+    var r = try d.apvirt(["hw", "fault", "05.0004", "busy", "--count", "2"])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(r.stdout == "queue 05.0004: the next 2 resets answer rc 05 (busy)\n")
+    r = try d.apvirt(["hw", "fault", "05.0004", "clear"])
+    #expect(r.stdout == "queue 05.0004: fault cleared (busy, 2 resets left)\n")
+    r = try d.apvirt(["hw", "fault", "05.0004", "clear"])
+    #expect(r.stdout == "queue 05.0004: no fault injected: nothing changed\n")
+    r = try d.apvirt(["hw", "fault", "6", "checkstop-during-reset"])
+    #expect(r.stdout == "adapter 0x06: the next reset checkstops the adapter while it runs\n")
+    r = try d.bash("echo 1 > /sys/devices/ap/card06/06.0004/reset; cat /sys/devices/ap/card06/06.0004/reset")
+    #expect(r.stdout == "Reset in progress.\n")
+    r = try d.apvirt(["hw", "fault", "0x30", "busy"])
+    #expect(r.status != 0)
+    #expect(r.stderr.contains("adapter 0x30 is not in the LPAR's configuration"), "\(r.stderr)")
+    r = try d.apvirt(["hw", "fault", "5", "slow"])
+    #expect(r.status != 0)
+    #expect(r.stderr.contains("unknown fault 'slow'"), "\(r.stderr)")
+  }
+}

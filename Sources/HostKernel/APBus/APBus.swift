@@ -228,8 +228,20 @@ public final class APBus {
         continue
       }
       if let q = queues[apqn.rawValue] {
+        // `ap_scan_domains`: checkstop or config off stops the state machine
+        // (AP_DEV_STATE_ERROR); checkstop off or config on starts it over.
+        let wasUsable = q.config && !q.chkstop
         q.config = info.adapterConfigured
         q.chkstop = info.checkstopped
+        let usable = q.config && !q.chkstop
+        if q.initialized && usable != wasUsable {
+          if usable {
+            initQueueState(q)
+          } else {
+            q.lastError = q.chkstop ? .checkstopped : .deconfigured
+            waitingQueues.remove(q.apqn.rawValue)
+          }
+        }
       } else {
         createQueue(apqn, card: card, info: info)
       }
@@ -382,8 +394,117 @@ public final class APBus {
   /// bus's state machine for it, over with a reset.
   func initQueueState(_ q: APQueue) {
     q.initialized = true
-    q.resetRequested = false
+    q.lastError = nil
+    q.smState = .resetStart
+    runStateMachine(q)
   }
+
+  /// `reset_store`: the state machine starts over with a reset; for a queue it does not run for,
+  /// the state is only set.
+  func resetStore(_ q: APQueue) {
+    q.smState = .resetStart
+    runStateMachine(q)
+  }
+
+  /// The queues whose state machine waits for the firmware (a reset or an AQIC under way).
+  private var waitingQueues: Set<Int> = []
+
+  /// The poll (`ap_poll_tasklet`, the poll timer): every waiting queue's state machine runs
+  /// again. The kernel polls a waiting queue every `poll_timeout` ns; here it is polled whenever
+  /// the clock moves (``HostKernel/advance(by:)``), which is the same as long as the clock moves
+  /// in steps of no less than that.
+  func pollWaitingQueues() {
+    guard !waitingQueues.isEmpty else { return }
+    for raw in waitingQueues.sorted() {
+      if let q = queues[raw] { runStateMachine(q) } else { waitingQueues.remove(raw) }
+    }
+  }
+
+  /// `ap_sm_event_loop` with the poll: the state machine runs while it makes progress at this
+  /// instant; a queue that waits for the firmware is polled again when the clock moves. Only for
+  /// a queue a default driver drives, configured and not checkstopped (`ap_sm_event`), and not
+  /// stopped by an error.
+  func runStateMachine(_ q: APQueue) {
+    var failed = false
+    while q.initialized && q.config && !q.chkstop {
+      let before = q.smState
+      failed = !smStep(q)
+      if failed || q.smState == before { break }
+    }
+    let waits =
+      !failed && q.initialized && q.config && !q.chkstop
+      && (q.smState == .resetWait || q.smState == .setIRQWait)
+    if waits { waitingQueues.insert(q.apqn.rawValue) } else { waitingQueues.remove(q.apqn.rawValue) }
+  }
+
+  /// One step of `ap_jumptable` for a poll event; false when it put the queue in the error
+  /// state (`AP_DEV_STATE_ERROR`, `AP_SM_WAIT_NONE`: no poll until the next event).
+  private func smStep(_ q: APQueue) -> Bool {
+    let authority = kernel.authority
+    switch q.smState {
+    case .resetStart:
+      // `ap_sm_reset`: RAPQ; 00 or 02 wait for it, anything else stops the machine.
+      let rc = machine.rapq(q.apqn, authority).responseCode
+      if rc == .normal || rc == .resetInProgress {
+        q.smState = .resetWait
+        q.interruptsEnabled = false
+      } else {
+        q.lastError = rc
+        return false
+      }
+    case .resetWait:
+      // `ap_sm_reset_wait`: TAPQ; 00 done (interruptions next, where the bus has them), 02 or
+      // 05 not yet, anything else stops the machine.
+      let rc = machine.tapq(q.apqn, authority).0.responseCode
+      switch rc {
+      case .normal: q.smState = enableInterrupts(q) ? .setIRQWait : .idle
+      case .busy, .resetInProgress: break
+      default:
+        q.lastError = rc
+        return false
+      }
+    case .setIRQWait:
+      // `ap_sm_setirq_wait`: TAPQ until it shows interruptions enabled.
+      let status = machine.tapq(q.apqn, authority).0
+      if status.irqEnabled {
+        q.interruptsEnabled = true
+        q.smState = .idle
+      }
+      if status.responseCode != .normal {
+        q.lastError = status.responseCode
+        return false
+      }
+    case .idle:
+      break
+    }
+    return true
+  }
+
+  /// `ap_queue_enable_irq` where the bus has adapter interruptions (the AQIC facility): true
+  /// when the AQIC was accepted (00, 07) and the state machine is to wait for it. A guest's
+  /// AQIC is KVM's to intercept, which apvirt does not model for the guest's own kernel: there
+  /// the interruptions are on at once, as before.
+  private func enableInterrupts(_ q: APQueue) -> Bool {
+    guard machine.definition.facilities.aqic else { return false }
+    guard kernel.role == .host else {
+      q.interruptsEnabled = true
+      return false
+    }
+    let rc = machine.aqic(q.apqn, enable: true, notificationAddress: Self.summaryIndicator, .lpar)
+      .responseCode
+    switch rc {
+    case .normal, .otherwiseChanged:
+      return true
+    case .queueNotAvailable, .deconfigured, .checkstopped, .invalidAddress:
+      kernel.printk("ap: Registering adapter interrupts for AP device \(q.apqn) failed")
+      return false
+    default:
+      return false
+    }
+  }
+
+  /// The address of the AP bus's interruption indicator (`ap_airq_ptr`), any non-zero value.
+  static let summaryIndicator: UInt64 = 0x1000
 
   /// `ap_bus_revise_bindings`: every queue whose reservation no longer matches the kind of
   /// driver it is bound to is re-probed (unbound, then attached to the driver that owns it now).

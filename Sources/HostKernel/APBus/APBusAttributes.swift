@@ -146,17 +146,10 @@ struct APBusAttributes {
     .readOnly("pendingq_count") { (q: APQueue) in q.initialized ? "0\n" : "-\n" },
     .readWrite(
       "reset", show: { (q: APQueue) in q.resetRequested ? "Reset in progress.\n" : "No Reset Timer set.\n" },
-      store: { (q: APQueue, _) in
-        if q.initialized {
-          // The state machine runs the reset to its end at once: the firmware's RAPQ is instant.
-          q.card.bus.machine.rapq(q.apqn, q.card.bus.kernel.authority)
-        } else {
-          q.resetRequested = true
-        }
-      }),
+      store: { (q: APQueue, _) in q.card.bus.resetStore(q) }),
     .readOnly("interrupt") { (q: APQueue) in
-      q.initialized && q.card.bus.machine.definition.facilities.aqic
-        ? "Interrupts enabled.\n" : "Interrupts disabled.\n"
+      if q.smState == .setIRQWait { return "Enable Interrupt pending.\n" }
+      return q.initialized && q.interruptsEnabled ? "Interrupts enabled.\n" : "Interrupts disabled.\n"
     },
     .readOnly("config") { (q: APQueue) in q.config ? "1\n" : "0\n" },
     .readOnly("chkstop") { (q: APQueue) in q.chkstop ? "1\n" : "0\n" },

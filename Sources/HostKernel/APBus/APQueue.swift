@@ -18,11 +18,32 @@ public final class APQueue {
   /// probe calls and vfio_ap's does not): otherwise `request_count` and the queue counters
   /// read `-`.
   public internal(set) var initialized = false
-  /// A `reset` written while the AP bus's state machine does not run for the queue (bound to
-  /// vfio_ap, or to nothing): `reset_store` sets AP_SM_STATE_RESET_START, and `ap_sm_event`
-  /// does nothing for an uninitiated queue, so no RAPQ is issued and the state stays until a
-  /// default driver binds the queue again (`ap_queue_init_state`).
-  public var resetRequested = false
+  /// The AP bus's state machine for the queue (`aq->sm_state`): what `reset` and `interrupt`
+  /// show. A `reset` written while the state machine does not run (bound to vfio_ap, or to
+  /// nothing) sets `resetStart`, and `ap_sm_event` does nothing for an uninitiated queue, so no
+  /// RAPQ is issued and the state stays until a default driver binds the queue again
+  /// (`ap_queue_init_state`). The unbind leaves the state as it was (`ap_queue_remove`).
+  public internal(set) var smState: SMState = .idle
+  /// Whether the state machine has seen interruptions enabled (`aq->interrupt`).
+  public internal(set) var interruptsEnabled = false
+  /// The response code that stopped the state machine (`AP_DEV_STATE_ERROR`, `last_err_rc`),
+  /// or nil while it runs.
+  public internal(set) var lastError: APResponseCode?
+
+  /// `enum ap_sm_state`, without the states of a queue with requests (nothing sends any).
+  public enum SMState: Sendable, Equatable {
+    /// `AP_SM_STATE_RESET_START`: the reset (RAPQ) is to be issued.
+    case resetStart
+    /// `AP_SM_STATE_RESET_WAIT`: issued; polled with TAPQ until it answers 00.
+    case resetWait
+    /// `AP_SM_STATE_SETIRQ_WAIT`: interruptions asked for (AQIC); polled until TAPQ shows them.
+    case setIRQWait
+    /// `AP_SM_STATE_IDLE`.
+    case idle
+  }
+
+  /// Whether a reset was requested and has not completed (`reset` reads `Reset in progress.`).
+  public var resetRequested: Bool { smState == .resetStart || smState == .resetWait }
   /// Requests processed (`total_request_count` of `struct ap_queue`).
   public var requestCount: UInt64 = 0
   public let directory: SysfsDirectory

@@ -29,6 +29,8 @@ public final class VFIOAPDriver {
   /// probe to its remove.
   var queues: [Int: VFIOAPQueue] = [:]
   var nextSequence = 0
+  /// The rate limit of the `Waited %dms for reset of queue` notice (`pr_notice_ratelimited`).
+  var resetWaitNotices = RateLimit()
   /// Which mdev's assigned matrix holds each APQN (by raw value). Sharing is forbidden, so each
   /// APQN has at most one owner, and the sharing check looks up the APQNs it adds instead of
   /// walking every mdev.

@@ -1,6 +1,7 @@
 import APModel
 import ArgumentParser
 import Foundation
+import Machine
 
 /// `apvirt hw ...`: what an operator does on the HMC/SE, outside Linux.
 struct Hardware: ParsableCommand {
@@ -16,7 +17,82 @@ struct Hardware: ParsableCommand {
       """,
     subcommands: [
       Configure.self, Checkstop.self, AddAdapter.self, RemoveAdapter.self, AddDomain.self, RemoveDomain.self,
+      Latency.self, Fault.self,
     ])
+
+  struct Latency: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Set how long an adapter's queue resets (ZAPQ, RAPQ) and interrupt enabling (AQIC) take.",
+      discussion: """
+        A duration is a number of milliseconds, or a number with ns, us, ms or s (500us), at \
+        most 1 hour; 0 is instant, the default. While a queue's reset runs, TAPQ answers rc 02 \
+        (reset in progress); while an AQIC runs, TAPQ shows interruptions still disabled. \
+        Resets already under way keep their time.
+        """)
+    @OptionGroup var options: HardwareOptions
+    @Argument(help: "The adapter.") var apid: String
+    @Option(name: .customLong("reset"), help: "The reset latency (ms, or with a unit).") var reset: String?
+    @Option(name: .customLong("irq"), help: "The interrupt-enable latency (ms, or with a unit).")
+    var irq: String?
+    func validate() throws {
+      _ = try Hardware.id(apid, "adapter")
+      guard reset != nil || irq != nil else { throw ValidationError("give --reset, --irq or both") }
+      _ = try Self.ns(reset, "--reset")
+      _ = try Self.ns(irq, "--irq")
+    }
+    static func ns(_ text: String?, _ option: String) throws -> UInt64? {
+      guard let text else { return nil }
+      guard let v = MachineDefinitionLoader.parseDuration(text) else {
+        throw ValidationError(
+          "'\(text)' for \(option) is not a duration: milliseconds (150), or a number with ns, us, ms or s (500us)"
+        )
+      }
+      return v
+    }
+    func run() throws {
+      options.show(
+        try options.daemon.client.call(
+          ControlCommands.AdapterLatency(
+            apid: Hardware.id(apid, "adapter"), resetNs: Self.ns(reset, "--reset"),
+            irqNs: Self.ns(irq, "--irq"))))
+    }
+  }
+
+  struct Fault: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Make the next resets of a queue or of an adapter's queues answer a response code.",
+      discussion: """
+        busy: the reset answers rc 05 and does nothing (vfio_ap issues it again after its next \
+        TAPQ); reset-in-progress: it answers rc 02 and the queue is reset; \
+        checkstop-during-reset: the reset is accepted and the adapter checkstops while it runs, \
+        so vfio_ap's check of it fails. clear takes an injected fault away. A fault on a queue \
+        comes before one on its adapter.
+        """)
+    @OptionGroup var options: HardwareOptions
+    @Argument(help: "A queue (05.0004) or an adapter (5, 0x05).") var target: String
+    @Argument(help: "busy, reset-in-progress, checkstop-during-reset or clear.") var fault: String
+    @Option(help: "How many resets answer it (default 1).") var count: Int?
+    static let faults = ["busy", "reset-in-progress", "checkstop-during-reset", "clear"]
+    var wireTarget: String {
+      get throws { target.contains(".") ? target : hexID(try Hardware.id(target, "adapter")) }
+    }
+    func validate() throws {
+      if target.contains(".") {
+        guard APQN(target) != nil else { throw ValidationError("'\(target)' is not a queue such as 05.0004") }
+      } else {
+        _ = try Hardware.id(target, "adapter")
+      }
+      guard Self.faults.contains(fault) else {
+        throw ValidationError("unknown fault '\(fault)' (known: \(Self.faults.joined(separator: ", ")))")
+      }
+      if let count, count < 1 { throw ValidationError("--count must be at least 1, not \(count)") }
+      if fault == "clear" && count != nil { throw ValidationError("clear takes no --count") }
+    }
+    func run() throws {
+      options.show(
+        try options.daemon.client.call(ControlCommands.Fault(target: wireTarget, fault: fault, count: count)))
+    }
+  }
 
   struct Configure: ParsableCommand {
     static let configuration = CommandConfiguration(

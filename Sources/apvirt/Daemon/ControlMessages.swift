@@ -113,6 +113,34 @@ enum ControlCommands {
     var control: Bool?
   }
 
+  /// Sets an adapter's firmware timing: how long a reset (ZAPQ, RAPQ) and the enabling of
+  /// interruptions (AQIC) of its queues take, in nanoseconds; an absent one stays as it is.
+  struct AdapterLatency: ControlCommand {
+    static let name = "hw-adapter-latency"
+    static let fields = ["apid", "reset-ns", "irq-ns"]
+    typealias Reply = HardwareChange
+    var apid: Int
+    var resetNs: UInt64?
+    var irqNs: UInt64?
+    enum CodingKeys: String, CodingKey {
+      case apid
+      case resetNs = "reset-ns"
+      case irqNs = "irq-ns"
+    }
+  }
+
+  /// Injects a response code for the next `count` resets (1 when absent) of a queue (`05.0004`)
+  /// or of every queue of an adapter (`05`, `0x05`): `busy`, `reset-in-progress`,
+  /// `checkstop-during-reset`; `clear` takes it away.
+  struct Fault: ControlCommand {
+    static let name = "hw-fault"
+    static let fields = ["target", "fault", "count"]
+    typealias Reply = HardwareChange
+    var target: String
+    var fault: String
+    var count: Int?
+  }
+
   /// What a hardware command (`hw-*`) changed: the line `apvirt hw` prints, and the host's AP
   /// devices (`card20`, `20.0004`) that appeared, left, or stayed with a new state (config,
   /// chkstop, online), cards first, each ascending.

@@ -130,6 +130,12 @@ final class ControlSession {
         try HardwareControl.domain(
           add: false, c.domain, usage: c.usage ?? true, control: c.control ?? true, host)
       }
+    case C.AdapterLatency.name:
+      run(C.AdapterLatency.self, data, head) { c throws(ControlFailure) in
+        try HardwareControl.adapterLatency(c, host)
+      }
+    case C.Fault.name:
+      run(C.Fault.self, data, head) { c throws(ControlFailure) in try HardwareControl.fault(c, host) }
     case C.GuestStart.name:
       run(C.GuestStart.self, data, head) { c throws(ControlFailure) in try self.start(c) }
     case C.GuestWait.name:

@@ -133,6 +133,101 @@ enum HardwareControl {
     }
   }
 
+  /// Sets an adapter's reset and interrupt latencies. No configuration changes, so the host is
+  /// not notified and no device changes.
+  static func adapterLatency(_ c: ControlCommands.AdapterLatency, _ host: EmulatedHost)
+    throws(ControlFailure) -> Change
+  {
+    guard c.resetNs != nil || c.irqNs != nil else {
+      throw ControlFailure("nothing to do: give a reset latency, an interrupt latency or both")
+    }
+    for v in [c.resetNs, c.irqNs].compactMap({ $0 }) where v > maxLatency {
+      throw ControlFailure("a latency of \(duration(v)) is above the limit of 1 hour: nothing changed")
+    }
+    let id = hexID(c.apid)
+    return try firmware(host) { m in
+      try m.setLatency(c.apid, reset: c.resetNs, irq: c.irqNs)
+      let a = m.adapters[c.apid]!
+      return "adapter \(id): reset latency \(duration(a.resetLatency)), irq latency \(duration(a.irqLatency))"
+    }
+  }
+
+  /// The longest latency an adapter may be given (what the machine definition allows too).
+  static let maxLatency: UInt64 = 3_600_000_000_000
+
+  /// Injects or clears a fault for the next resets of a queue or an adapter's queues.
+  static func fault(_ c: ControlCommands.Fault, _ host: EmulatedHost) throws(ControlFailure) -> Change {
+    let target: APMachine.FaultTarget
+    if c.target.contains("."), let q = APQN(c.target) {
+      target = .queue(q)
+    } else if let a = parseID(c.target) {
+      target = .adapter(a)
+    } else {
+      throw ControlFailure(
+        "'\(c.target)' is neither an adapter (05, 0x05) nor a queue (05.0004)")
+    }
+    let known = APMachine.Fault.allCases.map(\.rawValue) + ["clear"]
+    if c.fault == "clear" {
+      if c.count != nil { throw ControlFailure("clear takes no count") }
+      return try firmware(host) { m in
+        guard let f = m.clearFault(on: target) else {
+          return "\(target): no fault injected: nothing changed"
+        }
+        return "\(target): fault cleared (\(f.fault.rawValue), \(resets(f.remaining)) left)"
+      }
+    }
+    guard let fault = APMachine.Fault(rawValue: c.fault) else {
+      throw ControlFailure("unknown fault '\(c.fault)' (known: \(known.joined(separator: ", ")))")
+    }
+    let count = c.count ?? 1
+    return try firmware(host) { m in
+      try m.injectFault(fault, on: target, count: count)
+      let resets = count == 1 ? "reset answers" : "\(count) resets answer"
+      return switch fault {
+      case .busy: "\(target): the next \(resets) rc 05 (busy)"
+      case .resetInProgress: "\(target): the next \(resets) rc 02 (reset in progress)"
+      case .checkstopDuringReset: "\(target): the next reset checkstops the adapter while it runs"
+      }
+    }
+  }
+
+  /// `1 reset`, `3 resets`.
+  static func resets(_ n: Int) -> String { n == 1 ? "1 reset" : "\(n) resets" }
+
+  /// `05`, `0x05`, `5`: an adapter number.
+  static func parseID(_ text: String) -> Int? {
+    let t = text.lowercased()
+    let n = t.hasPrefix("0x") ? Int(t.dropFirst(2), radix: 16) : Int(t, radix: 16)
+    guard let n, (0...255).contains(n) else { return nil }
+    return n
+  }
+
+  /// `150ms`, `500us`, `20ns`, `0ms`: a latency as the machine definition writes it.
+  static func duration(_ ns: UInt64) -> String {
+    if ns % 1_000_000 == 0 { return "\(ns / 1_000_000)ms" }
+    if ns % 1_000 == 0 { return "\(ns / 1_000)us" }
+    return "\(ns)ns"
+  }
+
+  /// Runs an operation on the firmware alone (no configuration change) under the host's lock.
+  static func firmware(_ host: EmulatedHost, _ op: (APMachine) throws -> String) throws(ControlFailure)
+    -> Change
+  {
+    let result: Result<String, ControlFailure> = host.withKernel { k in
+      do {
+        return .success(try op(k.machine))
+      } catch let e as ControlFailure {
+        return .failure(e)
+      } catch {
+        return .failure(ControlFailure("\(error)"))
+      }
+    }
+    switch result {
+    case .success(let text): return Change(summary: text, changed: true, added: [], removed: [], updated: [])
+    case .failure(let e): throw e
+    }
+  }
+
   /// What an operation did to the machine: nothing (it already was so, with the text that says
   /// it), or a change, with the text made from what the host then shows.
   enum Outcome {

@@ -268,15 +268,20 @@ final class HostDaemon: Sendable {
     finished.signal()
   }
 
-  /// The AP bus's periodic scans run on the kernel's clock; here that clock follows real time.
+  /// The AP bus's periodic scans run on the kernel's clock; here that clock follows real time:
+  /// it moves by the real time that passed, so that the time an operation waited inside the
+  /// kernel (vfio_ap's reset check, which moves the clock itself) does not hold the timers back.
   func runTimers() {
+    var last: UInt64 = 0
     while !stopping.load(ordering: .relaxed) {
       Thread.sleep(forTimeInterval: 0.5)
       let elapsed = ContinuousClock.now - started
       let ns =
         UInt64(elapsed.components.seconds) * 1_000_000_000
         + UInt64(elapsed.components.attoseconds / 1_000_000_000)
-      host.withKernel { $0.advance(to: ns) }
+      let step = ns > last ? ns - last : 0
+      last = max(last, ns)
+      host.withKernel { $0.advance(by: step) }
       session.sendInvalidations()
       syncDmesg()
     }
