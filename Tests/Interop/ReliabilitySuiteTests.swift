@@ -288,6 +288,7 @@ struct ReliabilitySuiteTests {
       ("hw-adapter-checkstop", ["apid", "checkstopped"]), ("hw-adapter-add", ["apid", "type", "mode"]),
       ("hw-adapter-remove", ["apid"]), ("hw-domain-add", ["domain", "usage", "control"]),
       ("hw-domain-remove", ["domain", "usage", "control"]),
+      ("hw-adapter-latency", ["apid", "reset-ns", "irq-ns"]), ("hw-fault", ["target", "fault", "count"]),
       ("guest-start", ["argv", "version", "daemonize"]),
       ("guest-list", []), ("guest-ap", ["name", "instruction", "apqn", "payload", "psmid"]),
       ("guest-device", ["name"]), ("guest-device-add", ["name", "props"]),
