@@ -130,6 +130,20 @@ struct UsabilityTests {
     #expect(!d.log.contains("control: status"))
   }
 
+  @Test func statusShowsTheFirmwaresLatenciesAndFaults() throws {
+    let d = try Daemon()
+    var r = try d.apvirt(["hw", "latency", "5", "--reset", "150", "--irq", "5"])
+    #expect(r.status == 0, "\(r.stderr)")
+    r = try d.apvirt(["hw", "fault", "05.0004", "busy", "--count", "2"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let st = try d.apvirt(["status"]).stdout
+    #expect(st.contains("adapter 05 CEX8C CCA-Coproc reset latency 150ms irq latency 5ms\n"), "\(st)")
+    #expect(st.contains("fault: queue 05.0004: busy for the next 2 resets\n"), "\(st)")
+    let json = try JSONSerialization.jsonObject(with: Data(try d.apvirt(["status", "--json"]).stdout.utf8))
+    let adapters = (json as? [String: Any])?["adapters"] as? [[String: Any]] ?? []
+    #expect(adapters.first { $0["apid"] as? Int == 5 }?["reset_latency_ms"] as? Double == 150)
+  }
+
   @Test func bootMasksFromTheKernelCommandLine() throws {
     let d = try Daemon(options: ["--cmdline", #"ap.apmask="0xf9ff" ap.aqmask=0x0-"#])
     #expect(

@@ -41,6 +41,9 @@ struct Status: ParsableCommand {
       var flags: [String] = []
       if !a.configured { flags.append("deconfigured") }
       if a.checkstopped { flags.append("checkstopped") }
+      func ms(_ v: Double) -> String { v == v.rounded() ? "\(Int(v))ms" : "\(v)ms" }
+      if a.resetLatencyMs > 0 { flags.append("reset latency " + ms(a.resetLatencyMs)) }
+      if a.irqLatencyMs > 0 { flags.append("irq latency " + ms(a.irqLatencyMs)) }
       out.append(
         (["adapter \(hex2(a.apid))", a.type, a.mode] + flags).joined(separator: " "))
     }
@@ -65,6 +68,9 @@ struct Status: ParsableCommand {
         ": APCB \(v.apcb.isEmpty ? "empty" : v.apcb.joined(separator: " ")) (\(count(v.apcbUpdates, "update")))"
       if !v.qmp.isEmpty { line += "; QMP \(v.qmp.joined(separator: " "))" }
       out.append(line)
+    }
+    for f in st.faults {
+      out.append("fault: \(f.target): \(f.fault) for the next \(count(f.remaining, "reset"))")
     }
     for b in st.boot {
       out.append("boot: \(b.what): \(b.result)\(b.failed ? " (FAILED)" : "")")

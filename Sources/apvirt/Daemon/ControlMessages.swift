@@ -249,6 +249,22 @@ struct HostStatus: Codable, Sendable, Equatable {
     var mode: String
     var configured: Bool
     var checkstopped: Bool
+    /// The firmware's reset and interrupt-enable latencies (ms; 0: instant).
+    var resetLatencyMs: Double
+    var irqLatencyMs: Double
+
+    enum CodingKeys: String, CodingKey {
+      case apid, type, mode, configured, checkstopped
+      case resetLatencyMs = "reset_latency_ms"
+      case irqLatencyMs = "irq_latency_ms"
+    }
+  }
+
+  /// A fault injected with `apvirt hw fault`, and how many resets it still answers.
+  struct Fault: Codable, Sendable, Equatable {
+    var target: String
+    var fault: String
+    var remaining: Int
   }
 
   struct Mdev: Codable, Sendable, Equatable {
@@ -302,9 +318,10 @@ struct HostStatus: Codable, Sendable, Equatable {
   var aqmask: String
   /// What ran at boot besides the kernel, and how it went.
   var boot: [HostDaemon.BootStep]
+  var faults: [Fault]
 
   enum CodingKeys: String, CodingKey {
-    case machine, kernel, adapters, queues, bound, drivers, scans, mdevs, vms, apmask, aqmask, boot
+    case machine, kernel, adapters, queues, bound, drivers, scans, mdevs, vms, apmask, aqmask, boot, faults
     case crycbFormat = "crycb_format"
     case usageDomains = "usage_domains"
     case controlDomains = "control_domains"

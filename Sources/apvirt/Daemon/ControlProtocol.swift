@@ -56,13 +56,18 @@ enum ControlProtocol {
     let adapters = k.machine.adapters.values.sorted { $0.definition.apid < $1.definition.apid }.map { a in
       HostStatus.Adapter(
         apid: a.definition.apid, type: a.definition.type.name + a.definition.mode.typeSuffix,
-        mode: a.definition.mode.lszcryptName, configured: a.configured, checkstopped: a.checkstopped)
+        mode: a.definition.mode.lszcryptName, configured: a.configured, checkstopped: a.checkstopped,
+        resetLatencyMs: Double(a.resetLatency) / 1e6, irqLatencyMs: Double(a.irqLatency) / 1e6)
     }
+    let faults = k.machine.faults.map { target, f in
+      HostStatus.Fault(target: target.description, fault: f.fault.rawValue, remaining: f.remaining)
+    }.sorted { $0.target < $1.target }
     return HostStatus(
       machine: k.machine.definition.name, kernel: k.profile.description,
       crycbFormat: k.machine.definition.crycbFormat, adapters: adapters,
       usageDomains: k.machine.usageDomains.count, controlDomains: k.machine.controlDomains.count,
       queues: total, bound: bound, drivers: drivers, scans: Int(k.apBus.scanCount),
-      mdevs: mdevs, vms: vms, apmask: k.apBus.apmask.hexString, aqmask: k.apBus.aqmask.hexString, boot: boot)
+      mdevs: mdevs, vms: vms, apmask: k.apBus.apmask.hexString, aqmask: k.apBus.aqmask.hexString, boot: boot,
+      faults: faults)
   }
 }
