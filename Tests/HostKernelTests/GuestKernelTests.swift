@@ -111,6 +111,31 @@ struct GuestIsolationTests {
     return s
   }
 
+  /// The guest's kernel has no machine and no KVM: its CPU, the vCPU, is all it has of the
+  /// hardware. The host does not hold it: it follows the host's clock while its owner keeps it,
+  /// and once dropped it is gone.
+  @Test func theGuestsKernelHasOnlyItsCPUAndFollowsTheHostsClock() throws {
+    let k = bootWithFreedAdapters()
+    let m = makeMdev(k, uuid1, adapters: [5], domains: [4])
+    let vm = k.kvm.createVM(name: "guest1")
+    try k.vfioAP.openDevice(m, kvm: vm)
+    k.advance(by: 1_000_000_000)
+    var g: HostKernel? = HostKernel(guestOn: vm.createVCPU(), clock: k.clock, profile: k.profile)
+    #expect(g?.machine == nil && g?.kvm == nil && g?.role == .guest(vm: vm.id))
+    #expect(g?.now == k.now)
+    #expect(g?.cpu.qci()?.matrix == vm.apcb)
+    #expect(g?.cpu.tapq(APQN(6, 4)).0.responseCode == .queueNotAvailable)
+    // PQAP(AQIC) is KVM's: the guest's queue has interruptions on, the LPAR's queue does not.
+    #expect(try g?.read("/devices/ap/card05/05.0004/interrupt") == "Interrupts enabled.\n")
+    #expect(k.machine.queueState(APQN(5, 4)).interruptsEnabled == false)
+    k.advance(by: 5_000_000_000)
+    #expect(g?.now == k.now)
+    weak let gone = g
+    g = nil
+    #expect(gone == nil)
+    k.advance(by: 5_000_000_000)
+  }
+
   @Test func everyWritableGuestAttributeLeavesTheMachineAlone() throws {
     let k = bootWithFreedAdapters()
     let m1 = makeMdev(k, uuid1, adapters: [5], domains: [4, 0x47], controls: [4])
