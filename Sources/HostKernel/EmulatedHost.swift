@@ -91,3 +91,22 @@ extension Duration {
     return Double(s) + Double(a) / 1e18
   }
 }
+
+/// Where a guest (its VMM) keeps its own kernel. That kernel runs on the host's machine, which
+/// the host's lock guards, so the slot is reached only under that lock, through
+/// ``EmulatedHost/withGuestKernel(_:_:)``.
+public final class GuestKernelSlot: @unchecked Sendable {
+  fileprivate var kernel: HostKernel?
+  public init() {}
+}
+
+extension EmulatedHost {
+  /// Runs `body` under the host's lock with the host's kernel and the guest's kernel in `slot`
+  /// (nil before it boots and after it shuts down), which `body` may set; then delivers the
+  /// signals raised.
+  public func withGuestKernel<T: Sendable, E: Error>(
+    _ slot: GuestKernelSlot, _ body: (HostKernel, inout HostKernel?) throws(E) -> T
+  ) throws(E) -> T {
+    try withKernel { (k) throws(E) -> T in try body(k, &slot.kernel) }
+  }
+}

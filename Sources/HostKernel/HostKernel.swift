@@ -11,9 +11,15 @@ import SystemPackage
 /// as the kernel serialises the same work under its own locks. Time is injected: nothing here
 /// reads a clock, ``advance(by:)`` moves it.
 public final class HostKernel {
-  public let machine: APMachine
+  /// The machine: the LPAR the host runs in. Nil in a guest's kernel, which reaches the machine
+  /// only through its CPU.
+  public let machine: APMachine!
+  /// The CPU this kernel's AP instructions run on: the LPAR's, or the guest's vCPU under its VM's
+  /// APCB. Everything the kernel learns of the AP hardware, it learns here.
+  public let cpu: any APCPU
   public let sysfs = SysfsTree()
-  public let kvm: KVM
+  /// KVM; nil in a guest's kernel (no nested virtualization).
+  public let kvm: KVM!
   /// The upstream kernel this one behaves as.
   public let profile: KernelProfile
   public private(set) var log = KernelLog()
@@ -21,6 +27,9 @@ public final class HostKernel {
   public private(set) var uevents = UEventRing()
   /// Nanoseconds since boot.
   public private(set) var now: UInt64 = 0
+  /// The clock the kernels of this host's guests follow: the host's own for the host, the
+  /// host's (given to it at boot) for a guest.
+  public let clock: KernelClock
   public private(set) var apBus: APBus!
   /// zcrypt with its default drivers for CEX4+ cards and queues; built in, so every kernel has it.
   private(set) var zcrypt: Zcrypt!
@@ -28,19 +37,9 @@ public final class HostKernel {
   public private(set) var vfioAP: VFIOAPDriver!
   /// Whose kernel this is: the LPAR's (the host), or a KVM guest's.
   public let role: Role
-  /// The kernels of the guests running on this host, by KVM VM id. They share the emulated
-  /// machine with the host, so they run under the host's lock; the host's clock drives theirs.
-  public private(set) var guestKernels: [Int: HostKernel] = [:]
   /// The IOMMU groups by id, and `/sys/kernel/iommu_groups`, which `iommu_init` creates at boot.
   public internal(set) var iommuGroups: [Int: IOMMUGroup] = [:]
   lazy var iommuGroupsDirectory: SysfsDirectory = sysfs.makeDirectories("/kernel/iommu_groups")
-  /// Answers the authority of this kernel's AP instructions: the LPAR, or the guest's APCB now.
-  let authorityProvider: () -> APAuthority
-  /// Whether this kernel's CPU offers QCI (facility 12) and APFT (facility 15). A guest has
-  /// them only when its CPU model has `apqci` and `apft`: without QCI it probes adapters 0-63
-  /// and domains 0-15 only; without APFT it detects no CEX4+ adapter at all.
-  public let hasQCI: Bool
-  public let hasAPFT: Bool
 
   public enum Role: Sendable, Equatable {
     case host
@@ -70,10 +69,9 @@ public final class HostKernel {
     self.machine = machine
     self.profile = profile
     role = .host
-    authorityProvider = { .lpar }
-    hasQCI = machine.definition.facilities.qci
-    hasAPFT = machine.definition.facilities.apft
-    kvm = KVM(crycbFormat: machine.definition.crycbFormat)
+    cpu = LPARCPU(machine: machine)
+    clock = KernelClock()
+    kvm = KVM(machine: machine)
     sysfs.onTruncatedShow = { [unowned self] message in self.printk(message) }
     _ = iommuGroupsDirectory
     apBus = APBus(kernel: self)
@@ -85,38 +83,26 @@ public final class HostKernel {
     apBus.initialScan()
   }
 
-  /// A guest's kernel on `vm`: its AP bus reads the configuration with QCI through the VM's
-  /// APCB and finds exactly the queues the APCB holds; it has zcrypt but no vfio_ap.
-  init(guestOf host: HostKernel, vm: KVMVirtualMachine, qci: Bool, apft: Bool) {
-    machine = host.machine
-    // The guest's kernel is taken to be the host's release.
-    profile = host.profile
-    role = .guest(vm: vm.id)
-    hasQCI = qci && host.hasQCI
-    hasAPFT = apft && host.hasAPFT
-    authorityProvider = { [weak vm] in vm.map(\.authority) ?? .guest(vm: -1, apcb: APMatrix()) }
-    kvm = KVM(crycbFormat: 0)
-    now = host.now
+  /// A guest's kernel on `cpu`, its VM's vCPU: its AP bus reads the configuration with QCI
+  /// through the VM's APCB and finds exactly the queues the APCB holds; it has zcrypt but no
+  /// vfio_ap, no KVM and no machine. Its clock follows `clock`, the host's (``KernelClock``):
+  /// it boots at the host's time and runs its timers as the host's clock moves. `profile` is the
+  /// guest's release (the VMM takes it to be the host's).
+  public init(guestOn cpu: KVMVirtualCPU, clock: KernelClock, profile: KernelProfile) {
+    machine = nil
+    self.cpu = cpu
+    self.profile = profile
+    role = .guest(vm: cpu.vmID)
+    kvm = nil
+    self.clock = clock
+    now = clock.now
     sysfs.onTruncatedShow = { [unowned self] message in self.printk(message) }
     _ = iommuGroupsDirectory
     apBus = APBus(kernel: self)
     zcrypt = Zcrypt(kernel: self)
     apBus.initialScan()
+    clock.follow(self)
   }
-
-  /// Boots the kernel of a guest running on `vm` (what happens when QEMU starts the guest).
-  @discardableResult
-  public func bootGuestKernel(on vm: KVMVirtualMachine, qci: Bool = true, apft: Bool = true) -> HostKernel {
-    let g = HostKernel(guestOf: self, vm: vm, qci: qci, apft: apft)
-    guestKernels[vm.id] = g
-    return g
-  }
-
-  /// The guest is gone.
-  public func shutDownGuestKernel(vm: Int) { guestKernels[vm] = nil }
-
-  /// The authority this kernel's AP instructions run under.
-  public var authority: APAuthority { authorityProvider() }
 
   /// Boots a kernel on a fresh machine built from `definition`.
   public convenience init(
@@ -162,7 +148,8 @@ public final class HostKernel {
 
   /// Moves the kernel's clock forward, running the timers that fall due on the way: the AP
   /// bus's periodic scan every `config_time` seconds, and its poll of the queues that wait for
-  /// the firmware (a reset, an AQIC). The machine's clock follows the kernel's.
+  /// the firmware (a reset, an AQIC). The machine's clock follows the host's; then the guests'
+  /// kernels that follow the host's clock move to the same time.
   public func advance(by nanoseconds: UInt64) {
     let end = now + nanoseconds
     while let due = apBus.nextScanTime, due <= end {
@@ -172,7 +159,7 @@ public final class HostKernel {
     }
     setClock(end)
     apBus.pollWaitingQueues()
-    for g in guestKernels.values { g.advance(to: end) }
+    if role == .host { clock.runFollowers(to: end) }
   }
 
   /// `msleep` inside an operation that holds the kernel (vfio_ap's reset check): the clock
@@ -182,7 +169,11 @@ public final class HostKernel {
 
   private func setClock(_ time: UInt64) {
     now = time
-    machine.advanceClock(to: time)
+    // The host moves the machine's clock and its own, which its guests' kernels boot at.
+    if role == .host {
+      machine.advanceClock(to: time)
+      clock.now = time
+    }
   }
 
   /// Moves the clock to `time` (no-op if it is in the past).

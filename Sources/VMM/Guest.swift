@@ -30,6 +30,9 @@ public final class Guest: Sendable {
   let clock: @Sendable () -> (seconds: Int, microseconds: Int)
   /// Signalled once the guest has quit.
   let quitSignal = DispatchSemaphore(value: 0)
+  /// The guest's own kernel, which runs on its vCPU under the VM's APCB. The machine is shared,
+  /// so the kernel runs under the host's lock (``withKernel(_:)``).
+  let kernel = GuestKernelSlot()
 
   struct State {
     var device: VFIOAPDevice?
@@ -109,11 +112,19 @@ public final class Guest: Sendable {
       }
     }
     let id = vmID
-    host.withKernel { k in
+    host.withGuestKernel(kernel) { k, g in
       if let vm = k.kvm.vms[id] {
-        k.bootGuestKernel(on: vm, qci: model.effectiveQCI, apft: model.effectiveAPFT)
+        let cpu = vm.createVCPU(qci: model.effectiveQCI, apft: model.effectiveAPFT)
+        // The guest's kernel is taken to be the host's release.
+        g = HostKernel(guestOn: cpu, clock: k.clock, profile: k.profile)
       }
     }
+  }
+
+  /// Runs `body` on the guest's own kernel (nil before it boots and once the guest has shut
+  /// down) under the host's lock.
+  public func withKernel<T: Sendable, E: Error>(_ body: (HostKernel?) throws(E) -> T) throws(E) -> T {
+    try host.withGuestKernel(kernel) { (_, g) throws(E) -> T in try body(g) }
   }
 
   public static let wallClock: @Sendable () -> (seconds: Int, microseconds: Int) = {
@@ -350,8 +361,7 @@ public final class Guest: Sendable {
       return true
     }
     guard deliver else { return }
-    let id = vmID
-    host.withKernel { k in k.guestKernels[id]?.notifyConfigurationChange() }
+    withKernel { g in g?.notifyConfigurationChange() }
     state.withLock { s in
       s.crwPending = false
       s.crwDelivered += 1
@@ -446,8 +456,8 @@ public final class Guest: Sendable {
     for m in ptys { close(m) }
     if let d { unrealize(d) }
     let id = vmID
-    host.withKernel { k in
-      k.shutDownGuestKernel(vm: id)
+    host.withGuestKernel(kernel) { k, g in
+      g = nil
       if let vm = k.kvm.vms[id] { k.kvm.destroyVM(vm) }
     }
   }
@@ -459,18 +469,15 @@ public final class Guest: Sendable {
 
   /// Reads a file of the guest's own sysfs (`/bus/ap/...`, `/devices/ap/...`).
   public func guestRead(_ path: String) throws(Errno) -> String {
-    let id = vmID
-    return try host.withKernel { (k) throws(Errno) -> String in
-      guard let g = k.guestKernels[id] else { throw .noSuchDevice }
+    try withKernel { (g) throws(Errno) -> String in
+      guard let g else { throw .noSuchDevice }
       return try g.read(path)
     }
   }
 
   /// The queues the guest's AP bus has found, ascending.
   public var guestQueues: [APQN] {
-    host.withKernel { k in
-      (k.guestKernels[vmID]?.apBus.queues.keys.sorted() ?? []).map { APQN(rawValue: $0) }
-    }
+    withKernel { g in (g?.apBus.queues.keys.sorted() ?? []).map { APQN(rawValue: $0) } }
   }
 }
 

@@ -11,7 +11,7 @@ struct GuestKernelTests {
     let k = bootWithFreedAdapters()
     let m = makeMdev(k, uuid1, adapters: [5, 6], domains: [4, 0x47], controls: [4])
     let vm = k.kvm.createVM(name: "guest1")
-    let g = k.bootGuestKernel(on: vm)
+    let g = HostKernel(guestOn: vm.createVCPU(), clock: k.clock, profile: k.profile)
     #expect(g.apBus.cards.isEmpty)
     try k.vfioAP.openDevice(m, kvm: vm)
     // The guest notices on its next scan.
@@ -46,10 +46,10 @@ struct GuestKernelTests {
     let m = makeMdev(k, uuid1, adapters: [5, 0x40], domains: [4, 0x20])
     let vm = k.kvm.createVM(name: "g")
     try k.vfioAP.openDevice(m, kvm: vm)
-    let g = k.bootGuestKernel(on: vm, qci: false)
+    let g = HostKernel(guestOn: vm.createVCPU(qci: false), clock: k.clock, profile: k.profile)
     #expect(try g.read("/bus/ap/features") == "-\n")
     #expect(g.apBus.queues.keys.sorted().map { APQN(rawValue: $0) } == [APQN(5, 4)])
-    let blind = k.bootGuestKernel(on: vm, apft: false)
+    let blind = HostKernel(guestOn: vm.createVCPU(apft: false), clock: k.clock, profile: k.profile)
     #expect(blind.apBus.cards.isEmpty)
   }
 
@@ -58,7 +58,7 @@ struct GuestKernelTests {
   @Test func theGuestHasNoVFIOAPDriver() throws {
     let k = bootWithFreedAdapters()
     let vm = k.kvm.createVM(name: "guest1")
-    let g = k.bootGuestKernel(on: vm)
+    let g = HostKernel(guestOn: vm.createVCPU(), clock: k.clock, profile: k.profile)
     #expect(try g.sysfs.list("/bus/ap/drivers").map(\.name) == ["cex4card", "cex4queue"])
     #expect(try !g.sysfs.list("/devices").map(\.name).contains("vfio_ap"))
     #expect(throws: Errno.noSuchFileOrDirectory) { try g.sysfs.list("/bus/ap/drivers/vfio_ap") }
@@ -90,9 +90,11 @@ struct GuestIsolationTests {
   }
 
   /// What the host and the LPAR look like: the machine's adapters, the host's cards and queues,
-  /// the masks, the mdevs and every VM's APCB.
+  /// the masks, the mdevs and every VM's APCB. For a guest's kernel, which has no machine and no
+  /// KVM, its cards, queues and masks.
   static func snapshot(_ k: HostKernel) -> String {
-    var s = k.machine.adapters.values.sorted { $0.definition.apid < $1.definition.apid }
+    let adapters = k.machine.map { Array($0.adapters.values) } ?? []
+    var s = adapters.sorted { $0.definition.apid < $1.definition.apid }
       .map { "\($0.definition.apid) \($0.configured) \($0.checkstopped)" }.joined(separator: ",")
     for c in k.apBus.cards.values.sorted(by: { $0.apid < $1.apid }) {
       s += "|\(c.name) \(cat(k, c.directory.path + "/config")) \(cat(k, c.directory.path + "/online"))"
@@ -103,8 +105,35 @@ struct GuestIsolationTests {
     for m in (vfio?.mdevs.values).map(Array.init)?.sorted(by: { $0.uuid < $1.uuid }) ?? [] {
       s += "|" + cat(k, mdevPath(m.uuid) + "/matrix") + cat(k, mdevPath(m.uuid) + "/guest_matrix")
     }
-    for vm in k.kvm.vms.values.sorted(by: { $0.id < $1.id }) { s += "|\(vm.apcb.apqns)" }
+    for vm in (k.kvm.map { Array($0.vms.values) } ?? []).sorted(by: { $0.id < $1.id }) {
+      s += "|\(vm.apcb.apqns)"
+    }
     return s
+  }
+
+  /// The guest's kernel has no machine and no KVM: its CPU, the vCPU, is all it has of the
+  /// hardware. The host does not hold it: it follows the host's clock while its owner keeps it,
+  /// and once dropped it is gone.
+  @Test func theGuestsKernelHasOnlyItsCPUAndFollowsTheHostsClock() throws {
+    let k = bootWithFreedAdapters()
+    let m = makeMdev(k, uuid1, adapters: [5], domains: [4])
+    let vm = k.kvm.createVM(name: "guest1")
+    try k.vfioAP.openDevice(m, kvm: vm)
+    k.advance(by: 1_000_000_000)
+    var g: HostKernel? = HostKernel(guestOn: vm.createVCPU(), clock: k.clock, profile: k.profile)
+    #expect(g?.machine == nil && g?.kvm == nil && g?.role == .guest(vm: vm.id))
+    #expect(g?.now == k.now)
+    #expect(g?.cpu.qci()?.matrix == vm.apcb)
+    #expect(g?.cpu.tapq(APQN(6, 4)).0.responseCode == .queueNotAvailable)
+    // PQAP(AQIC) is KVM's: the guest's queue has interruptions on, the LPAR's queue does not.
+    #expect(try g?.read("/devices/ap/card05/05.0004/interrupt") == "Interrupts enabled.\n")
+    #expect(k.machine.queueState(APQN(5, 4)).interruptsEnabled == false)
+    k.advance(by: 5_000_000_000)
+    #expect(g?.now == k.now)
+    weak let gone = g
+    g = nil
+    #expect(gone == nil)
+    k.advance(by: 5_000_000_000)
   }
 
   @Test func everyWritableGuestAttributeLeavesTheMachineAlone() throws {
@@ -113,8 +142,8 @@ struct GuestIsolationTests {
     let m2 = makeMdev(k, uuid2, adapters: [6], domains: [4])
     let vm1 = k.kvm.createVM(name: "guest1")
     let vm2 = k.kvm.createVM(name: "guest2")
-    let g1 = k.bootGuestKernel(on: vm1)
-    let g2 = k.bootGuestKernel(on: vm2)
+    let g1 = HostKernel(guestOn: vm1.createVCPU(), clock: k.clock, profile: k.profile)
+    let g2 = HostKernel(guestOn: vm2.createVCPU(), clock: k.clock, profile: k.profile)
     try k.vfioAP.openDevice(m1, kvm: vm1)
     try k.vfioAP.openDevice(m2, kvm: vm2)
     g1.notifyConfigurationChange()

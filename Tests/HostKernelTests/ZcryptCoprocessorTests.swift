@@ -229,7 +229,7 @@ struct ZcryptCoprocessorTests {
     let k = bootWithFreedAdapters()
     let m = makeMdev(k, uuid1, adapters: [5, 6], domains: [4, 0x47], controls: [4])
     let vm = k.kvm.createVM(name: "guest1")
-    let g = k.bootGuestKernel(on: vm)
+    let g = HostKernel(guestOn: vm.createVCPU(), clock: k.clock, profile: k.profile)
     try k.vfioAP.openDevice(m, kvm: vm)
     k.advance(by: 30_000_000_000)
     #expect(try g.read("/bus/ap/ap_domain") == "4\n")

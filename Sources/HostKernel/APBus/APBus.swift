@@ -8,7 +8,8 @@ import SystemPackage
 /// follows the LPAR's AP configuration.
 public final class APBus {
   unowned let kernel: HostKernel
-  var machine: APMachine { kernel.machine }
+  /// The CPU the bus's AP instructions run on: all it knows of the hardware comes from there.
+  var cpu: any APCPU { kernel.cpu }
 
   public private(set) var cards: [APID: APCard] = [:]
   /// Queue devices by APQN raw value.
@@ -55,7 +56,7 @@ public final class APBus {
     busDirectory.addGroup(attributes.busGroup, owner: self)
     devicesRoot.addGroup(attributes.rootGroup, owner: self)
     busDirectory.directory("drivers")
-    qci = kernel.hasQCI ? machine.qci(kernel.authority) : nil
+    qci = cpu.qci()
     updateLimits()
   }
 
@@ -137,12 +138,29 @@ public final class APBus {
 
   public func queue(_ apqn: APQN) -> APQueue? { queues[apqn.rawValue] }
 
-  /// The configuration the host sees: QCI's masks (or, without QCI, the adapters and domains
-  /// found by probing).
+  /// The configuration the kernel sees: QCI's masks, or, without QCI, the adapters and usage
+  /// domains found by probing the low IDs (0-63, 0-15) with TAPQ; without QCI no control domain
+  /// can be learnt.
   public var configuration: APMatrix {
     if let qci { return qci.matrix }
-    if case .guest(_, let apcb) = kernel.authority { return apcb }
-    return machine.lparMatrix
+    return probedConfiguration
+  }
+
+  /// Without QCI: the configuration as TAPQ finds it, read at each scan.
+  private var probedConfiguration = APMatrix()
+
+  /// Probes the APQNs of the low IDs with TAPQ: an adapter and a domain are in the configuration
+  /// when a queue of theirs answers anything but rc 01.
+  private func probeConfiguration() -> APMatrix {
+    var apm = APMask()
+    var aqm = APMask()
+    for apid in 0...63 {
+      for dom in 0...15 where cpu.tapq(APQN(apid, dom)).0.responseCode != .queueNotAvailable {
+        apm.insert(apid)
+        aqm.insert(dom)
+      }
+    }
+    return APMatrix(apm: apm, aqm: aqm, adm: APMask())
   }
 
   // MARK: - Scanning
@@ -156,9 +174,10 @@ public final class APBus {
   /// create and remove card and queue devices to match; re-arm the timer.
   func scanBus() {
     let old = qci
-    let new = kernel.hasQCI ? machine.qci(kernel.authority) : nil
+    let new = cpu.qci()
     let changed = old != new
     qci = new
+    if new == nil { probedConfiguration = probeConfiguration() }
     updateLimits()
     // `notify_config_changed`: every driver, before the devices change.
     if changed, let old, let new {
@@ -191,14 +210,14 @@ public final class APBus {
     }
     var info: TAPQInfo?
     for dom in config.aqm where dom <= maxDomainID {
-      let (status, i) = machine.tapq(APQN(apid, dom), kernel.authority)
+      let (status, i) = cpu.tapq(APQN(apid, dom))
       if status.responseCode != .queueNotAvailable, let i {
         info = i
         break
       }
     }
     // Without APFT the type of a CEX4+ adapter cannot be read: no device.
-    guard let info, info.type.isSupported, kernel.hasAPFT else {
+    guard let info, info.type.isSupported, cpu.facilities.apft else {
       removeCard(apid)
       return
     }
@@ -222,7 +241,7 @@ public final class APBus {
         if queues[apqn.rawValue] != nil { removeQueue(apqn) }
         continue
       }
-      let (status, info) = machine.tapq(apqn, kernel.authority)
+      let (status, info) = cpu.tapq(apqn)
       guard status.responseCode != .queueNotAvailable, let info else {
         if queues[apqn.rawValue] != nil { removeQueue(apqn) }
         continue
@@ -380,7 +399,7 @@ public final class APBus {
     guard let d = device.boundDriver else { return }
     d.remove(device)
     if case .queue(let q) = device {
-      machine.zapq(q.apqn, kernel.authority)
+      cpu.zapq(q.apqn)
       q.initialized = false
     }
     device.boundDriver = nil
@@ -440,11 +459,10 @@ public final class APBus {
   /// One step of `ap_jumptable` for a poll event; false when it put the queue in the error
   /// state (`AP_DEV_STATE_ERROR`, `AP_SM_WAIT_NONE`: no poll until the next event).
   private func smStep(_ q: APQueue) -> Bool {
-    let authority = kernel.authority
     switch q.smState {
     case .resetStart:
       // `ap_sm_reset`: RAPQ; 00 or 02 wait for it, anything else stops the machine.
-      let rc = machine.rapq(q.apqn, authority).responseCode
+      let rc = cpu.rapq(q.apqn).responseCode
       if rc == .normal || rc == .resetInProgress {
         q.smState = .resetWait
         q.interruptsEnabled = false
@@ -455,7 +473,7 @@ public final class APBus {
     case .resetWait:
       // `ap_sm_reset_wait`: TAPQ; 00 done (interruptions next, where the bus has them), 02 or
       // 05 not yet, anything else stops the machine.
-      let rc = machine.tapq(q.apqn, authority).0.responseCode
+      let rc = cpu.tapq(q.apqn).0.responseCode
       switch rc {
       case .normal: q.smState = enableInterrupts(q) ? .setIRQWait : .idle
       case .busy, .resetInProgress: break
@@ -465,7 +483,7 @@ public final class APBus {
       }
     case .setIRQWait:
       // `ap_sm_setirq_wait`: TAPQ until it shows interruptions enabled.
-      let status = machine.tapq(q.apqn, authority).0
+      let status = cpu.tapq(q.apqn).0
       if status.irqEnabled {
         q.interruptsEnabled = true
         q.smState = .idle
@@ -480,18 +498,12 @@ public final class APBus {
     return true
   }
 
-  /// `ap_queue_enable_irq` where the bus has adapter interruptions (the AQIC facility): true
-  /// when the AQIC was accepted (00, 07) and the state machine is to wait for it. A guest's
-  /// AQIC is KVM's to intercept, which apvirt does not model for the guest's own kernel: there
-  /// the interruptions are on at once, as before.
+  /// `ap_queue_enable_irq` where the bus has adapter interruptions (the CPU's AQIC facility):
+  /// true when the AQIC was accepted (00, 07) and the state machine is to wait for it. (A guest's
+  /// AQIC is intercepted by KVM: see ``KVMVirtualCPU``.)
   private func enableInterrupts(_ q: APQueue) -> Bool {
-    guard machine.definition.facilities.aqic else { return false }
-    guard kernel.role == .host else {
-      q.interruptsEnabled = true
-      return false
-    }
-    let rc = machine.aqic(q.apqn, enable: true, notificationAddress: Self.summaryIndicator, .lpar)
-      .responseCode
+    guard cpu.facilities.aqic else { return false }
+    let rc = cpu.aqic(q.apqn, enable: true, notificationAddress: Self.summaryIndicator).responseCode
     switch rc {
     case .normal, .otherwiseChanged:
       return true
@@ -541,10 +553,11 @@ public final class APBus {
     // `sclp_ap_configure`/`sclp_ap_deconfigure` need the SCLP AP reconfiguration facility,
     // which an LPAR has and QEMU does not offer its guests: a guest's kernel gets EOPNOTSUPP
     // and the adapter stays as it is, for the host and every other guest.
-    if case .guest = kernel.role, on != card.config { throw .notSupported }
     if on != card.config {
-      do {
-        try machine.setConfigured(card.apid, on)
+      do throws(SCLPAPError) {
+        try cpu.sclpConfigureAdapter(card.apid, on)
+      } catch .facilityNotInstalled {
+        throw .notSupported
       } catch {
         throw .ioError
       }

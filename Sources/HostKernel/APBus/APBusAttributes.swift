@@ -74,9 +74,9 @@ struct APBusAttributes {
         // `ap_poll_thread_start` starts no thread where the bus has interrupts (ap_irq_flag):
         // the write succeeds and poll_thread stays 0.
         let on = try KernelNumber.kstrtobool(b)
-        bus.pollThread = on && !bus.machine.definition.facilities.aqic
+        bus.pollThread = on && !bus.cpu.facilities.aqic
       }),
-    .readOnly("ap_interrupts") { (bus: APBus) in bus.machine.definition.facilities.aqic ? "1\n" : "0\n" },
+    .readOnly("ap_interrupts") { (bus: APBus) in bus.cpu.facilities.aqic ? "1\n" : "0\n" },
     .readWrite(
       "poll_timeout", show: { (bus: APBus) in "\(bus.pollTimeout)\n" },
       store: { (bus: APBus, b) throws(Errno) in

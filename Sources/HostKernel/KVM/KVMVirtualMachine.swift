@@ -20,7 +20,11 @@ public final class KVMVirtualMachine {
   /// Whether the vCPUs are blocked right now (only inside an update).
   public private(set) var vcpusBlocked = false
 
-  init(id: Int, name: String, vcpuCount: Int, crycbFormat: Int) {
+  /// The machine its vCPUs run on.
+  private let machine: APMachine
+
+  init(id: Int, name: String, vcpuCount: Int, crycbFormat: Int, machine: APMachine) {
+    self.machine = machine
     self.id = id
     self.name = name
     self.vcpuCount = vcpuCount
@@ -56,6 +60,12 @@ public final class KVMVirtualMachine {
 
   /// The authority a guest's AP instruction runs under.
   public var authority: APAuthority { .guest(vm: id, apcb: apcb) }
+
+  /// `KVM_CREATE_VCPU`: a vCPU of this VM whose CPU model has (or lacks) `apqci` and `apft`;
+  /// the host CPU's facilities it lacks, it lacks too.
+  public func createVCPU(qci: Bool = true, apft: Bool = true) -> KVMVirtualCPU {
+    KVMVirtualCPU(vm: self, machine: machine, qci: qci, apft: apft)
+  }
 
   private func blockAll() {
     vcpusBlocked = true

@@ -48,7 +48,7 @@ extension VFIOAPDriver {
   /// `vfio_ap_mdev_reset_queue`: the ZAPQ. True when its answer (00, 02, 05, 0A) is to be
   /// verified; 03 and 04 are final, anything else is final with the kernel's warning.
   private func startReset(_ q: VFIOAPQueue) -> Bool {
-    let rc = machine.zapq(q.apqn, .lpar).responseCode
+    let rc = kernel.cpu.zapq(q.apqn).responseCode
     q.resetResponseCode = rc
     switch rc {
     case .normal, .resetInProgress, .busy, .stateChangeInProgress:
@@ -75,7 +75,7 @@ extension VFIOAPDriver {
   /// One round of `apq_reset_check` (TAPQ, `apq_status_check`); true while the queue is still
   /// to be waited for.
   private func checkReset(_ q: VFIOAPQueue, elapsedMs: UInt64) -> Bool {
-    let (t, _) = machine.tapq(q.apqn, .lpar)
+    let (t, _) = kernel.cpu.tapq(q.apqn)
     switch t.responseCode {
     case .resetInProgress, .busy:
       // -EBUSY: the notice, rate-limited as pr_notice_ratelimited is (one state for the call site).
@@ -91,7 +91,7 @@ extension VFIOAPDriver {
       let retry: Set<APResponseCode> = [.resetInProgress, .busy, .stateChangeInProgress]
       let eagain = t.responseCode == .associationSecretNotUnique || t.responseCode == .associationFailed
       if retry.contains(q.resetResponseCode) || eagain {
-        q.resetResponseCode = machine.zapq(q.apqn, .lpar).responseCode
+        q.resetResponseCode = kernel.cpu.zapq(q.apqn).responseCode
         return true
       }
       q.resetResponseCode = t.responseCode

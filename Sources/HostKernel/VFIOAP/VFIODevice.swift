@@ -105,6 +105,6 @@ extension VFIOAPDriver {
       return .rc(.queueNotAvailable)
     }
     if enable && notificationAddress == 0 { return .rc(.invalidAddress) }
-    return machine.aqic(apqn, enable: enable, notificationAddress: notificationAddress, .lpar)
+    return kernel.cpu.aqic(apqn, enable: enable, notificationAddress: notificationAddress)
   }
 }

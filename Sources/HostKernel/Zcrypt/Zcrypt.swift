@@ -9,7 +9,6 @@ import SystemPackage
 final class Zcrypt {
   unowned let kernel: HostKernel
   var bus: APBus { kernel.apBus }
-  var machine: APMachine { kernel.machine }
 
   /// The cards bound to `cex4card`, by adapter.
   private(set) var cards: [APID: ZcryptCard] = [:]

@@ -60,16 +60,15 @@ enum GuestControl {
       throw ControlFailure("Parameter 'payload' must be hex digits, two per byte")
     }
     let psmid = c.psmid ?? 1
-    let vm = g.vmID
-    let result: [String: String]? = g.host.withKernel { k in
-      guard let authority = k.kvm.vms[vm]?.authority else { return nil }
-      let m = k.machine
+    // The guest's CPU is its kernel's: the vCPU under the VM's APCB.
+    let result: [String: String]? = g.withKernel { gk in
+      guard let cpu = gk?.cpu else { return nil }
       switch instruction {
       case "nqap":
-        let s = m.nqap(apqn, psmid: psmid, payload: payload, authority)
+        let s = cpu.nqap(apqn, psmid: psmid, payload: payload)
         return ["rc": s.responseCode.description]
       case "dqap":
-        let (s, msg) = m.dqap(apqn, authority)
+        let (s, msg) = cpu.dqap(apqn)
         var r = ["rc": s.responseCode.description]
         if let msg {
           r["psmid"] = String(msg.psmid)
@@ -77,9 +76,9 @@ enum GuestControl {
         }
         return r
       case "zapq":
-        return ["rc": m.zapq(apqn, authority).responseCode.description]
+        return ["rc": cpu.zapq(apqn).responseCode.description]
       default:
-        let (s, info) = m.tapq(apqn, authority)
+        let (s, info) = cpu.tapq(apqn)
         var r = ["rc": s.responseCode.description]
         if let info { r["type"] = info.type.name + info.mode.typeSuffix }
         return r

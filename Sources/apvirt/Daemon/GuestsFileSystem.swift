@@ -3,6 +3,7 @@ import Foundation
 import HostKernel
 import Sysfs
 import SystemPackage
+import VMM
 
 #if canImport(Glibc)
   import Glibc
@@ -22,26 +23,29 @@ final class GuestsFileSystem: FileSystem {
     self.registry = registry
   }
 
-  /// Splits `/<guest>/rest` into the guest's VM id and the path in its tree.
-  func locate(_ path: String) throws(Errno) -> (vm: Int, path: String)? {
+  /// Splits `/<guest>/rest` into the guest (from the registry) and the path in its tree.
+  func locate(_ path: String) throws(Errno) -> (guest: Guest, path: String)? {
     let parts = path.split(separator: "/", maxSplits: 1).map(String.init)
     guard let name = parts.first else { return nil }
     guard let g = registry.guest(named: name) else { throw .noSuchFileOrDirectory }
-    return (g.vmID, "/" + (parts.count > 1 ? parts[1] : ""))
+    return (g, "/" + (parts.count > 1 ? parts[1] : ""))
   }
 
-  func inGuest<T: Sendable>(_ vm: Int, _ body: (SysfsTree) throws(Errno) -> T) throws(Errno) -> T {
-    try host.withKernel { (k) throws(Errno) -> T in
-      guard let g = k.guestKernels[vm] else { throw .noSuchFileOrDirectory }
+  /// Runs `body` on the guest's own kernel's sysfs tree (under the host's lock, which the
+  /// guest's kernel runs under).
+  func inGuest<T: Sendable>(_ guest: Guest, _ body: (SysfsTree) throws(Errno) -> T) throws(Errno) -> T {
+    try guest.withKernel { (g) throws(Errno) -> T in
+      guard let g else { throw .noSuchFileOrDirectory }
       return try body(g.sysfs)
     }
   }
 
   func attributes(of path: String) throws(Errno) -> FileAttributes {
-    guard let (vm, p) = try locate(path) else {
+    guard let (guest, p) = try locate(path) else {
       return attrs(FileAttributes(kind: .directory, permissions: 0o755, size: 0, inode: 1, time: bootTime))
     }
-    let info = try inGuest(vm) { (t) throws(Errno) in try t.info(p, followLast: false) }
+    let vm = guest.vmID
+    let info = try inGuest(guest) { (t) throws(Errno) in try t.info(p, followLast: false) }
     let kind: FileKind =
       switch info.kind {
       case .directory: .directory
@@ -62,12 +66,13 @@ final class GuestsFileSystem: FileSystem {
   }
 
   func entries(of path: String) throws(Errno) -> [FileSystemEntry] {
-    guard let (vm, p) = try locate(path) else {
+    guard let (guest, p) = try locate(path) else {
       return registry.names.enumerated().map {
         FileSystemEntry(name: $0.element, kind: .directory, inode: UInt64($0.offset + 2))
       }
     }
-    return try inGuest(vm) { (t) throws(Errno) in
+    let vm = guest.vmID
+    return try inGuest(guest) { (t) throws(Errno) in
       let base = p == "/" ? "" : p
       return try t.list(p).map { (e) throws(Errno) in
         let kind: FileKind =
@@ -84,23 +89,23 @@ final class GuestsFileSystem: FileSystem {
   }
 
   func readLink(_ path: String) throws(Errno) -> String {
-    guard let (vm, p) = try locate(path) else { throw .invalidArgument }
-    return try inGuest(vm) { (t) throws(Errno) in try t.readlink(p) }
+    guard let (guest, p) = try locate(path) else { throw .invalidArgument }
+    return try inGuest(guest) { (t) throws(Errno) in try t.readlink(p) }
   }
 
   func open(_ path: String, read: Bool, write: Bool) throws(Errno) {
-    guard let (vm, p) = try locate(path) else { throw .isDirectory }
-    try inGuest(vm) { (t) throws(Errno) in try t.checkOpen(p, read: read, write: write) }
+    guard let (guest, p) = try locate(path) else { throw .isDirectory }
+    try inGuest(guest) { (t) throws(Errno) in try t.checkOpen(p, read: read, write: write) }
   }
 
   func read(_ path: String) throws(Errno) -> [UInt8] {
-    guard let (vm, p) = try locate(path) else { throw .isDirectory }
-    return try inGuest(vm) { (t) throws(Errno) in try t.read(p) }
+    guard let (guest, p) = try locate(path) else { throw .isDirectory }
+    return try inGuest(guest) { (t) throws(Errno) in try t.read(p) }
   }
 
   func write(_ path: String, _ data: [UInt8]) throws(Errno) -> Int {
-    guard let (vm, p) = try locate(path) else { throw .isDirectory }
-    return try inGuest(vm) { (t) throws(Errno) in try t.write(p, data) }
+    guard let (guest, p) = try locate(path) else { throw .isDirectory }
+    return try inGuest(guest) { (t) throws(Errno) in try t.write(p, data) }
   }
 
   func truncate(_ path: String, to size: UInt64) throws(Errno) {
