@@ -59,12 +59,41 @@ public struct FileSystemEntry: Sendable, Hashable {
   }
 }
 
+/// What a node id stands for: the node's path and, for a file system that resolves once, the
+/// object it resolved the path to at LOOKUP (opaque to the session), so that later requests on
+/// the node (GETATTR, OPEN, READ, WRITE, READDIR) take it back instead of a path to resolve again.
+///
+/// The session keeps a node in its node table while the kernel holds the id, and in every
+/// handle opened on it. `reference` is touched only by the file system that made it, which
+/// guards it as it guards its own state (sysfs: the host's lock); hence `@unchecked Sendable`.
+public struct FileNode: @unchecked Sendable {
+  /// The absolute path (`/`, `/bus/ap/apmask`), as the kernel's lookups named the node.
+  public let path: String
+  /// The file system's own reference, nil for a path-addressed file system.
+  public let reference: AnyObject?
+
+  public init(path: String, reference: AnyObject? = nil) {
+    self.path = path
+    self.reference = reference
+  }
+
+  /// The root of a path-addressed file system.
+  public static let root = FileNode(path: "/")
+
+  /// The path of the child `name`.
+  public func childPath(_ name: String) -> String { path == "/" ? "/" + name : path + "/" + name }
+}
+
 /// What a FUSE server serves: a path-addressed file system whose files are generated on each
 /// read and whose writes are single stores (sysfs's model). The session maps the kernel's node
-/// ids and file handles onto paths; implementations never see the wire protocol.
+/// ids and file handles onto ``FileNode``s; implementations never see the wire protocol.
 ///
 /// Paths are absolute within the file system (`/`, `/bus/ap/apmask`). Every method may be
 /// called from several threads at once. Errors are errnos; they reach the caller's system call.
+///
+/// The node-addressed methods (``lookUp(_:in:)``, ``attributes(of:)-(FileNode)`` and the others
+/// taking a ``FileNode``) default to the path-addressed ones; a file system that can keep what
+/// it resolved implements them and hands out nodes with a reference.
 public protocol FileSystem: Sendable {
   /// `lstat`: does not follow a final symlink.
   func attributes(of path: String) throws(Errno) -> FileAttributes
@@ -83,8 +112,42 @@ public protocol FileSystem: Sendable {
   /// The paths that stopped existing since the last call, so that the kernel forgets entries
   /// it cached. Only needed by a file system served with entry caching.
   func takeInvalidations() -> [String]
+
+  /// The node of `/`, which the kernel knows as node id 1 without a LOOKUP.
+  func rootNode() -> FileNode
+  /// LOOKUP: the child `name` of the directory `parent`, with its attributes (`lstat`).
+  func lookUp(_ name: String, in parent: FileNode) throws(Errno) -> (FileNode, FileAttributes)
+  /// `lstat` of a node.
+  func attributes(of node: FileNode) throws(Errno) -> FileAttributes
+  /// The entries of a directory node.
+  func entries(of node: FileNode) throws(Errno) -> [FileSystemEntry]
+  /// The target of a symlink node.
+  func readLink(_ node: FileNode) throws(Errno) -> String
+  /// The open check on a node.
+  func open(_ node: FileNode, read: Bool, write: Bool) throws(Errno)
+  /// The content of a file node, generated now.
+  func read(_ node: FileNode) throws(Errno) -> [UInt8]
+  /// One write to a file node.
+  func write(_ node: FileNode, _ data: [UInt8]) throws(Errno) -> Int
+  /// A change of size of a node.
+  func truncate(_ node: FileNode, to size: UInt64) throws(Errno)
 }
 
 extension FileSystem {
   public func takeInvalidations() -> [String] { [] }
+
+  public func rootNode() -> FileNode { .root }
+  public func lookUp(_ name: String, in parent: FileNode) throws(Errno) -> (FileNode, FileAttributes) {
+    let node = FileNode(path: parent.childPath(name))
+    return (node, try attributes(of: node.path))
+  }
+  public func attributes(of node: FileNode) throws(Errno) -> FileAttributes { try attributes(of: node.path) }
+  public func entries(of node: FileNode) throws(Errno) -> [FileSystemEntry] { try entries(of: node.path) }
+  public func readLink(_ node: FileNode) throws(Errno) -> String { try readLink(node.path) }
+  public func open(_ node: FileNode, read: Bool, write: Bool) throws(Errno) {
+    try open(node.path, read: read, write: write)
+  }
+  public func read(_ node: FileNode) throws(Errno) -> [UInt8] { try read(node.path) }
+  public func write(_ node: FileNode, _ data: [UInt8]) throws(Errno) -> Int { try write(node.path, data) }
+  public func truncate(_ node: FileNode, to size: UInt64) throws(Errno) { try truncate(node.path, to: size) }
 }

@@ -1,39 +1,53 @@
 /// The kernel's view of the file system as node ids: each id the session handed out in a LOOKUP
-/// reply names a path, and lives until the kernel forgets it as often as it looked it up.
+/// reply stands for a ``FileNode`` (a path and what the file system resolved it to), and lives
+/// until the kernel forgets it as often as it looked it up.
 struct NodeTable {
   struct Node {
-    var path: String
+    var node: FileNode
     var lookups: UInt64
+    var path: String { node.path }
   }
 
-  static let rootID: UInt64 = 1
-  private var nodes: [UInt64: Node] = [rootID: Node(path: "/", lookups: 1)]
-  private var ids: [String: UInt64] = ["/": rootID]
+  static let rootID = NodeID.root
+  private var nodes: [NodeID: Node]
+  private var ids: [String: NodeID] = ["/": rootID]
   private var nextID: UInt64 = 2
   /// The paths in the table by their parent's path, so that the nodes below a removed directory
   /// can be found without walking the whole table.
   private var children: [String: Set<String>] = [:]
 
-  func path(of id: UInt64) -> String? { nodes[id]?.path }
+  init(root: FileNode = .root) {
+    nodes = [Self.rootID: Node(node: root, lookups: 1)]
+  }
 
-  func id(of path: String) -> UInt64? { ids[path] }
+  func path(of id: NodeID) -> String? { nodes[id]?.node.path }
 
-  /// The id for `path`, counting one more lookup.
-  mutating func lookUp(_ path: String) -> UInt64 {
-    if let id = ids[path] {
+  /// What `id` stands for.
+  func node(_ id: NodeID) -> FileNode? { nodes[id]?.node }
+
+  func id(of path: String) -> NodeID? { ids[path] }
+
+  /// The id for `path`, counting one more lookup (a path-addressed node).
+  mutating func lookUp(_ path: String) -> NodeID { lookUp(FileNode(path: path)) }
+
+  /// The id for `node`'s path, counting one more lookup. A known id now stands for `node`, the
+  /// latest resolution of its path (a directory removed and made again under the same name).
+  mutating func lookUp(_ node: FileNode) -> NodeID {
+    if let id = ids[node.path] {
       nodes[id]!.lookups += 1
+      nodes[id]!.node = node
       return id
     }
-    let id = nextID
+    let id = NodeID(nextID)
     nextID += 1
-    nodes[id] = Node(path: path, lookups: 1)
-    ids[path] = id
-    children[Self.parent(of: path), default: []].insert(path)
+    nodes[id] = Node(node: node, lookups: 1)
+    ids[node.path] = id
+    children[Self.parent(of: node.path), default: []].insert(node.path)
     return id
   }
 
   /// FORGET: drops `count` lookups; the id goes when none are left.
-  mutating func forget(_ id: UInt64, _ count: UInt64) {
+  mutating func forget(_ id: NodeID, _ count: UInt64) {
     guard id != Self.rootID, var node = nodes[id] else { return }
     node.lookups = node.lookups > count ? node.lookups - count : 0
     if node.lookups == 0 {

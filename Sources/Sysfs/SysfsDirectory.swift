@@ -28,6 +28,9 @@ public final class SysfsDirectory {
   public let path: String
   /// How deep the directory is: `/` is 0, `/devices/ap` 2.
   let depth: Int
+  /// The tree's ``SysfsJournal/detachments`` when the directory was last found attached (see
+  /// ``SysfsTree/isAttached(_:)``).
+  var attachedAsOf: UInt64 = 0
 
   init(name: String, parent: SysfsDirectory?, journal: SysfsJournal) {
     self.name = name
@@ -62,7 +65,10 @@ public final class SysfsDirectory {
 
   /// Adds a symlink whose target is relative to this directory (`../../devices/ap/card05`).
   public func symlink(_ name: String, to target: String) {
-    if children[name] != nil { journal.removed(self, name) }
+    if children[name] != nil {
+      journal.removed(self, name)
+      noteReplacement(name)
+    }
     children[name] = .symlink(target)
   }
 
@@ -100,7 +106,10 @@ public final class SysfsDirectory {
       if i > 0 { target += "/" }
       target += part
     }
-    if children[name] != nil { journal.removed(self, name) }
+    if children[name] != nil {
+      journal.removed(self, name)
+      noteReplacement(name)
+    }
     children[name] = .symlink(target)
   }
 
@@ -110,7 +119,9 @@ public final class SysfsDirectory {
 
   /// Adds one attribute bound to `owner`.
   public func attribute(_ attribute: SysfsAttribute, owner: AnyObject) {
-    children[attribute.name] = .attribute(attribute, OwnerReference(object: owner))
+    let replaced = children.updateValue(
+      .attribute(attribute, OwnerReference(object: owner)), forKey: attribute.name)
+    if case .directory? = replaced { journal.detachments &+= 1 }
   }
 
   /// Binds a group of attributes to `owner`.
@@ -131,8 +142,17 @@ public final class SysfsDirectory {
   public func remove(_ name: String) {
     guard let c = children[name] else { return }
     journal.removed(self, name)
-    if case .directory(let d) = c { d.parent = nil }
+    if case .directory(let d) = c {
+      d.parent = nil
+      journal.detachments &+= 1
+    }
     children[name] = nil
+  }
+
+  /// The child `name` is about to be replaced: if it is a directory, no path reaches it any more
+  /// (it keeps its parent and its subtree).
+  func noteReplacement(_ name: String) {
+    if case .directory? = children[name] { journal.detachments &+= 1 }
   }
 
   public func contains(_ name: String) -> Bool { child(name) != nil }
@@ -174,6 +194,9 @@ public final class SysfsJournal {
   /// Whether removals are recorded at all (off until someone takes them, so that a tree nobody
   /// serves does not grow a list).
   var recording = false
+  /// How many directories were taken out of the tree (removed, or replaced by another child):
+  /// a directory found attached since the last detachment is still attached.
+  var detachments: UInt64 = 1
 
   init() {}
 

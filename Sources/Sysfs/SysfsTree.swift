@@ -129,17 +129,7 @@ public final class SysfsTree {
 
   /// `stat` (follows a final symlink) or `lstat` (`followLast: false`).
   public func info(_ path: String, followLast: Bool = true) throws(Errno) -> SysfsNodeInfo {
-    switch try resolve(path, followLast: followLast) {
-    case .directory(let d):
-      return SysfsNodeInfo(kind: .directory, mode: 0o755, size: 0, inode: d.serial)
-    case .symlink(let target, let d):
-      return SysfsNodeInfo(
-        kind: .symlink, mode: 0o777, size: target.utf8.count,
-        inode: Self.inode(d.serial, target))
-    case .attribute(let a, _, let d):
-      return SysfsNodeInfo(
-        kind: .attribute, mode: a.mode, size: Self.pageSize, inode: Self.inode(d.serial, a.name))
-    }
+    Self.info(try resolve(path, followLast: followLast))
   }
 
   static func inode(_ dir: UInt64, _ name: String) -> UInt64 {
@@ -170,7 +160,11 @@ public final class SysfsTree {
   /// The open check of kernfs: reading needs a readable mode and a `show`, writing a writable
   /// mode and a `store`, else `EACCES`; directories give `EISDIR`.
   public func checkOpen(_ path: String, read: Bool, write: Bool) throws(Errno) {
-    switch try resolve(path) {
+    try Self.checkOpen(try resolve(path), read: read, write: write)
+  }
+
+  static func checkOpen(_ resolved: Resolved, read: Bool, write: Bool) throws(Errno) {
+    switch resolved {
     case .directory:
       if write { throw .isDirectory }
     case .symlink:
@@ -183,7 +177,11 @@ public final class SysfsTree {
 
   /// Reads an attribute: the whole `show` output, cut to one page less one byte as kernfs does.
   public func read(_ path: String) throws(Errno) -> [UInt8] {
-    guard case .attribute(let a, let owner, let d) = try resolve(path) else { throw .isDirectory }
+    try read(try resolve(path))
+  }
+
+  func read(_ resolved: Resolved) throws(Errno) -> [UInt8] {
+    guard case .attribute(let a, let owner, let d) = resolved else { throw .isDirectory }
     guard let show = a.show, a.isReadable else { throw .permissionDenied }
     var bytes = Array(try show(owner).utf8)
     if bytes.count >= Self.pageSize {
@@ -207,7 +205,11 @@ public final class SysfsTree {
   /// stores the same bytes, and stores nothing for an empty write, which returns 0.
   @discardableResult
   public func write(_ path: String, _ bytes: [UInt8]) throws(Errno) -> Int {
-    guard case .attribute(let a, let owner, _) = try resolve(path) else { throw .isDirectory }
+    try write(try resolve(path), bytes)
+  }
+
+  func write(_ resolved: Resolved, _ bytes: [UInt8]) throws(Errno) -> Int {
+    guard case .attribute(let a, let owner, _) = resolved else { throw .isDirectory }
     guard let store = a.store, a.isWritable else { throw .permissionDenied }
     if bytes.isEmpty { return 0 }
     let page = bytes.count > Self.pageSize ? Array(bytes.prefix(Self.pageSize)) : bytes

@@ -11,6 +11,10 @@ import SystemPackage
 /// The emulated host's sysfs tree served as a FUSE ``FileSystem``: the adapter between the
 /// generic FUSE server and the generic sysfs tree, which know nothing of each other. The daemon
 /// and the FUSE benchmarks serve the same adapter.
+///
+/// A LOOKUP resolves one name in its parent's ``SysfsNode`` and hands the child's node to the
+/// session as the ``FileNode``'s reference; GETATTR, OPEN, READ and READDIR take it back, so a
+/// request on a known node resolves no path. The path-addressed methods stay for other callers.
 public final class SysfsFileSystem: FileSystem {
   let host: EmulatedHost
   /// Called after every write (a store can log, change the tree, raise signals).
@@ -32,19 +36,25 @@ public final class SysfsFileSystem: FileSystem {
   }
 
   public func attributes(of path: String) throws(Errno) -> FileAttributes {
-    let info = try host.withKernel { (k) throws(Errno) in try k.sysfs.info(path, followLast: false) }
-    let kind: FileKind =
-      switch info.kind {
-      case .directory: .directory
-      case .symlink: .symlink
-      case .attribute: .regular
-      }
+    attributes(try host.withKernel { (k) throws(Errno) in try k.sysfs.info(path, followLast: false) })
+  }
+
+  func attributes(_ info: SysfsNodeInfo) -> FileAttributes {
     // Owned by whoever runs the daemon: root on a real host, the user for an unprivileged one.
     var a = FileAttributes(
-      kind: kind, permissions: info.mode, size: UInt64(info.size), inode: info.inode, time: bootTime)
+      kind: Self.kind(info.kind), permissions: info.mode, size: UInt64(info.size), inode: info.inode,
+      time: bootTime)
     a.uid = owner.uid
     a.gid = owner.gid
     return a
+  }
+
+  static func kind(_ kind: SysfsNodeKind) -> FileKind {
+    switch kind {
+    case .directory: .directory
+    case .symlink: .symlink
+    case .attribute: .regular
+    }
   }
 
   public func entries(of path: String) throws(Errno) -> [FileSystemEntry] {
@@ -95,5 +105,64 @@ public final class SysfsFileSystem: FileSystem {
   /// `O_TRUNC` on a sysfs attribute changes nothing, as on a real host.
   public func truncate(_ path: String, to size: UInt64) throws(Errno) {
     _ = try attributes(of: path)
+  }
+
+  // MARK: - Nodes
+
+  public func rootNode() -> FileNode {
+    FileNode(path: "/", reference: host.withKernel { $0.sysfs.rootNode })
+  }
+
+  /// The sysfs node `node` stands for; nil for a node made without one (then its path serves).
+  func sysfsNode(_ node: FileNode) -> SysfsNode? { node.reference as? SysfsNode }
+
+  public func lookUp(_ name: String, in parent: FileNode) throws(Errno) -> (FileNode, FileAttributes) {
+    let (child, info) = try host.withKernel { (k) throws(Errno) -> (SysfsNode, SysfsNodeInfo) in
+      let p: SysfsNode
+      if let n = sysfsNode(parent) { p = n } else { p = try k.sysfs.node(at: parent.path) }
+      let c = try k.sysfs.node(name, in: p)
+      return (c, try k.sysfs.info(c))
+    }
+    return (FileNode(path: parent.childPath(name), reference: child), attributes(info))
+  }
+
+  public func attributes(of node: FileNode) throws(Errno) -> FileAttributes {
+    guard let n = sysfsNode(node) else { return try attributes(of: node.path) }
+    return attributes(try host.withKernel { (k) throws(Errno) in try k.sysfs.info(n) })
+  }
+
+  public func entries(of node: FileNode) throws(Errno) -> [FileSystemEntry] {
+    guard let n = sysfsNode(node) else { return try entries(of: node.path) }
+    return try host.withKernel { (k) throws(Errno) in
+      try k.sysfs.entries(n).map {
+        FileSystemEntry(name: $0.entry.name, kind: Self.kind($0.entry.kind), inode: $0.inode)
+      }
+    }
+  }
+
+  public func readLink(_ node: FileNode) throws(Errno) -> String {
+    guard let n = sysfsNode(node) else { return try readLink(node.path) }
+    return try host.withKernel { (k) throws(Errno) in try k.sysfs.readlink(n) }
+  }
+
+  public func open(_ node: FileNode, read: Bool, write: Bool) throws(Errno) {
+    guard let n = sysfsNode(node) else { return try open(node.path, read: read, write: write) }
+    try host.withKernel { (k) throws(Errno) in try k.sysfs.checkOpen(n, read: read, write: write) }
+  }
+
+  public func read(_ node: FileNode) throws(Errno) -> [UInt8] {
+    guard let n = sysfsNode(node) else { return try read(node.path) }
+    return try host.withKernel { (k) throws(Errno) in try k.sysfs.read(n) }
+  }
+
+  /// A store goes by the node's path through ``EmulatedHost/write(_:_:)``: a `remove` that the
+  /// kernel blocks until the VMM releases the device waits there, without the lock, and asks the
+  /// VMM again about every 10 seconds; that loop is the host's.
+  public func write(_ node: FileNode, _ data: [UInt8]) throws(Errno) -> Int {
+    try write(node.path, data)
+  }
+
+  public func truncate(_ node: FileNode, to size: UInt64) throws(Errno) {
+    _ = try attributes(of: node)
   }
 }

@@ -133,10 +133,13 @@ public enum FUSEWire {
     return w.bytes
   }
 
+  /// `FUSE_GETATTR_FH` in `fuse_getattr_in.getattr_flags`: the request names an open file.
+  public static let getattrFH: UInt32 = 1 << 0
+
   /// `struct fuse_open_out`: 16 bytes.
-  public static func openOut(fh: UInt64, openFlags: UInt32) -> [UInt8] {
+  public static func openOut(fh: HandleID, openFlags: UInt32) -> [UInt8] {
     var w = WireWriter(capacity: 16)
-    w.write(fh)
+    w.write(fh.rawValue)
     w.write(openFlags)
     w.write(UInt32(0))
     return w.bytes
@@ -150,7 +153,7 @@ public enum FUSEWire {
 
   /// `struct fuse_read_in` (the fields used: fh, offset, size).
   public struct ReadIn: Sendable {
-    public var fh: UInt64
+    public var fh: HandleID
     public var offset: UInt64
     public var size: UInt32
 
@@ -158,13 +161,13 @@ public enum FUSEWire {
       guard let fh = r.read(UInt64.self), let off = r.read(UInt64.self), let size = r.read(UInt32.self) else {
         return nil
       }
-      return ReadIn(fh: fh, offset: off, size: size)
+      return ReadIn(fh: HandleID(fh), offset: off, size: size)
     }
   }
 
   /// `struct fuse_write_in`: 40 bytes from 7.9 on, then the data.
   public struct WriteIn: Sendable {
-    public var fh: UInt64
+    public var fh: HandleID
     public var offset: UInt64
     public var size: UInt32
 
@@ -172,7 +175,7 @@ public enum FUSEWire {
       guard let fh = r.read(UInt64.self), let off = r.read(UInt64.self), let size = r.read(UInt32.self),
         r.skip(4 + 8 + 4 + 4)
       else { return nil }
-      return WriteIn(fh: fh, offset: off, size: size)
+      return WriteIn(fh: HandleID(fh), offset: off, size: size)
     }
   }
 

@@ -1,0 +1,153 @@
+import SystemPackage
+
+/// A node of the tree as a FUSE node id stands for it, resolved once: the directory that holds
+/// it and, for an attribute or a link, the child's name in it (nil: the directory itself).
+///
+/// It holds the directory strongly, never the attribute's owner: the owner stays referenced
+/// weakly by its directory alone (``SysfsDirectory/OwnerReference``), so a node kept by a FUSE
+/// client keeps no device alive, and an attribute whose owner is gone is gone for the node too.
+/// Each use looks the child up in the directory (one name, no path), so groups bound or unbound
+/// since are seen. A directory that has left the tree since (removed, or replaced) falls back to
+/// its path, resolved as before, so that a node means exactly what its path means.
+///
+/// Not thread-safe, as the tree is not: use it under the lock that guards the tree.
+public final class SysfsNode: @unchecked Sendable {
+  public let directory: SysfsDirectory
+  public let name: String?
+
+  public init(directory: SysfsDirectory, name: String? = nil) {
+    self.directory = directory
+    self.name = name
+  }
+
+  /// The absolute path the node was resolved from.
+  public var path: String {
+    guard let name else { return directory.path }
+    return directory.childPath(name)
+  }
+}
+
+extension SysfsTree {
+  /// The node of `/`.
+  public var rootNode: SysfsNode { SysfsNode(directory: root) }
+
+  /// Whether `directory` is still reached by its path: no directory left the tree since it was
+  /// last found so (no weak reference is read then), or each parent up to the root holds it.
+  func isAttached(_ directory: SysfsDirectory) -> Bool {
+    let now = journal.detachments
+    if directory.attachedAsOf == now { return true }
+    var d = directory
+    while d !== root {
+      guard let p = d.parent, case .directory(let same)? = p.children[d.name], same === d else {
+        return false
+      }
+      if p.attachedAsOf == now { break }
+      d = p
+    }
+    directory.attachedAsOf = now
+    return true
+  }
+
+  /// The child `name` of the directory node `parent` (LOOKUP): a directory becomes a node of its
+  /// own, an attribute or a link a name in `parent`'s directory.
+  public func node(_ name: String, in parent: SysfsNode) throws(Errno) -> SysfsNode {
+    guard parent.name == nil, isAttached(parent.directory), name != ".", name != "..", !name.contains("/")
+    else {
+      // Not a plain name in a live directory: resolve the path as a path.
+      return try node(at: parent.path == "/" ? "/" + name : parent.path + "/" + name)
+    }
+    let dir = parent.directory
+    guard let c = dir.child(name) else { throw .noSuchFileOrDirectory }
+    switch c {
+    case .directory(let d): return SysfsNode(directory: d)
+    case .attribute(_, let owner):
+      guard owner.object != nil else { throw .noSuchFileOrDirectory }
+      return SysfsNode(directory: dir, name: name)
+    case .symlink: return SysfsNode(directory: dir, name: name)
+    }
+  }
+
+  /// The node that `path` names (`lstat`'s resolution: a final link is the link).
+  public func node(at path: String) throws(Errno) -> SysfsNode {
+    switch try resolve(path, followLast: false) {
+    case .directory(let d): return SysfsNode(directory: d)
+    case .attribute(let a, _, let d): return SysfsNode(directory: d, name: a.name)
+    case .symlink(_, let d):
+      let name = Self.components(path).last ?? ""
+      return SysfsNode(directory: d, name: name)
+    }
+  }
+
+  /// What `node` is now: what its path resolves to, without resolving the path while its
+  /// directory is in the tree.
+  func resolve(_ node: SysfsNode, followLast: Bool = true) throws(Errno) -> Resolved {
+    let dir = node.directory
+    guard isAttached(dir) else { return try resolve(node.path, followLast: followLast) }
+    guard let name = node.name else { return .directory(dir) }
+    guard let c = dir.child(name) else { throw .noSuchFileOrDirectory }
+    switch c {
+    case .directory(let d): return .directory(d)
+    case .attribute(let a, let owner):
+      guard let object = owner.object else { throw .noSuchFileOrDirectory }
+      return .attribute(a, object, in: dir)
+    case .symlink(let target):
+      if !followLast { return .symlink(target, in: dir) }
+      return try resolve(target, from: dir, followLast: true, depth: 1)
+    }
+  }
+
+  /// `lstat` of a node.
+  public func info(_ node: SysfsNode) throws(Errno) -> SysfsNodeInfo {
+    Self.info(try resolve(node, followLast: false))
+  }
+
+  static func info(_ r: Resolved) -> SysfsNodeInfo {
+    switch r {
+    case .directory(let d):
+      return SysfsNodeInfo(kind: .directory, mode: 0o755, size: 0, inode: d.serial)
+    case .symlink(let target, let d):
+      return SysfsNodeInfo(
+        kind: .symlink, mode: 0o777, size: target.utf8.count, inode: Self.inode(d.serial, target))
+    case .attribute(let a, _, let d):
+      return SysfsNodeInfo(
+        kind: .attribute, mode: a.mode, size: Self.pageSize, inode: Self.inode(d.serial, a.name))
+    }
+  }
+
+  /// `readlink` of a node.
+  public func readlink(_ node: SysfsNode) throws(Errno) -> String {
+    guard case .symlink(let target, _) = try resolve(node, followLast: false) else { throw .invalidArgument }
+    return target
+  }
+
+  /// `readdir` of a directory node (following a link to one): each entry with its `lstat` inode.
+  public func entries(_ node: SysfsNode) throws(Errno) -> [(entry: SysfsDirectoryEntry, inode: UInt64)] {
+    guard case .directory(let d) = try resolve(node) else { throw .notDirectory }
+    return d.entryNames.compactMap { name in
+      switch d.child(name) {
+      case .directory(let c)?: (SysfsDirectoryEntry(name: name, kind: .directory), c.serial)
+      case .symlink(let target)?:
+        (SysfsDirectoryEntry(name: name, kind: .symlink), Self.inode(d.serial, target))
+      case .attribute(let a, _)?:
+        (SysfsDirectoryEntry(name: name, kind: .attribute), Self.inode(d.serial, a.name))
+      case nil: nil
+      }
+    }
+  }
+
+  /// The open check of kernfs on a node (see ``checkOpen(_:read:write:)``).
+  public func checkOpen(_ node: SysfsNode, read: Bool, write: Bool) throws(Errno) {
+    try Self.checkOpen(try resolve(node), read: read, write: write)
+  }
+
+  /// Reads an attribute node (see ``read(_:)-(String)``).
+  public func read(_ node: SysfsNode) throws(Errno) -> [UInt8] {
+    try read(try resolve(node))
+  }
+
+  /// Writes an attribute node, as one `write(2)` would (see ``write(_:_:)-([UInt8])``).
+  @discardableResult
+  public func write(_ node: SysfsNode, _ bytes: [UInt8]) throws(Errno) -> Int {
+    try write(try resolve(node), bytes)
+  }
+}
