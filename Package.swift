@@ -14,6 +14,7 @@ let package = Package(
     .library(name: "VMM", targets: ["VMM"]),
     .library(name: "SysfsFUSE", targets: ["SysfsFUSE"]),
     .library(name: "Planning", targets: ["Planning"]),
+    .library(name: "Scenario", targets: ["Scenario"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -33,10 +34,14 @@ let package = Package(
     .target(name: "VMM", dependencies: ["APModel", "Machine", "HostKernel"]),
     .target(name: "SysfsFUSE", dependencies: ["HostKernel", "Sysfs", "FUSE"]),
     .target(name: "Planning", dependencies: ["APModel"]),
+    .target(
+      name: "Scenario",
+      dependencies: ["APModel", "Machine", "Planning", .product(name: "Yams", package: "Yams")]
+    ),
     .executableTarget(
       name: "apvirt",
       dependencies: [
-        "APModel", "Machine", "Sysfs", "HostKernel", "FUSE", "VMM", "SysfsFUSE", "Planning",
+        "APModel", "Machine", "Sysfs", "HostKernel", "FUSE", "VMM", "SysfsFUSE", "Planning", "Scenario",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ]
@@ -48,7 +53,8 @@ let package = Package(
     .testTarget(name: "FUSETests", dependencies: ["FUSE"]),
     .testTarget(name: "VMMTests", dependencies: ["VMM", "HostKernel"]),
     .testTarget(name: "PlanningTests", dependencies: ["Planning"]),
-    .testTarget(name: "Interop", dependencies: ["apvirt", "VMM", "FUSE", "Planning"], path: "Tests/Interop", exclude: ["Scripts"]),
+    .testTarget(name: "ScenarioTests", dependencies: ["Scenario"]),
+    .testTarget(name: "Interop", dependencies: ["apvirt", "VMM", "FUSE", "Planning", "Scenario"], path: "Tests/Interop", exclude: ["Scripts"]),
     .testTarget(name: "apvirtTests", dependencies: ["apvirt", "HostKernel"]),
   ],
   swiftLanguageModes: [.v6]

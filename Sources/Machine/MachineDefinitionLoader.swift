@@ -49,6 +49,12 @@ public enum MachineDefinitionLoader {
     return try parse(yaml: text, source: path)
   }
 
+  /// A whole regular file as UTF-8 text, with `strerror`'s words when it cannot be read (a
+  /// scenario file is read the same way).
+  public static func readText(_ path: String) throws(MachineDefinitionError) -> String {
+    try readFile(path)
+  }
+
   /// A whole regular file as UTF-8 text, with `strerror`'s words when it cannot be read.
   static func readFile(_ path: String) throws(MachineDefinitionError) -> String {
     func fail(_ code: Int32) -> MachineDefinitionError {
@@ -87,14 +93,25 @@ public enum MachineDefinitionLoader {
     } catch {
       throw fail("not valid YAML: \(error)")
     }
-    guard let root = node?.mapping else { throw fail("the document must be a mapping of keys to values") }
+    guard let node else { throw fail("the document must be a mapping of keys to values") }
+    return try parse(node: node, source: source)
+  }
+
+  /// A definition from a YAML node already composed: a scenario's inline `machine:` mapping,
+  /// whose lines are those of the scenario file.
+  public static func parse(node: Node, source: String) throws(MachineDefinitionError) -> MachineDefinition {
+    func fail(_ m: String) -> MachineDefinitionError { MachineDefinitionError(source: source, message: m) }
+    guard let root = node.mapping else {
+      throw fail("the definition must be a mapping of keys to values\(line(node))")
+    }
     let known: Set<String> = [
       "name", "na", "nd", "apxa", "facilities", "crycb-format", "usage-domains", "control-domains",
       "adapters", "kernel",
     ]
     for key in root.keys {
       guard let k = key.string, known.contains(k) else {
-        throw fail("unknown key '\(key.string ?? "?")' (known: \(known.sorted().joined(separator: ", ")))")
+        throw fail(
+          "unknown key '\(key.string ?? "?")'\(line(key)) (known: \(known.sorted().joined(separator: ", ")))")
       }
     }
     let name = root["name"]?.string ?? "unnamed"
@@ -141,17 +158,17 @@ public enum MachineDefinitionLoader {
     var adapters: [MachineDefinition.Adapter] = []
     var seen = Set<Int>()
     if let list = root["adapters"] {
-      guard let seq = list.sequence else { throw fail("'adapters' must be a list") }
+      guard let seq = list.sequence else { throw fail("'adapters' must be a list\(line(list))") }
       for (index, item) in seq.enumerated() {
         let here = "adapters[\(index)]"
-        guard let m = item.mapping else { throw fail("\(here) must be a mapping") }
+        guard let m = item.mapping else { throw fail("\(here) must be a mapping\(line(item))") }
         let allowed: Set<String> = Set([
           "apid", "apids", "type", "mode", "depth", "configured", "serial", "reset-latency", "irq-latency",
         ])
         .union(coprocessorKeys)
         for key in m.keys where !allowed.contains(key.string ?? "") {
           throw fail(
-            "\(here): unknown key '\(key.string ?? "?")' (known: \(allowed.sorted().joined(separator: ", ")))"
+            "\(here): unknown key '\(key.string ?? "?")'\(line(key)) (known: \(allowed.sorted().joined(separator: ", ")))"
           )
         }
         var apids: [Int] = []
@@ -163,7 +180,7 @@ public enum MachineDefinitionLoader {
         } else if let many = try ids(m["apids"], "\(here).apids", max: na, fail) {
           apids = Array(many)
         } else {
-          throw fail("\(here) needs 'apid' or 'apids'")
+          throw fail("\(here) needs 'apid' or 'apids'\(line(item))")
         }
         let typeName = m["type"]?.string ?? "CEX8"
         guard let type = AdapterType(knownName: typeName) else {
@@ -208,7 +225,7 @@ public enum MachineDefinitionLoader {
   }
 
   /// ` (line N)` for a node that has a position, to point at it in the file.
-  static func line(_ node: Node?) -> String {
+  public static func line(_ node: Node?) -> String {
     guard let l = node?.mark?.line else { return "" }
     return " (line \(l))"
   }
@@ -277,13 +294,13 @@ public enum MachineDefinitionLoader {
     var pieces: [String] = []
     if let seq = node.sequence {
       for item in seq {
-        guard let s = item.string else { throw fail("'\(key)' must list numbers and ranges") }
+        guard let s = item.string else { throw fail("'\(key)' must list numbers and ranges\(line(item))") }
         pieces.append(s)
       }
     } else if let s = node.string {
       pieces = s.split(separator: ",").map(String.init)
     } else {
-      throw fail("'\(key)' must be an id list such as 0-15,32")
+      throw fail("'\(key)' must be an id list such as 0-15,32\(line(node))")
     }
     var mask = APMask()
     for raw in pieces {
@@ -292,9 +309,9 @@ public enum MachineDefinitionLoader {
       let ends = piece.split(separator: "-", omittingEmptySubsequences: false).map(String.init)
       guard (1...2).contains(ends.count), let a = parseNumber(ends[0]),
         let z = ends.count == 2 ? parseNumber(ends[1]) : a
-      else { throw fail("'\(key)': '\(piece)' is not a number or a range a-b") }
-      guard a <= z else { throw fail("'\(key)': range '\(piece)' runs backwards") }
-      guard z <= max else { throw fail("'\(key)': \(z) is above the machine's limit \(max)") }
+      else { throw fail("'\(key)': '\(piece)' is not a number or a range a-b\(line(node))") }
+      guard a <= z else { throw fail("'\(key)': range '\(piece)' runs backwards\(line(node))") }
+      guard z <= max else { throw fail("'\(key)': \(z) is above the machine's limit \(max)\(line(node))") }
       for b in a...z { mask.insert(b) }
     }
     return mask

@@ -30,6 +30,8 @@ public struct SysfsSnapshot: Hashable, Sendable {
   public var mdevs: [Mdev]
   /// Whether `devices/vfio_ap/matrix` exists (the vfio_ap module is loaded).
   public var hasVFIOAP: Bool
+  /// `bus/ap/ap_interrupts`: whether the AP bus uses interrupts (the machine has AQIC).
+  public var interrupts: Bool?
 
   public struct Card: Hashable, Sendable {
     public var apid: APID
@@ -39,10 +41,17 @@ public struct SysfsSnapshot: Hashable, Sendable {
     public var online: Bool?
     public var config: Bool?
     public var chkstop: Bool?
+    /// `raw_hwtype`: the type TAPQ reports (14 for a CEX8), before the kernel maps a newer one
+    /// to the newest it knows (`hwtype`).
+    public var rawHardwareType: Int?
+    /// `ap_functions`: TAPQ's facility bits (the mode: CCA, accelerator, EP11; APXA).
+    public var functions: UInt32?
+    /// `depth`: the queue depth TAPQ reports.
+    public var depth: Int?
 
     public init(
       apid: APID, type: String? = nil, driver: String? = nil, online: Bool? = nil, config: Bool? = nil,
-      chkstop: Bool? = nil
+      chkstop: Bool? = nil, rawHardwareType: Int? = nil, functions: UInt32? = nil, depth: Int? = nil
     ) {
       self.apid = apid
       self.type = type
@@ -50,6 +59,9 @@ public struct SysfsSnapshot: Hashable, Sendable {
       self.online = online
       self.config = config
       self.chkstop = chkstop
+      self.rawHardwareType = rawHardwareType
+      self.functions = functions
+      self.depth = depth
     }
   }
 

@@ -33,6 +33,7 @@ extension SysfsSnapshot {
     let usage = try r.qciMask("bus/ap/ap_usage_domain_mask")
     let control = try r.qciMask("bus/ap/ap_control_domain_mask")
     if let adapters, let usage, let control { s.qci = APMatrix(apm: adapters, aqm: usage, adm: control) }
+    s.interrupts = try r.optionalBool("bus/ap/ap_interrupts")
     s.features = try r.optional("bus/ap/features").map { text in
       let t = text.trimmingNewline
       return t == "-" ? [] : t.split(separator: " ").map(String.init)
@@ -47,7 +48,12 @@ extension SysfsSnapshot {
       s.cards[apid] = SysfsSnapshot.Card(
         apid: apid, type: try r.optional(dir + "/type")?.trimmingNewline, driver: r.driver(dir),
         online: try r.optionalBool(dir + "/online"), config: try r.optionalBool(dir + "/config"),
-        chkstop: try r.optionalBool(dir + "/chkstop"))
+        chkstop: try r.optionalBool(dir + "/chkstop"),
+        rawHardwareType: try r.optionalInt(dir + "/raw_hwtype"),
+        functions: try r.optional(dir + "/ap_functions").flatMap { t in
+          let h = t.trimmingNewline
+          return h.hasPrefix("0x") ? UInt32(h.dropFirst(2), radix: 16) : nil
+        }, depth: try r.optionalInt(dir + "/depth"))
       for qname in try r.list(dir) {
         guard let apqn = APQN(qname), apqn.apid == apid, qname == apqn.description else { continue }
         let qdir = dir + "/" + qname
@@ -208,6 +214,14 @@ struct SysfsReader {
 
   func int(_ relative: String) throws(SnapshotError) -> Int {
     let t = try text(relative)
+    guard let v = Int(t.trimmingNewline) else {
+      throw SnapshotError(path: path(relative), reason: "not a number: \(t.quoted)")
+    }
+    return v
+  }
+
+  func optionalInt(_ relative: String) throws(SnapshotError) -> Int? {
+    guard let t = try optional(relative) else { return nil }
     guard let v = Int(t.trimmingNewline) else {
       throw SnapshotError(path: path(relative), reason: "not a number: \(t.quoted)")
     }

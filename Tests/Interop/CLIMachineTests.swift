@@ -58,8 +58,11 @@ struct CLIMachineTests {
   }
 
   @Test func theDemoRunsOnEveryExampleAndRefusesATooSmallMachine() throws {
+    // The machine definitions, not the scenarios beside them (a top-level `machine:` key).
     let names = try FileManager.default.contentsOfDirectory(atPath: examplesDirectory).filter {
       $0.hasSuffix(".yaml")
+        && !((try? String(contentsOfFile: examplesDirectory + "/" + $0, encoding: .utf8)) ?? "")
+          .split(separator: "\n").contains { $0.hasPrefix("machine:") }
     }
     #expect(names.count >= 3)
     for name in names {

@@ -12,9 +12,16 @@ let examplesDirectory = URL(fileURLWithPath: #filePath)
 
 func examplePath(_ name: String) -> String { examplesDirectory.appendingPathComponent(name).path }
 
+/// The machine definitions of `Examples/`; the scenarios beside them (a top-level `machine:`
+/// key) are the Scenario module's.
 func exampleFiles() -> [String] {
   let names = (try? FileManager.default.contentsOfDirectory(atPath: examplesDirectory.path)) ?? []
-  return names.filter { $0.hasSuffix(".yaml") }.sorted()
+  return names.filter { $0.hasSuffix(".yaml") && !isScenario(examplePath($0)) }.sorted()
+}
+
+func isScenario(_ path: String) -> Bool {
+  let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+  return text.split(separator: "\n").contains { $0.hasPrefix("machine:") }
 }
 
 @Suite("Examples")

@@ -3,6 +3,7 @@ import Foundation
 import HostKernel
 import Logging
 import Machine
+import Scenario
 import Synchronization
 
 #if canImport(Glibc)
@@ -41,6 +42,20 @@ struct Up: ParsableCommand {
 
   @Option(name: .long, help: "A machine definition (YAML). Default: the embedded default machine.")
   var machine: String?
+
+  @Option(
+    name: .long,
+    help: ArgumentHelp(
+      "A scenario file (YAML): the machine, the masks, the mdevs and the guests to boot.",
+      discussion: """
+        The masks become chzdev's persistent masks and the mdevs mdevctl's definitions in the \
+        state directory (one holding definitions of other mdevs is refused), so that the boot \
+        applies them; the manual mdevs are started after the auto ones, then the guests. What \
+        fails is reported with the file's line, in the log and by `apvirt status`. \
+        `apvirt capture` writes one from a running host or a real /sys.
+        """,
+      valueName: "FILE"))
+  var config: String?
 
   @Option(name: .long, help: "Where to mount the emulated sysfs.")
   var mount: String = RuntimePaths.environmentMount
@@ -96,6 +111,9 @@ struct Up: ParsableCommand {
   var kernel: String?
 
   func validate() throws {
+    if config != nil && machine != nil {
+      throw ValidationError("--config and --machine: the scenario names its machine")
+    }
     guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1 to 64") }
     if let kernel, KernelProfile(kernel) == nil {
       throw ValidationError(
@@ -123,9 +141,15 @@ struct Up: ParsableCommand {
       guard let g = getgrnam(group) else { throw ValidationError("--group \(group): no such group") }
       gid = g.pointee.gr_gid
     }
-    let definition: MachineDefinition
+    var definition: MachineDefinition
+    var scenarioBoot: ScenarioBoot?
     do {
       definition = try machine.map { try MachineDefinitionLoader.load(path: $0) } ?? .embeddedDefault
+      if let config {
+        let scenario = try ScenarioLoader.load(path: config)
+        definition = scenario.machine
+        scenarioBoot = ScenarioBoot(scenario: scenario, source: config)
+      }
     } catch {
       throw RuntimeError("\(error)")
     }
@@ -136,7 +160,7 @@ struct Up: ParsableCommand {
     } else if let named = definition.kernel {
       guard let k = KernelProfile(named) else {
         throw RuntimeError(
-          "\(machine ?? "the machine"): kernel: \(named): not a kernel apvirt models; it knows \(KernelProfile.known.map(\.description).joined(separator: ", "))"
+          "\(machine ?? config ?? "the machine"): kernel: \(named): not a kernel apvirt models; it knows \(KernelProfile.known.map(\.description).joined(separator: ", "))"
         )
       }
       profile = k
@@ -160,7 +184,7 @@ struct Up: ParsableCommand {
         definition: definition, paths: RuntimePaths(mount: mount, state: state), threads: threads,
         group: gid, udevEvents: udevEvents,
         parameters: (try? cmdline.map { try KernelParameters(commandLine: $0) }) ?? KernelParameters(),
-        profile: profile,
+        profile: profile, scenario: scenarioBoot,
         logger: logger)
     } catch {
       logger.error("\(error)")

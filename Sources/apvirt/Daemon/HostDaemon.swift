@@ -67,7 +67,7 @@ final class HostDaemon: Sendable {
   init(
     definition: MachineDefinition, paths: RuntimePaths, threads: Int, group: gid_t? = nil,
     udevEvents: Bool = false, parameters: KernelParameters = KernelParameters(),
-    profile: KernelProfile = .newest,
+    profile: KernelProfile = .newest, scenario: ScenarioBoot? = nil,
     logger: Logger
   ) throws {
     self.paths = paths
@@ -87,9 +87,13 @@ final class HostDaemon: Sendable {
     if FUSEMount.isMountPoint(paths.mount) {
       throw StartError(description: "\(paths.mount) is already mounted: is another apvirt up running?")
     }
+    // A scenario (`--config`) is the state's configuration from here on: chzdev's rule and
+    // mdevctl's definitions, which the boot below applies.
+    var scenarioSteps: [BootStep] = []
     do throws(RuntimeError) {
       try RuntimePaths.makeDirectory(paths.mount, mode: 0o755)
       try paths.prepareState()
+      scenarioSteps = try scenario?.install(paths: paths) ?? []
     } catch {
       throw StartError(description: error.description)
     }
@@ -102,6 +106,7 @@ final class HostDaemon: Sendable {
     var boot: [BootStep] = parameters.problems.map {
       BootStep(what: "kernel command line", result: $0, failed: true)
     }
+    boot += scenarioSteps
     boot += Self.applyPersistentMasks(host, state: paths.state)
     // What udev does when the matrix parent appears: mdevctl starts the auto-start mdevs. The
     // real one needs the mount (it runs below, once the mount is served); without it (no root,
@@ -202,8 +207,14 @@ final class HostDaemon: Sendable {
       self.boot.withLock { $0 += steps }
       syncDmesg()
     }
+    if let scenario {
+      let steps = scenario.start(daemon: self)
+      Self.log(steps, logger)
+      self.boot.withLock { $0 += steps }
+      syncDmesg()
+    }
     // The control socket answers once boot is over: `apvirt status` (and a script waiting for
-    // it) sees the mdevs udev's mdevctl started.
+    // it) sees the mdevs udev's mdevctl started and the scenario's guests.
     Thread.detachNewThread { [self] in self.serveControl() }
     logger.info("sysfs mounted at \(paths.mount); control socket \(paths.controlSocket); ready")
   }
