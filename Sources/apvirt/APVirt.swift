@@ -31,7 +31,7 @@ struct APVirt: ParsableCommand {
     version: "apvirt \(apvirtVersion) (Linux 6.19 AP bus and vfio_ap, QEMU \(QEMUVersion.current) vfio-ap)",
     subcommands: [
       Demo.self, Up.self, Exec.self, Qemu.self, Status.self, Hardware.self, Dmesg.self, Down.self,
-      Chzdev.self, MapCommand.self, ExplainCommand.self, Capture.self,
+      Chzdev.self, MapCommand.self, ExplainCommand.self, Capture.self, PlanCommand.self, ApplyCommand.self,
       GuestAP.self, AttachDevice.self, DetachDevice.self, MachineCommand.self,
     ]
   )
