@@ -57,25 +57,11 @@ public enum MachineDefinitionLoader {
 
   /// A whole regular file as UTF-8 text, with `strerror`'s words when it cannot be read.
   static func readFile(_ path: String) throws(MachineDefinitionError) -> String {
-    func fail(_ code: Int32) -> MachineDefinitionError {
-      MachineDefinitionError(source: path, message: String(cString: strerror(code)))
-    }
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw fail(errno) }
-    defer { close(fd) }
-    var st = stat()
-    guard fstat(fd, &st) == 0 else { throw fail(errno) }
-    if st.st_mode & S_IFMT == S_IFDIR { throw fail(EISDIR) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-      let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-      if n < 0 {
-        if errno == EINTR { continue }
-        throw fail(errno)
-      }
-      if n == 0 { break }
-      bytes += buffer[..<n]
+    let bytes: [UInt8]
+    do throws(Errno) {
+      bytes = try FileContents.read(path)
+    } catch {
+      throw MachineDefinitionError(source: path, message: String(cString: strerror(error.rawValue)))
     }
     guard let text = String(validating: bytes, as: UTF8.self) else {
       throw MachineDefinitionError(source: path, message: "not UTF-8 text")

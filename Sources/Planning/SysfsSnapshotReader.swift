@@ -170,24 +170,13 @@ struct SysfsReader {
   /// The whole file, or nil when it does not exist.
   func optional(_ relative: String) throws(SnapshotError) -> String? {
     let p = path(relative)
-    let fd = open(p, O_RDONLY | O_CLOEXEC)
-    if fd < 0 {
-      if errno == ENOENT { return nil }
-      throw SnapshotError(path: p, reason: String(cString: strerror(errno)))
+    do throws(Errno) {
+      return String(decoding: try FileContents.read(p), as: UTF8.self)
+    } catch .noSuchFileOrDirectory {
+      return nil
+    } catch {
+      throw SnapshotError(path: p, reason: String(cString: strerror(error.rawValue)))
     }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 8192)
-    while true {
-      let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-      if n < 0 {
-        if errno == EINTR { continue }
-        throw SnapshotError(path: p, reason: String(cString: strerror(errno)))
-      }
-      if n == 0 { break }
-      bytes += buffer[..<n]
-    }
-    return String(decoding: bytes, as: UTF8.self)
   }
 
   func text(_ relative: String) throws(SnapshotError) -> String {

@@ -1,3 +1,4 @@
+import APModel
 import Foundation
 
 #if canImport(Glibc)
@@ -47,22 +48,11 @@ func systemReason(_ error: any Error) -> String {
 /// Reads a whole regular file as UTF-8 text, with the system's reason when it cannot
 /// (`/etc: Is a directory`, `missing.xml: No such file or directory`).
 func readTextFile(_ path: String) throws(RuntimeError) -> String {
-  let fd = open(path, O_RDONLY | O_CLOEXEC)
-  guard fd >= 0 else { throw .errno(path) }
-  defer { close(fd) }
-  var st = stat()
-  guard fstat(fd, &st) == 0 else { throw .errno(path) }
-  if st.st_mode & S_IFMT == S_IFDIR { throw .errno(path, EISDIR) }
-  var bytes: [UInt8] = []
-  var buffer = [UInt8](repeating: 0, count: 65536)
-  while true {
-    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-    if n < 0 {
-      if Glibc.errno == EINTR { continue }
-      throw .errno(path)
-    }
-    if n == 0 { break }
-    bytes += buffer[..<n]
+  let bytes: [UInt8]
+  do throws(Errno) {
+    bytes = try FileContents.read(path)
+  } catch {
+    throw .errno(path, error.rawValue)
   }
   guard let text = String(validating: bytes, as: UTF8.self) else {
     throw RuntimeError("\(path): not UTF-8 text")
