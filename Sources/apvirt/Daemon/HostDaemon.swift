@@ -111,9 +111,12 @@ final class HostDaemon: Sendable {
     // What udev does when the matrix parent appears: mdevctl starts the auto-start mdevs. The
     // real one needs the mount (it runs below, once the mount is served); without it (no root,
     // no mdevctl) the daemon replays the definitions itself, before anyone can look.
-    let realMdevctl = MdevctlBoot.available
+    // With nothing to start (no auto definition, none unreadable) mdevctl would do nothing, and
+    // starting it would cost every boot a process and a namespace.
+    let definitions = MdevctlDefinitions(directory: paths.mdevctlDirectory)
+    let realMdevctl = MdevctlBoot.available && definitions.hasBootWork
     if !realMdevctl {
-      for line in MdevctlDefinitions(directory: paths.mdevctlDirectory).startAutoDevices(on: host) {
+      for line in definitions.startAutoDevices(on: host) {
         boot.append(
           BootStep(what: "mdevctl start-parent-mdevs matrix", result: line.text, failed: line.failed))
       }

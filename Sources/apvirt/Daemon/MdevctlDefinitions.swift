@@ -46,48 +46,67 @@ struct MdevctlDefinitions {
     return (found, problems)
   }
 
-  /// Starts every auto-start definition of the `vfio_ap-passthrough` type: create, then each
-  /// attribute in order; on a failed write the half-made mdev is removed again, as mdevctl does.
-  /// Returns one line per definition saying what happened.
-  func startAutoDevices(on host: EmulatedHost) -> [(text: String, failed: Bool)] {
-    startAutoDeviceLines(on: host).map { ($0, !$0.hasSuffix(": started")) }
+  /// Whether `start-parent-mdevs` has anything to do at boot: an auto-start definition, or one
+  /// it cannot read (which makes it fail).
+  var hasBootWork: Bool {
+    let (found, problems) = definitions()
+    return !problems.isEmpty || found.contains { $0.autoStart }
   }
 
-  func startAutoDeviceLines(on host: EmulatedHost) -> [String] {
+  /// Why `mdevctl start` of one mdev failed.
+  enum StartFailure: Error {
+    case create(Errno)
+    case attribute(String, String, Errno)
+  }
+
+  /// What `mdevctl start` does to the host for one mdev: create it, then write each attribute
+  /// in order; on a failed write the half-made mdev is removed again.
+  static func start(_ uuid: String, attributes: [(String, String)], on host: EmulatedHost)
+    throws(StartFailure)
+  {
+    let create = "/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create"
+    do throws(Errno) {
+      try host.write(create, Array(uuid.utf8))
+    } catch {
+      throw .create(error)
+    }
+    for (attr, value) in attributes {
+      do throws(Errno) {
+        try host.write("/devices/vfio_ap/matrix/\(uuid)/\(attr)", Array(value.utf8))
+      } catch {
+        _ = try? host.write("/devices/vfio_ap/matrix/\(uuid)/remove", Array("1".utf8))
+        throw .attribute(attr, value, error)
+      }
+    }
+  }
+
+  /// Starts every auto-start definition of the `vfio_ap-passthrough` type (``start(_:attributes:on:)``
+  /// each). Returns one line per definition saying what happened, and whether it failed.
+  func startAutoDevices(on host: EmulatedHost) -> [(text: String, failed: Bool)] {
     let (defs, problems) = definitions()
     // mdevctl (1.2) reads every definition of the parent before it starts any: one it cannot
     // parse (a 0-byte file, say) makes `start-parent-mdevs` fail, and `list -d` with it, so
     // no mdev of the parent starts at boot.
     if !problems.isEmpty {
-      return problems + ["no mdev of parent matrix started: mdevctl fails on the definition(s) above"]
+      return (problems + ["no mdev of parent matrix started: mdevctl fails on the definition(s) above"]).map {
+        ($0, true)
+      }
     }
-    var report: [String] = []
-    let create = "/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create"
+    var report: [(String, Bool)] = []
     for d in defs where d.autoStart {
       guard d.type == "vfio_ap-passthrough" else {
-        report.append("\(d.uuid): type \(d.type) is not offered by parent matrix")
+        report.append(("\(d.uuid): type \(d.type) is not offered by parent matrix", true))
         continue
       }
-      do throws(Errno) {
-        try host.write(create, Array(d.uuid.utf8))
+      do throws(StartFailure) {
+        try Self.start(d.uuid, attributes: d.attributes, on: host)
+        report.append(("\(d.uuid): started", false))
       } catch {
-        report.append("\(d.uuid): create failed: \(error)")
-        continue
-      }
-      var failed: String?
-      for (attr, value) in d.attributes {
-        do throws(Errno) {
-          try host.write("/devices/vfio_ap/matrix/\(d.uuid)/\(attr)", Array(value.utf8))
-        } catch {
-          failed = "\(attr)=\(value): \(error)"
-          break
+        switch error {
+        case .create(let e): report.append(("\(d.uuid): create failed: \(e)", true))
+        case .attribute(let attr, let value, let e):
+          report.append(("\(d.uuid): not started, \(attr)=\(value): \(e)", true))
         }
-      }
-      if let failed {
-        _ = try? host.write("/devices/vfio_ap/matrix/\(d.uuid)/remove", Array("1".utf8))
-        report.append("\(d.uuid): not started, \(failed)")
-      } else {
-        report.append("\(d.uuid): started")
       }
     }
     return report

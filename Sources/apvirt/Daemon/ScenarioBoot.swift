@@ -76,27 +76,15 @@ struct ScenarioBoot: Sendable {
           .init(what: what, result: "not started at boot (see mdevctl's step above)", failed: true))
         continue
       }
-      let create = "/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create"
-      do throws(Errno) {
-        try host.write(create, Array(m.uuid.utf8))
-      } catch {
-        steps.append(.init(what: what, result: "create failed: \(error)", failed: true))
-        continue
-      }
-      var failure: String?
-      for (attr, value) in m.attributes {
-        do throws(Errno) {
-          try host.write("/devices/vfio_ap/matrix/\(m.uuid)/\(attr)", Array(value.utf8))
-        } catch {
-          failure = "echo \(value) > \(attr): \(error)"
-          break
-        }
-      }
-      if let failure {
-        _ = try? host.write("/devices/vfio_ap/matrix/\(m.uuid)/remove", Array("1".utf8))
-        steps.append(.init(what: what, result: "not started, \(failure)", failed: true))
-      } else {
+      do throws(MdevctlDefinitions.StartFailure) {
+        try MdevctlDefinitions.start(m.uuid, attributes: m.attributes, on: host)
         steps.append(.init(what: what, result: "started (start: manual)", failed: false))
+      } catch {
+        switch error {
+        case .create(let e): steps.append(.init(what: what, result: "create failed: \(e)", failed: true))
+        case .attribute(let attr, let value, let e):
+          steps.append(.init(what: what, result: "not started, echo \(value) > \(attr): \(e)", failed: true))
+        }
       }
     }
     let version =
