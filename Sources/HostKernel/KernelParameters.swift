@@ -57,7 +57,7 @@ public struct KernelParameters: Sendable, Equatable {
   /// without one), with the quotes the kernel drops removed.
   static func split(_ line: String) throws(Failure) -> [(String, String?)] {
     var words: [(String, String?)] = []
-    var chars = Array(line)
+    let chars = Array(line)
     var i = 0
     while i < chars.count {
       while i < chars.count && chars[i].isWhitespace { i += 1 }
@@ -76,7 +76,6 @@ public struct KernelParameters: Sendable, Equatable {
         words.append((text, nil))
       }
     }
-    chars.removeAll()
     return words
   }
 

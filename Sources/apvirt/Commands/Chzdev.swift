@@ -54,6 +54,15 @@ struct Chzdev: ParsableCommand {
     return (String(setting[..<eq]), String(setting[setting.index(after: eq)...]))
   }
 
+  /// A setting's value applied to `base` with zdev's grammar.
+  static func mask(_ name: String, _ value: String, base: APMask) throws -> APMask {
+    guard let mask = PersistentAPMasks.apply(value, to: base) else {
+      throw ValidationError(
+        "\(name)=\(value): not a list of numbers 0-255 and ranges (3,5-10) or of changes (+0-4,-0xf0)")
+    }
+    return mask
+  }
+
   func run() throws {
     let doActive = active || !persistent
     let doPersistent = persistent || !active || remove
@@ -69,11 +78,8 @@ struct Chzdev: ParsableCommand {
       for s in settings {
         let (name, value) = Self.split(s)
         let file = paths.mount + "/bus/ap/" + name
-        let current = try MaskParser.hexToBitmap(Array(readTextFile(file).utf8))
-        guard let mask = PersistentAPMasks.apply(value, to: current) else {
-          throw ValidationError(
-            "\(name)=\(value): not a list of numbers 0-255 and ranges (3,5-10) or of changes (+0-4,-0xf0)")
-        }
+        let mask = try Self.mask(
+          name, value, base: try MaskParser.hexToBitmap(Array(readTextFile(file).utf8)))
         let fd = open(file, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw RuntimeError.errno(file) }
         let text = Array(mask.hexString.utf8)
@@ -86,15 +92,13 @@ struct Chzdev: ParsableCommand {
         print("\(name) \(mask.hexString) (active)")
       }
     }
-    if doPersistent && !remove || (remove && !settings.isEmpty) {
+    // (With --remove and no settings it returned above.)
+    if doPersistent {
       var masks = try PersistentAPMasks.read(state: state) ?? PersistentAPMasks()
       for s in settings {
         let (name, value) = Self.split(s)
-        let base = (name == "apmask" ? masks.apmask : masks.aqmask) ?? APMask()
-        guard let mask = PersistentAPMasks.apply(value, to: base) else {
-          throw ValidationError(
-            "\(name)=\(value): not a list of numbers 0-255 and ranges (3,5-10) or of changes (+0-4,-0xf0)")
-        }
+        let mask = try Self.mask(
+          name, value, base: (name == "apmask" ? masks.apmask : masks.aqmask) ?? APMask())
         if name == "apmask" { masks.apmask = mask } else { masks.aqmask = mask }
         print("\(name) \(mask.hexString) (persistent)")
       }

@@ -70,14 +70,6 @@ struct ControlClient {
     case .failure(let f): throw RuntimeError(f.desc)
     }
   }
-
-  /// An adapter or domain number as the command line gives it: decimal or 0x-hex.
-  static func number(_ text: String, _ what: String) throws -> Int {
-    let t = text.lowercased()
-    let n = t.hasPrefix("0x") ? Int(t.dropFirst(2), radix: 16) : Int(t)
-    guard let n, n >= 0 else { throw ValidationError("'\(text)' is not \(what) number (decimal or 0x-hex)") }
-    return n
-  }
 }
 
 /// Options shared by the commands that talk to a daemon.
