@@ -156,6 +156,35 @@ struct FirmwareTimingKernelTests {
     #expect(cat(k, "/devices/ap/card05/chkstop") == "1\n")
   }
 
+  @Test("one queue checkstopped after its ZAPQ was accepted: the warning, and VFIO_DEVICE_RESET succeeds")
+  func checkstopDuringTheOnlyReset() throws {
+    // Linux 6.6+: `apq_reset_check` returns on the TAPQ's 04 without touching `reset_status`,
+    // which holds the ZAPQ's 00, so `vfio_ap_mdev_reset_queues` finds nothing to fail.
+    let k = bootWithFreedAdapters()
+    let m = makeMdev(k, uuid1, adapters: [5], domains: [4])
+    let vm = k.kvm.createVM(name: "g")
+    try k.vfioAP.openDevice(m, kvm: vm)
+    try k.machine.injectFault(.checkstopDuringReset, on: .adapter(5), count: 1)
+    let seq = k.log.nextSeq
+    try k.vfioAP.resetDevice(m)
+    #expect(logSince(k, seq) == ["vfio_ap: failed to verify reset of queue 05.0004: TAPQ rc=4"])
+    #expect(k.machine.adapters[5]?.checkstopped == true)
+    // The queue stays passable: the guest keeps adapter 5 until the host's scan sees the checkstop.
+    #expect(cat(k, mdevPath(uuid1) + "/guest_matrix") == "05.0004\n")
+  }
+
+  @Test("a ZAPQ answering 03 (the adapter deconfigured under the host) is no reset failure")
+  func deconfiguredZAPQ() throws {
+    let k = bootWithFreedAdapters()
+    let m = makeMdev(k, uuid1, adapters: [5], domains: [4, 5])
+    let vm = k.kvm.createVM(name: "g")
+    try k.vfioAP.openDevice(m, kvm: vm)
+    try k.machine.setConfigured(5, false)
+    let seq = k.log.nextSeq
+    try k.vfioAP.resetDevice(m)
+    #expect(logSince(k, seq) == [])
+  }
+
   @Test("a reset-in-progress ZAPQ is waited for and issued again")
   func resetInProgressZAPQ() throws {
     let k = bootWithFreedAdapters()

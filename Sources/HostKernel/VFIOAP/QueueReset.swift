@@ -37,7 +37,9 @@ extension VFIOAPDriver {
   }
 
   /// Resets every linked queue (`vfio_ap_mdev_reset_queues`); false (EIO) when any queue's
-  /// reset ended with anything but 00, 03 and 04 included.
+  /// `reset_status` is not 00. That status is the last ZAPQ's answer (a 03 is kept as 00), not
+  /// what the verifying TAPQ saw: a queue whose adapter checkstops after it accepted the ZAPQ
+  /// only gets the warning, as in Linux 6.6 and later.
   @discardableResult
   func resetQueues(_ m: MediatedDevice) -> Bool {
     let qs = m.queues.values.sorted { $0.apqn < $1.apqn }
@@ -54,6 +56,8 @@ extension VFIOAPDriver {
     case .normal, .resetInProgress, .busy, .stateChangeInProgress:
       return true
     case .deconfigured:
+      // The adapter left the configuration: nothing to verify, and nothing failed.
+      q.resetResponseCode = .normal
       return false
     default:
       kernel.printk("vfio_ap: PQAP/ZAPQ for \(q.apqn) failed with invalid rc=\(rc.rawValue)")
@@ -94,13 +98,14 @@ extension VFIOAPDriver {
         q.resetResponseCode = kernel.cpu.zapq(q.apqn).responseCode
         return true
       }
-      q.resetResponseCode = t.responseCode
+      // The ZAPQ's status stands; a queue that left the configuration meanwhile reads 00.
+      if t.responseCode == .deconfigured { q.resetResponseCode = .normal }
       return false
     default:
-      // -EIO: the queue cannot be verified (a checkstop during the reset).
+      // -EIO: the queue cannot be verified (a checkstop during the reset). The work ends with
+      // the warning and leaves `reset_status` as the last ZAPQ answered.
       kernel.printk(
         "vfio_ap: failed to verify reset of queue \(q.apqn): TAPQ rc=\(t.responseCode.rawValue)")
-      q.resetResponseCode = t.responseCode
       return false
     }
   }
