@@ -8,6 +8,7 @@
 /// | 6.4 | 088174960ebc "s390/ap: filter ap card functions, new queue functions attribute" | a queue's `ap_functions` |
 /// | 6.10 | e12aa0b5b2fb, 8fb456bc9f9b "s390/vfio-ap: Add sysfs attr, ap_config" (read, write) | an mdev's `ap_config` |
 /// | 6.12 | 2d8721364ce8 "s390/vfio-ap: Driver feature advertisement" | the matrix device's `features` |
+/// | 6.15 | "s390/vfio-ap: Signal guest of AP config change" (Rorie Reyes; in v6.15-rc1's uapi headers, hash not in the stored sources) | the device's config-change IRQ (`VFIO_AP_CFG_CHG_IRQ_INDEX`, 2 IRQs) |
 /// | 6.15 | d33d729afcc8 "s390/vfio-ap: Fix no AP queue sharing allowed message written to kernel log" | the sharing conflict's log lines |
 /// | 6.19 | d38a87d7c064 "s390/ap: Support driver_override for AP queue devices" | a queue's `driver_override` |
 /// | 6.19 | 46030379f13c "s390/ap: Restrict driver_override versus apmask and aqmask use" | overrides and masks in use exclude each other |
@@ -68,6 +69,9 @@ public struct KernelProfile: Sendable, Hashable, Comparable, CustomStringConvert
   /// The sharing-conflict messages of d33d729afcc8; before it, both conflicts said
   /// `Userspace may not re-assign queue %02lx.%04lx already assigned to %s`.
   public var hasSharingMessageFix: Bool { since(6, 15) }
+  /// `VFIO_AP_CFG_CHG_IRQ_INDEX`: the second IRQ, which tells QEMU the guest's APCB changed.
+  /// Before it `VFIO_AP_NUM_IRQS` is 1, and index 1 is EINVAL.
+  public var hasConfigChangeIRQ: Bool { since(6, 15) }
   /// A queue's `driver_override`, and its exclusion of the masks (d38a87d7c064, 46030379f13c).
   public var hasDriverOverride: Bool { since(6, 19) }
   /// `/sys/bus/ap/bindings_complete_count` (51d921a613b1).

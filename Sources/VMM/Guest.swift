@@ -39,6 +39,8 @@ public final class Guest: Sendable {
     var anonymousCount = 0
     var status = "running"
     var quit = false
+    /// What QEMU printed as warnings (to its standard error), oldest first.
+    var warnings: [String] = []
     /// Why it quit: the SHUTDOWN event's reason.
     var quitReason: String?
     /// CRWs queued for the guest and not yet drained.
@@ -105,7 +107,12 @@ public final class Guest: Sendable {
     // kernel finds them in its first AP bus scan at boot.
     for (spec, text) in zip(c.devices, c.deviceTexts) {
       do throws(DeviceError) {
+        let before = state.withLock { $0.warnings.count }
         _ = try deviceAdd(spec, hotplugged: false)
+        // A warning of a command-line device names the option, as QEMU's error location does.
+        state.withLock { s in
+          for i in before..<s.warnings.count { s.warnings[i] = "-device \(text): " + s.warnings[i] }
+        }
       } catch {
         shutDown()
         throw DeviceError("-device \(text): \(error.message)")
@@ -201,6 +208,9 @@ public final class Guest: Sendable {
     state.withLock { s in s.inert.compactMap { d in d.id.map { ($0, d.driver) } } }
   }
 
+  /// The warnings QEMU printed so far, oldest first.
+  public var warnings: [String] { state.withLock { $0.warnings } }
+
   /// `device_add` (and `-device`, with `hotplugged` false): flat properties, `driver` first.
   /// Returns the QOM path.
   ///
@@ -271,7 +281,8 @@ public final class Guest: Sendable {
       }
       // Without sysfsdev, QEMU's realize stats a NULL path and prints it as glibc does.
       guard let sysfsdev else { throw DeviceError("vfio (null): no such host device: Bad address") }
-      var device = try realize(id: id, path: path, sysfsdev: sysfsdev, cfgIRQ: cfgIRQ)
+      var (device, warning) = try realize(id: id, path: path, sysfsdev: sysfsdev, cfgIRQ: cfgIRQ)
+      if let warning { s.warnings.append(warning) }
       device.hotplugged = hotplugged
       s.device = device
       return path
@@ -279,10 +290,14 @@ public final class Guest: Sendable {
   }
 
   /// Realize: resolve the mdev, open it (the kernel links the KVM and sets the guest's APCB),
-  /// wire the request IRQ and, from QEMU 10.1 on, the config-change IRQ.
-  func realize(id: String?, path: String, sysfsdev: String, cfgIRQ: Bool) throws(DeviceError) -> VFIOAPDevice
-  {
+  /// wire the request IRQ and, from QEMU 10.1 on, the config-change IRQ. A host kernel without
+  /// that IRQ (before Linux 6.15) is no failure: QEMU warns (`vfio_ap_register_irq_notifier`
+  /// finds too few IRQs in the device's info) and goes on; the warning is returned.
+  func realize(id: String?, path: String, sysfsdev: String, cfgIRQ: Bool) throws(DeviceError) -> (
+    VFIOAPDevice, String?
+  ) {
     let vmID = self.vmID
+    var warning: String?
     let result: Result<String, DeviceError> = host.withKernel { k in
       do throws(DeviceError) {
         let uuid = try VFIOAPDevice.resolve(sysfsdev, in: k, mounts: sysfsMounts)
@@ -294,8 +309,14 @@ public final class Guest: Sendable {
         }
         try? k.vfioAP.setIRQ(m, index: VFIOAPDriver.requestIRQIndex) { [weak self] in self?.requestIRQ() }
         if cfgIRQ {
-          try? k.vfioAP.setIRQ(m, index: VFIOAPDriver.configChangeIRQIndex) { [weak self] in
-            self?.configChangeIRQ()
+          let irqs = k.vfioAP.deviceInfo(m).numIRQs
+          if irqs <= VFIOAPDriver.configChangeIRQIndex {
+            warning =
+              "warning: vfio: IRQ \(VFIOAPDriver.configChangeIRQIndex) not available (number of irqs \(irqs))"
+          } else {
+            try? k.vfioAP.setIRQ(m, index: VFIOAPDriver.configChangeIRQIndex) { [weak self] in
+              self?.configChangeIRQ()
+            }
           }
         }
         return .success(uuid)
@@ -304,7 +325,9 @@ public final class Guest: Sendable {
       }
     }
     let uuid = try result.get()
-    return VFIOAPDevice(id: id, qomPath: path, sysfsdev: sysfsdev, uuid: uuid, configChangeIRQ: cfgIRQ)
+    return (
+      VFIOAPDevice(id: id, qomPath: path, sysfsdev: sysfsdev, uuid: uuid, configChangeIRQ: cfgIRQ), warning
+    )
   }
 
   /// `device_del`: by id or QOM path; synchronous; DEVICE_DELETED is emitted before the reply.

@@ -75,6 +75,22 @@ struct KernelProfileTests {
     }
   }
 
+  @Test(arguments: all) func theConfigChangeIRQFrom6_15(_ p: KernelProfile) throws {
+    let k = bootWith(p)
+    let m = makeMdev(k, uuid1, adapters: [5], domains: [4])
+    let vm = k.kvm.createVM(name: "g")
+    try k.vfioAP.openDevice(m, kvm: vm)
+    let newer = p >= .v6_16
+    #expect(k.vfioAP.deviceInfo(m).numIRQs == (newer ? 2 : 1))
+    #expect((try? k.vfioAP.irqInfo(m, index: 0)) == 1)
+    #expect((try? k.vfioAP.irqInfo(m, index: 1)) == (newer ? 1 : nil))
+    if newer {
+      try k.vfioAP.setIRQ(m, index: 1, trigger: {})
+    } else {
+      #expect(throws: Errno.invalidArgument) { try k.vfioAP.setIRQ(m, index: 1, trigger: {}) }
+    }
+  }
+
   @Test(arguments: all) func driverOverrideAndTheCompletionCounterFrom6_19(_ p: KernelProfile) {
     let k = HostKernel(profile: p)
     let has = p >= .v6_19

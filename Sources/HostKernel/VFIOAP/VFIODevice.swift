@@ -53,19 +53,25 @@ extension VFIOAPDriver {
 
   /// `VFIO_DEVICE_GET_INFO`.
   public func deviceInfo(_ m: MediatedDevice) -> VFIODeviceInfo {
-    VFIODeviceInfo(flags: VFIODeviceInfo.flagsAP | VFIODeviceInfo.flagsReset, numRegions: 0, numIRQs: 2)
+    VFIODeviceInfo(flags: VFIODeviceInfo.flagsAP | VFIODeviceInfo.flagsReset, numRegions: 0, numIRQs: numIRQs)
   }
 
-  /// `VFIO_DEVICE_GET_IRQ_INFO`: one eventfd IRQ at index 0 and 1; other indexes EINVAL.
+  /// `VFIO_AP_NUM_IRQS`: the request IRQ, and from Linux 6.15 the config-change IRQ.
+  var numIRQs: Int { kernel.profile.hasConfigChangeIRQ ? 2 : 1 }
+
+  /// Whether `index` is an IRQ this kernel's vfio_ap has.
+  func hasIRQ(_ index: Int) -> Bool { index >= 0 && index < numIRQs }
+
+  /// `VFIO_DEVICE_GET_IRQ_INFO`: one eventfd IRQ at each index the kernel has; others EINVAL.
   public func irqInfo(_ m: MediatedDevice, index: Int) throws(Errno) -> Int {
-    guard index == Self.requestIRQIndex || index == Self.configChangeIRQIndex else { throw .invalidArgument }
+    guard hasIRQ(index) else { throw .invalidArgument }
     return 1
   }
 
   /// `VFIO_DEVICE_SET_IRQS` with `ACTION_TRIGGER | DATA_EVENTFD`: registers (or with nil, as
   /// fd -1, clears) the eventfd of an IRQ index.
   public func setIRQ(_ m: MediatedDevice, index: Int, trigger: (@Sendable () -> Void)?) throws(Errno) {
-    guard m.isOpen else { throw .invalidArgument }
+    guard m.isOpen, hasIRQ(index) else { throw .invalidArgument }
     switch index {
     case Self.requestIRQIndex: m.requestTrigger = trigger
     case Self.configChangeIRQIndex: m.configChangeTrigger = trigger

@@ -79,6 +79,7 @@ final class GuestRegistry: Sendable {
       throw StartFailure(message: prefix + error.message)
     }
     guest.emulatorPID = emulator
+    warnings += guest.warnings
     // The monitors: the sockets the emulator passed, then the paths of `-qmp`; each is QMP on the
     // guest. If one cannot be opened, QEMU exits: the guest goes, and so do the others.
     var monitors: [JSONStreamServer] = []
