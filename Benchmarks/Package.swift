@@ -39,6 +39,20 @@ let package = Package(
       path: "Benchmarks/FUSEBenchmarks",
       plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
     ),
+    // The table of issue 12 in one run: apvirt's FUSE server against a libfuse reference
+    // server (Reference/sysfs-ref.c, a fixture built by Scripts/table.sh) and tmpfs, the engine
+    // rows and the daemon rows. Plain executable (no benchmark library): Scripts/table.sh.
+    .executableTarget(
+      name: "APVirtTable",
+      dependencies: [
+        .product(name: "APModel", package: "apvirt"),
+        .product(name: "Machine", package: "apvirt"),
+        .product(name: "HostKernel", package: "apvirt"),
+        .product(name: "FUSE", package: "apvirt"),
+        .product(name: "SysfsFUSE", package: "apvirt"),
+      ],
+      path: "Harness"
+    ),
   ],
   swiftLanguageModes: [.v6]
 )

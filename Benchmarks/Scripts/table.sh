@@ -1,0 +1,25 @@
+#!/bin/bash
+# The performance table of issue 12 in one run (see Benchmarks/README.md, "The table"):
+#   Benchmarks/Scripts/table.sh [all|fuse|engine|up]
+# builds apvirt and the harness in release mode (Benchmarks/.build), builds the libfuse
+# reference server (Reference/sysfs-ref.c, a benchmark fixture: needs libfuse3-dev and
+# pkg-config) and prints the table to stdout (progress to stderr). Needs root and /dev/fuse.
+# Counts: FUSE_BATCHES FUSE_CYCLES FUSE_ECHOES FUSE_READER_SECONDS ENGINE_ITERATIONS
+# MDEV_CREATES UP_ITERATIONS UP_IDLE_SECONDS; SKIP_BUILD=1 reuses the last build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "table.sh: needs root (FUSE mounts with mount(2))" >&2; exit 1; }
+[ -c /dev/fuse ] || { echo "table.sh: no /dev/fuse" >&2; exit 1; }
+pkg-config --exists fuse3 || {
+  echo "table.sh: libfuse3 development files missing: apt-get install -y libfuse3-dev pkg-config" >&2
+  exit 1
+}
+BIN=.build/release
+if [ -z "${SKIP_BUILD:-}" ]; then
+  # One build at a time: the second reuses the first's modules.
+  timeout 1800 swift build -c release --product apvirt >&2
+  timeout 1800 swift build -c release --product APVirtTable >&2
+  # shellcheck disable=SC2046
+  cc -O2 -Wall -o $BIN/sysfs-ref Reference/sysfs-ref.c $(pkg-config --cflags --libs fuse3)
+fi
+exec timeout 3600 $BIN/APVirtTable "${@:-all}" --ref $BIN/sysfs-ref --apvirt $BIN/apvirt
