@@ -148,6 +148,14 @@ import Testing
     #expect(
       r.stdout.contains("  - name: web\n    cpu: \"z15,ap=on,apqci=on,apft=on,apqi=on\"\n    mdev: 8a3ce2fb"))
     #expect(r.stdout.contains("  - name: batch\n    cpu: host\n"))
+    // What the daemon says for it, in status's JSON: each VM's -cpu and mdev, and the state.
+    let json = try JSONSerialization.jsonObject(with: Data(try d.apvirt(["status", "--json"]).stdout.utf8))
+    let status = json as? [String: Any] ?? [:]
+    let vms = status["vms"] as? [[String: Any]] ?? []
+    #expect(vms.map { $0["name"] as? String } == ["web", "batch"])
+    #expect(vms.map { $0["cpu"] as? String } == ["z15,ap=on,apqci=on,apft=on,apqi=on", "host"])
+    #expect(vms.map { $0["mdev"] as? String } == ["8a3ce2fb-0f4e-44b6-b7c2-1c3b0e7c8e9a", nil])
+    #expect(status["state"] as? String == d.state)
 
     // A bad domain XML fails the capture, naming the file and the line.
     let libvirt = d.root + "/libvirt-bad"
