@@ -36,7 +36,10 @@ let package = Package(
     .target(name: "Planning", dependencies: ["APModel"]),
     .target(
       name: "Scenario",
-      dependencies: ["APModel", "Machine", "Planning", .product(name: "Yams", package: "Yams")]
+      dependencies: [
+        "APModel", "Machine", "Planning", .product(name: "Yams", package: "Yams"),
+        .product(name: "SystemPackage", package: "swift-system"),
+      ]
     ),
     .executableTarget(
       name: "apvirt",

@@ -25,7 +25,9 @@ import Machine
 /// ```
 ///
 /// Two scenarios are equal when they describe the same configuration: where a file said it
-/// (``Mdev/line``, ``Guest/line``, ``machineFile``) does not count.
+/// (``Mdev/line``, ``Guest/line``, ``machineFile``) does not count, nor the order of the mdevs
+/// (mdevctl starts the `auto` ones at boot in its own order, whatever the file's) or of the
+/// guests (each has its own mdev and name).
 public struct Scenario: Sendable {
   public var machine: MachineDefinition
   /// The machine's file as the scenario names it (relative to the scenario), or nil when the
@@ -146,15 +148,19 @@ public struct Scenario: Sendable {
 
 extension Scenario: Hashable {
   public static func == (a: Scenario, b: Scenario) -> Bool {
-    a.machine == b.machine && a.apmask == b.apmask && a.aqmask == b.aqmask && a.mdevs == b.mdevs
-      && a.guests == b.guests
+    a.machine == b.machine && a.apmask == b.apmask && a.aqmask == b.aqmask && a.sortedMdevs == b.sortedMdevs
+      && a.sortedGuests == b.sortedGuests
   }
 
   public func hash(into h: inout Hasher) {
     h.combine(machine)
     h.combine(apmask)
     h.combine(aqmask)
-    h.combine(mdevs)
-    h.combine(guests)
+    h.combine(sortedMdevs)
+    h.combine(sortedGuests)
   }
+
+  /// The mdevs by UUID and the guests by name: the lists as equality sees them.
+  var sortedMdevs: [Mdev] { mdevs.sorted { $0.uuid < $1.uuid } }
+  var sortedGuests: [Guest] { guests.sorted { ($0.name, $0.mdev ?? "") < ($1.name, $1.mdev ?? "") } }
 }

@@ -18,14 +18,61 @@ import Planning
 ///   mdevctl's definitions, its start mode;
 /// - a guest for every mdev whose queues read `in use`.
 ///
-/// What it does not show is left at the defaults and said in the scenario's ``Scenario/notes``:
-/// the machine's name, the CRYCB format (2 with APXA, else 0), the coprocessors' serial numbers
-/// and keys, firmware latencies, the kernel's version, guests' names and CPU models, and guests
-/// without an mdev. ``visible(_:)`` is the part of a scenario that a capture gives back.
+/// What sysfs does not show comes from where a host keeps it, when the caller has it: the guests'
+/// names and CPU models (``KnownGuests``: the emulated host's daemon, or libvirt's domain XML),
+/// the machine's name, kernel, CRYCB format and latencies (``HostFacts``: the daemon). What no
+/// source gave is left at the defaults and said in the scenario's ``Scenario/notes``; the
+/// coprocessors' serial numbers and keys are always left at the defaults.
 public enum ScenarioCapture {
+  /// The guests a capture names, from where a host keeps what sysfs does not: their names, CPU
+  /// models and mdevs.
+  public struct KnownGuests: Sendable {
+    /// Where they come from, for the notes: `the apvirt daemon`, `libvirt's domains in DIR`.
+    public var source: String
+    /// In the scenario's order.
+    public var guests: [Scenario.Guest]
+    /// What the source could not settle (a domain that does not run), written as notes.
+    public var notes: [String]
+
+    public init(source: String, guests: [Scenario.Guest], notes: [String] = []) {
+      self.source = source
+      self.guests = guests
+      self.notes = notes
+    }
+  }
+
+  /// What the emulated host's daemon knows of its machine that sysfs does not show.
+  public struct HostFacts: Sendable {
+    public var machineName: String
+    /// The upstream kernel the host runs when not apvirt's default (`6.12`), else nil.
+    public var kernel: String?
+    public var crycbFormat: Int
+    /// The firmware latencies of each adapter that has any, in nanoseconds.
+    public var latencies: [APID: (reset: UInt64, irq: UInt64)]
+
+    public init(
+      machineName: String, kernel: String? = nil, crycbFormat: Int,
+      latencies: [APID: (reset: UInt64, irq: UInt64)] = [:]
+    ) {
+      self.machineName = machineName
+      self.kernel = kernel
+      self.crycbFormat = crycbFormat
+      self.latencies = latencies
+    }
+  }
+
+  /// A capture and what it could not know, for the command to say on stderr.
+  public struct Outcome: Sendable {
+    public var scenario: Scenario
+    /// The mdevs in use whose guest no source named: each is written as `guest-UUIDPREFIX`
+    /// with `cpu: host`.
+    public var unnamedGuests: [String]
+  }
+
   public static func capture(
-    _ s: SysfsSnapshot, definitions: [String: Scenario.StartMode]? = nil, name: String = "captured"
-  ) -> Scenario {
+    _ s: SysfsSnapshot, definitions: [String: Scenario.StartMode]? = nil, guests known: KnownGuests? = nil,
+    host: HostFacts? = nil, name: String? = nil
+  ) -> Outcome {
     var notes: [String] = ["Captured from \(s.root) by apvirt capture."]
     let functions = s.cards.values.compactMap(\.functions)
     let apxa =
@@ -59,19 +106,30 @@ public enum ScenarioCapture {
       } else if let t = card.type?.last {
         mode = t == "P" ? .ep11 : t == "A" ? .accel : .cca
       }
-      adapters.append(
-        MachineDefinition.Adapter(
-          apid: apid, type: type!, mode: mode, queueDepth: card.depth ?? 8, configured: card.config ?? true))
+      var adapter = MachineDefinition.Adapter(
+        apid: apid, type: type!, mode: mode, queueDepth: card.depth ?? 8, configured: card.config ?? true)
+      if let l = host?.latencies[apid] {
+        adapter.resetLatency = l.reset
+        adapter.irqLatency = l.irq
+      }
+      adapters.append(adapter)
     }
     let usage = config.aqm
     let control = s.qci?.adm ?? usage
     var machine = MachineDefinition(
-      name: name, na: s.maxAdapterID, nd: s.maxDomainID, apxa: apxa, facilities: facilities,
-      crycbFormat: apxa ? 2 : 0, adapters: adapters, usageDomains: usage, controlDomains: control)
-    machine.kernel = nil
-    notes.append(
-      "Not in sysfs, so left at the defaults: the machine's name, CRYCB format, serial numbers, keys, latencies, the kernel's version."
-    )
+      name: name ?? host?.machineName ?? "captured", na: s.maxAdapterID, nd: s.maxDomainID, apxa: apxa,
+      facilities: facilities, crycbFormat: host?.crycbFormat ?? (apxa ? 2 : 0), adapters: adapters,
+      usageDomains: usage, controlDomains: control)
+    machine.kernel = host?.kernel
+    if host == nil {
+      notes.append(
+        "Not in sysfs, so left at the defaults: \(name == nil ? "the machine's name, " : "")CRYCB format, serial numbers, keys, latencies, the kernel's version."
+      )
+    } else {
+      notes.append(
+        "The machine's \(name == nil ? "name, " : "")kernel, CRYCB format and latencies are the daemon's.")
+      notes.append("Not in sysfs, so left at the defaults: serial numbers, keys.")
+    }
 
     var scenario = Scenario(machine: machine, apmask: s.apmask, aqmask: s.aqmask)
     for m in s.mdevs {
@@ -91,30 +149,89 @@ public enum ScenarioCapture {
     for (uuid, _) in (definitions ?? [:]).sorted(by: { $0.key < $1.key }) where s.mdev(uuid) == nil {
       notes.append("mdev \(uuid) is defined in mdevctl but not running: left out.")
     }
-    let used = s.mdevs.filter(\.inUse)
-    if !used.isEmpty {
+
+    if let known {
+      notes.append("Guest names and CPU models from \(known.source).")
+      notes += known.notes
+      scenario.guests = known.guests
+    }
+    let named = Set(scenario.guests.compactMap(\.mdev))
+    let unnamed = s.mdevs.filter { $0.inUse && !named.contains($0.uuid) }
+    if !unnamed.isEmpty {
       notes.append(
-        "Guest names and CPU models are not in sysfs: each guest is named after its mdev (its queues read 'in use'), with cpu host."
+        known == nil
+          ? "Guest names and CPU models are not in sysfs: each guest is named after its mdev (its queues read 'in use'), with cpu host."
+          : "\(known!.source) names no guest of mdev \(unnamed.map(\.uuid).joined(separator: ", ")), whose queues read 'in use': named after the mdev, with cpu host."
       )
     }
-    for m in used {
+    for m in unnamed {
       scenario.guests.append(Scenario.Guest(name: guestName(m.uuid), cpu: "host", mdev: m.uuid))
     }
     scenario.notes = notes
-    return scenario
+    return Outcome(scenario: scenario, unnamedGuests: unnamed.map(\.uuid))
   }
 
-  /// What a capture calls the guest of an mdev: `guest-62177883`.
+  /// The guests libvirt's domains name, for the mdevs whose queues read `in use`: a domain whose
+  /// vfio-ap hostdev names such an mdev is its guest (of several, the one that runs, as
+  /// `virsh dumpxml` of a running domain shows). A domain without a vfio-ap hostdev is no
+  /// scenario guest; one whose mdev is not in use does not run, and is left out with a note.
+  public static func guests(
+    libvirt domains: [(file: String, domain: LibvirtDomain)], directory: String, snapshot s: SysfsSnapshot
+  ) -> KnownGuests {
+    var notes: [String] = []
+    var byMdev: [String: [LibvirtDomain]] = [:]
+    for (_, d) in domains { if let m = d.mdev { byMdev[m, default: []].append(d) } }
+    var chosen: [String: LibvirtDomain] = [:]
+    for (uuid, candidates) in byMdev {
+      guard let m = s.mdev(uuid) else {
+        notes.append(
+          "libvirt domain \(candidates.map(\.name).joined(separator: ", ")) uses mdev \(uuid), which sysfs does not show: left out."
+        )
+        continue
+      }
+      guard m.inUse else {
+        notes.append(
+          "libvirt domain \(candidates.map(\.name).joined(separator: ", ")) uses mdev \(uuid), whose queues are not in use (the domain does not run): left out."
+        )
+        continue
+      }
+      let running = candidates.filter(\.running)
+      if candidates.count == 1 {
+        chosen[uuid] = candidates[0]
+      } else if running.count == 1 {
+        chosen[uuid] = running[0]
+      } else {
+        notes.append(
+          "libvirt domains \(candidates.map(\.name).joined(separator: ", ")) all use mdev \(uuid) and none alone is known to run."
+        )
+      }
+    }
+    let withoutAP = domains.filter { $0.domain.mdev == nil }.map(\.domain.name)
+    if !withoutAP.isEmpty {
+      notes.append(
+        "libvirt domains without a vfio-ap hostdev are no AP guests: left out: \(withoutAP.joined(separator: ", "))."
+      )
+    }
+    var guests: [Scenario.Guest] = []
+    for (_, d) in domains {
+      guard let m = d.mdev, chosen[m] == d else { continue }
+      guests.append(Scenario.Guest(name: d.name, cpu: d.cpu, mdev: m))
+    }
+    return KnownGuests(source: "libvirt's domains in \(directory)", guests: guests, notes: notes)
+  }
+
+  /// What a capture calls the guest of an mdev no source names: `guest-62177883`.
   public static func guestName(_ uuid: String) -> String { "guest-" + uuid.prefix(8) }
 
-  /// The part of a scenario that capturing the host booted from it gives back: the machine
-  /// without what sysfs does not show (its name is `name`), mdevs by UUID, and only guests with an
-  /// mdev, named after it, with cpu `host`. `capture(read(up(x)))` equals `visible(x)`.
-  public static func visible(_ scenario: Scenario, name: String = "captured") -> Scenario {
+  /// The part of a scenario that capturing the host booted from it gives back from sysfs alone
+  /// (a copy of the mount, without --libvirt and the daemon): the machine without what sysfs
+  /// does not show (its name is `name`, when given), and only guests with an mdev, named after
+  /// it, with cpu `host`.
+  public static func visible(_ scenario: Scenario, name: String? = nil) -> Scenario {
     var s = scenario
     s.notes = []
     s.machineFile = nil
-    s.machine.name = name
+    if let name { s.machine.name = name }
     s.machine.kernel = nil
     s.machine.crycbFormat = s.machine.apxa ? 2 : 0
     if !s.machine.facilities.qci {
@@ -126,11 +243,9 @@ public enum ScenarioCapture {
       MachineDefinition.Adapter(
         apid: a.apid, type: a.type, mode: a.mode, queueDepth: a.queueDepth, configured: a.configured)
     }
-    s.mdevs.sort { $0.uuid < $1.uuid }
     s.guests = s.guests.compactMap { g in
       g.mdev.map { Scenario.Guest(name: guestName($0), cpu: "host", mdev: $0) }
     }
-    s.guests.sort { ($0.mdev ?? "") < ($1.mdev ?? "") }
     return s
   }
 

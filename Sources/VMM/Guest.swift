@@ -14,6 +14,9 @@ public final class Guest: Sendable {
   public let host: EmulatedHost
   public let name: String
   public let cpu: CPUModel
+  /// `-cpu` as the command line gave it (`z15,ap=on,apft=on`): what a scenario's guest names,
+  /// which the parsed model does not keep (the order of the features, those QEMU ignores).
+  public let cpuOption: String
   public let vmID: Int
   /// `-smp`: the vCPUs the guest has.
   public let vcpus: Int
@@ -89,6 +92,7 @@ public final class Guest: Sendable {
       throw DeviceError(error.message)
     }
     cpu = model
+    cpuOption = c.cpu
     let vcpus = c.vcpus
     self.vcpus = vcpus
     noShutdown = c.noShutdown

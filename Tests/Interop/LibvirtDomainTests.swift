@@ -228,4 +228,33 @@ struct LibvirtDomainTests {
     #expect(started.stderr.contains("No 'ap-bus' bus found for device 'vfio-ap'"), "\(started.stderr)")
     #expect(try h.eventually { try emulators(h).isEmpty && apcb(h, "noap") == "-" })
   }
+
+  /// `apvirt capture` names libvirt's guest as libvirt started it: the daemon has the `-cpu`
+  /// libvirt gave, and reading libvirt's own files (its persistent definitions under
+  /// etc/libvirt/qemu, with their `autostart` and `networks` beside them, and `virsh dumpxml`
+  /// of the running domain) gives the same name and CPU model.
+  @Test func captureNamesTheDomainFromTheDaemonAndFromLibvirtsFiles() throws {
+    let (h, _) = try prepared()
+    let started = try h.virsh(["start", "guest1"])
+    #expect(started.status == 0, "\(started.stderr)\n\(h.libvirtdLog.suffix(2000))")
+    let guest = "  - name: guest1\n    cpu: \"z15,ap=on,apqci=on,apft=on\"\n    mdev: \(mdev)\n"
+
+    let fromDaemon = try run(apvirtBinary, ["capture", "--sysfs", h.daemon.mount])
+    #expect(fromDaemon.status == 0, "\(fromDaemon.stderr)")
+    #expect(fromDaemon.stdout.hasSuffix("guests:\n" + guest), "\(fromDaemon.stdout)")
+
+    let persistent = h.daemon.state + "/private/etc/libvirt/qemu"
+    let dumped = h.daemon.root + "/dumped"
+    try FileManager.default.createDirectory(atPath: dumped, withIntermediateDirectories: true)
+    let dump = try h.virsh(["dumpxml", "guest1"])
+    #expect(dump.stdout.contains("<domain type='kvm' id="), "\(dump.stdout)")
+    try dump.stdout.write(toFile: dumped + "/guest1.xml", atomically: true, encoding: .utf8)
+    for dir in [persistent, dumped] {
+      let r = try run(apvirtBinary, ["capture", "--sysfs", h.daemon.mount, "--libvirt", dir])
+      #expect(r.status == 0, "\(dir): \(r.stderr)")
+      #expect(r.stdout.hasSuffix("guests:\n" + guest), "\(dir): \(r.stdout)")
+      #expect(r.stdout.contains("# Guest names and CPU models from libvirt's domains in \(dir).\n"))
+      #expect(r.stderr == "", "\(dir): \(r.stderr)")
+    }
+  }
 }

@@ -293,9 +293,13 @@ struct HostStatus: Codable, Sendable, Equatable {
     var status: String?
     /// The guest's QMP sockets.
     var qmp: [String]
+    /// Its `-cpu` as given (`host,ap=on,apft=on`) and the mdev of its vfio-ap device: what
+    /// `apvirt capture` names a guest by, which sysfs does not show. Absent from older daemons.
+    var cpu: String?
+    var mdev: String?
 
     enum CodingKeys: String, CodingKey {
-      case id, name, apcb, pid, status, qmp
+      case id, name, apcb, pid, status, qmp, cpu, mdev
       case apcbUpdates = "apcb_updates"
     }
   }
@@ -319,9 +323,13 @@ struct HostStatus: Codable, Sendable, Equatable {
   /// What ran at boot besides the kernel, and how it went.
   var boot: [HostDaemon.BootStep]
   var faults: [Fault]
+  /// The state directory, absolute: its `etc/mdevctl.d` holds the mdevs' definitions (`apvirt
+  /// capture` reads their start modes there). Absent from older daemons.
+  var state: String?
 
   enum CodingKeys: String, CodingKey {
-    case machine, kernel, adapters, queues, bound, drivers, scans, mdevs, vms, apmask, aqmask, boot, faults
+    case machine, kernel, adapters, queues, bound, drivers, scans, mdevs, vms, apmask, aqmask, boot, faults,
+      state
     case crycbFormat = "crycb_format"
     case usageDomains = "usage_domains"
     case controlDomains = "control_domains"

@@ -7,9 +7,9 @@ import Machine
 /// `HardwareControl`). The requests and replies are in
 /// `ControlMessages.swift`; the session that reads them is `ControlSession`.
 enum ControlProtocol {
-  static func status(_ host: EmulatedHost, guests: GuestRegistry? = nil, boot: [HostDaemon.BootStep] = [])
-    -> HostStatus
-  {
+  static func status(
+    _ host: EmulatedHost, guests: GuestRegistry? = nil, boot: [HostDaemon.BootStep] = [], state: String? = nil
+  ) -> HostStatus {
     // What the guests' own locks guard is read before the host's lock is taken: a guest takes
     // its lock and then the host's, never the other way round.
     let entries = guests?.guests.withLock { $0 } ?? [:]
@@ -17,10 +17,15 @@ enum ControlProtocol {
       entries.values.map { e in
         (
           e.guest.vmID,
-          GuestProcess(pid: e.guest.emulatorPID, status: e.guest.status, qmp: e.monitors.map(\.path))
+          GuestProcess(
+            pid: e.guest.emulatorPID, status: e.guest.status, qmp: e.monitors.map(\.path),
+            cpu: e.guest.cpuOption,
+            mdev: e.guest.device?.uuid)
         )
       }, uniquingKeysWith: { a, _ in a })
-    return host.withKernel { status($0, guests: processes, boot: boot) }
+    var st = host.withKernel { status($0, guests: processes, boot: boot) }
+    st.state = state.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }
+    return st
   }
 
   /// What the daemon knows of a guest's process, by KVM VM id.
@@ -28,6 +33,10 @@ enum ControlProtocol {
     var pid: Int32?
     var status: String
     var qmp: [String]
+    /// `-cpu` as given.
+    var cpu: String?
+    /// The mdev of its vfio-ap device.
+    var mdev: String?
   }
 
   static func dmesg(_ host: EmulatedHost) -> String {
@@ -51,7 +60,7 @@ enum ControlProtocol {
       let entry = guests[vm.id]
       return HostStatus.VM(
         id: vm.id, name: vm.name, apcb: vm.apcb.apqns.map(\.description), apcbUpdates: vm.apcbUpdateCount,
-        pid: entry?.pid, status: entry?.status, qmp: entry?.qmp ?? [])
+        pid: entry?.pid, status: entry?.status, qmp: entry?.qmp ?? [], cpu: entry?.cpu, mdev: entry?.mdev)
     }
     let adapters = k.machine.adapters.values.sorted { $0.definition.apid < $1.definition.apid }.map { a in
       HostStatus.Adapter(

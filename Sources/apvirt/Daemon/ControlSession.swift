@@ -95,7 +95,8 @@ final class ControlSession {
     switch head.execute {
     case C.Status.name:
       run(C.Status.self, data, head) { _ in
-        ControlProtocol.status(host, guests: guests, boot: self.daemon.bootSteps)
+        ControlProtocol.status(
+          host, guests: guests, boot: self.daemon.bootSteps, state: self.daemon.paths.state)
       }
     case C.Dmesg.name: run(C.Dmesg.self, data, head) { _ in ControlProtocol.dmesg(host) }
     case C.Quit.name:
