@@ -164,8 +164,9 @@ struct ApplyCommand: ParsableCommand {
       write and its errno. A target that cannot be reached is refused before anything is written.
 
       --persist also keeps the result for the next boot: mdevctl's definitions \
-      (STATE/etc/mdevctl.d/matrix/UUID, as mdevctl define writes them; those of the mdevs the \
-      plan removed go) and chzdev's persistent masks (STATE/etc/udev/rules.d/41-ap.rules).
+      (STATE/etc/mdevctl.d/matrix/UUID, made with mdevctl define where mdevctl is installed and \
+      apply runs as root, else written as it writes them; those of the mdevs the plan removed \
+      go) and chzdev's persistent masks (STATE/etc/udev/rules.d/41-ap.rules).
       """)
 
   @OptionGroup var options: PlanOptions
@@ -255,24 +256,45 @@ struct ApplyCommand: ParsableCommand {
 
   static func text(_ e: Errno) -> String { String(cString: strerror(e.rawValue)) }
 
-  /// mdevctl's definitions and chzdev's persistent masks for the scenario.
+  /// mdevctl's definitions and chzdev's persistent masks for the scenario. The definitions are
+  /// mdevctl's own `define` and `undefine` where mdevctl can run (``MdevctlDefine``), else
+  /// written as it writes them.
   func persistScenario(_ scenario: Scenario, plan: ConfigurationPlan) throws -> [String] {
     var out: [String] = []
     let dir = state + "/etc/mdevctl.d/matrix"
-    do {
-      try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let fm = FileManager.default
+    let gone = plan.before.mdevs.filter {
+      scenario.mdev($0.uuid) == nil && fm.fileExists(atPath: dir + "/" + $0.uuid)
+    }
+    if let mdevctl = MdevctlDefine(sysfs: options.root.sysfs, state: state) {
+      do {
+        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+      } catch {
+        throw RuntimeError("cannot write mdevctl's definitions in \(dir): \(systemReason(error))")
+      }
       for m in scenario.mdevs {
-        try m.mdevctlJSON.write(toFile: dir + "/" + m.uuid, atomically: true, encoding: .utf8)
+        try mdevctl.define(
+          uuid: m.uuid, json: m.mdevctlJSON, replacing: fm.fileExists(atPath: dir + "/" + m.uuid))
         out.append(dir + "/" + m.uuid)
       }
-      for m in plan.before.mdevs where scenario.mdev(m.uuid) == nil {
-        if FileManager.default.fileExists(atPath: dir + "/" + m.uuid) {
-          try FileManager.default.removeItem(atPath: dir + "/" + m.uuid)
+      for m in gone {
+        try mdevctl.undefine(uuid: m.uuid)
+        out.append(dir + "/" + m.uuid + " (removed)")
+      }
+    } else {
+      do {
+        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for m in scenario.mdevs {
+          try m.mdevctlJSON.write(toFile: dir + "/" + m.uuid, atomically: true, encoding: .utf8)
+          out.append(dir + "/" + m.uuid)
+        }
+        for m in gone {
+          try fm.removeItem(atPath: dir + "/" + m.uuid)
           out.append(dir + "/" + m.uuid + " (removed)")
         }
+      } catch {
+        throw RuntimeError("cannot write mdevctl's definitions in \(dir): \(systemReason(error))")
       }
-    } catch {
-      throw RuntimeError("cannot write mdevctl's definitions in \(dir): \(systemReason(error))")
     }
     try PersistentAPMasks(apmask: scenario.apmask, aqmask: scenario.aqmask).write(state: state)
     out.append(PersistentAPMasks.path(state: state))
