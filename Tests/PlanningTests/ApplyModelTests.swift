@@ -178,7 +178,7 @@ struct ApplyModelTests {
   /// up what the mdevs use), sometimes anything (shared APQNs, reserved ones, ids beyond the
   /// machine's 7). An mdev a guest has open is never removed: its `remove` would wait for the
   /// guest, and sysfs shows an open mdev only through queues `in use`.
-  static func target(_ c: Case, _ s: SysfsSnapshot, open: Set<String>) -> PlanTarget {
+  static func target(_ c: Case, open: Set<String>) -> PlanTarget {
     var rng = SeededGenerator(seed: c.seed &* 0x5851_F42D_4C95_7F2D &+ 1)
     let careful = Int.random(in: 0..<10, using: &rng) < 7
     var mdevs: [String: APMatrix] = [:]
@@ -234,7 +234,7 @@ struct ApplyModelTests {
       let s0 = try SysfsSnapshot.read(from: world.sysfs)
       var rng = SeededGenerator(seed: k.seed ^ 0xA5A5)
       let plan = ConfigurationPlan(
-        from: s0, to: Self.target(k, s0, open: Set(world.guests.keys)), apConfig: Bool.random(using: &rng))
+        from: s0, to: Self.target(k, open: Set(world.guests.keys)), apConfig: Bool.random(using: &rng))
       c.cases += 1
       c.guests += world.guests.count
       guard plan.reachable else {
@@ -261,7 +261,7 @@ struct ApplyModelTests {
   func applyDoesWhatThePlanSaysOrNothing(_ c: Case) throws {
     let world = Self.build(c)
     let s0 = try SysfsSnapshot.read(from: world.sysfs)
-    let target = Self.target(c, s0, open: Set(world.guests.keys))
+    let target = Self.target(c, open: Set(world.guests.keys))
     var rng = SeededGenerator(seed: c.seed ^ 0xA5A5)
     let apConfig = Bool.random(using: &rng)
     let plan = ConfigurationPlan(from: s0, to: target, apConfig: apConfig)
