@@ -280,7 +280,7 @@ struct ApplyModelTests {
     // The failures first, each on the host the one before left (restored, as checked), then the
     // apply that goes through.
     var w = world
-    for k in 1...max(1, plan.steps.count) where !plan.steps.isEmpty {
+    for k in stride(from: 1, through: plan.steps.count, by: 1) {
       try checkInjectedFailure(c, plan, w, k)
       w = try restoredOrRebuilt(c, w, s0, obs0)
       try checkRefusalByTheKernel(c, plan, w, k)
