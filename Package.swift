@@ -55,7 +55,7 @@ let package = Package(
     .testTarget(name: "HostKernelTests", dependencies: ["HostKernel"]),
     .testTarget(name: "FUSETests", dependencies: ["FUSE"]),
     .testTarget(name: "VMMTests", dependencies: ["VMM", "HostKernel"]),
-    .testTarget(name: "PlanningTests", dependencies: ["Planning"]),
+    .testTarget(name: "PlanningTests", dependencies: ["Planning", "HostKernel", "Machine", "Sysfs"]),
     .testTarget(name: "ScenarioTests", dependencies: ["Scenario"]),
     .testTarget(name: "Interop", dependencies: ["apvirt", "VMM", "FUSE", "Planning", "Scenario"], path: "Tests/Interop", exclude: ["Scripts"]),
     .testTarget(name: "apvirtTests", dependencies: ["apvirt", "HostKernel"]),

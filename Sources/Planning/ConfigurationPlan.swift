@@ -263,7 +263,10 @@ public struct ConfigurationPlan: Sendable {
           errno: .fileExists, reasons: ["mdev \(u) exists already"], effects: [], after: s, changes: false)
       }
       var after = s
-      let apConfig = s.mdevs.first?.hasAPConfig ?? true
+      // Only an mdev shows whether the kernel has ap_config (Linux 6.10): with none yet, a new
+      // one is taken to lack it, so that an --ap-config plan assigns it with assign_* (which
+      // every kernel has) rather than write an ap_config that 6.1 to 6.9 do not have (ENOENT).
+      let apConfig = s.mdevs.first?.hasAPConfig ?? false
       let guest: APMatrix? = s.mdevs.first.map { $0.guestMatrix == nil ? nil : APMatrix() } ?? APMatrix()
       after.mdevs.append(
         SysfsSnapshot.Mdev(
@@ -380,19 +383,39 @@ public struct ConfigurationPlan: Sendable {
   }
 }
 
-/// What apply compares after each write: the masks and every mdev's assigned matrix.
+/// What apply compares after each write: the masks, every mdev's assigned matrix, and its
+/// `guest_matrix` where the kernel has one (Linux 6.2): what a plan's step can change.
 public struct ReadBack: Hashable, Sendable {
   public var apmask: APMask
   public var aqmask: APMask
   public var mdevs: [String: APMatrix]
+  /// `guest_matrix` by UUID, for the mdevs that have one.
+  public var guestMatrices: [String: APMatrix]
 
   public init(_ s: SysfsSnapshot) {
-    apmask = s.apmask
-    aqmask = s.aqmask
-    mdevs = Dictionary(uniqueKeysWithValues: s.mdevs.map { ($0.uuid, $0.matrix) })
+    self.init(apmask: s.apmask, aqmask: s.aqmask, mdevs: s.mdevs)
   }
 
-  /// The differences, one sentence each (`expected` is self).
+  public init(apmask: APMask, aqmask: APMask, mdevs: [SysfsSnapshot.Mdev]) {
+    self.apmask = apmask
+    self.aqmask = aqmask
+    self.mdevs = Dictionary(uniqueKeysWithValues: mdevs.map { ($0.uuid, $0.matrix) })
+    guestMatrices = Dictionary(
+      uniqueKeysWithValues: mdevs.compactMap { m in m.guestMatrix.map { (m.uuid, $0) } })
+  }
+
+  /// Equal when ``differences(from:)`` finds none: a `guest_matrix` counts only where both
+  /// sides have one.
+  public static func == (a: ReadBack, b: ReadBack) -> Bool { a.differences(from: b).isEmpty }
+
+  public func hash(into h: inout Hasher) {
+    h.combine(apmask)
+    h.combine(aqmask)
+    h.combine(mdevs)
+  }
+
+  /// The differences, one sentence each (`expected` is self). A `guest_matrix` is compared where
+  /// both sides have one: a prediction cannot know whether a kernel with no mdev yet has the file.
   public func differences(from actual: ReadBack) -> [String] {
     var out: [String] = []
     if apmask != actual.apmask {
@@ -409,6 +432,10 @@ public struct ReadBack: Hashable, Sendable {
         out.append(
           "mdev \(u)'s matrix is \(MatrixRules.matrixSummary(a)), not \(MatrixRules.matrixSummary(e))")
       default: break
+      }
+      if let e = guestMatrices[u], let a = actual.guestMatrices[u], e != a {
+        out.append(
+          "mdev \(u)'s guest_matrix is \(MatrixRules.matrixSummary(a)), not \(MatrixRules.matrixSummary(e))")
       }
     }
     return out

@@ -23,8 +23,13 @@ extension SysfsSnapshot {
   /// emulated host's mount, or a copy of one). A file every AP kernel has that is missing or
   /// unreadable throws, naming it; files of later kernels may be missing.
   public static func read(root: String) throws(SnapshotError) -> SysfsSnapshot {
-    let r = SysfsReader(root: root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root)
-    var s = SysfsSnapshot(root: r.root)
+    try read(from: POSIXSysfsRoot(root))
+  }
+
+  /// The same from any ``SysfsHost`` (an emulated kernel in the same process, in tests).
+  public static func read(from host: some SysfsHost) throws(SnapshotError) -> SysfsSnapshot {
+    let r = SysfsReader(host: host)
+    var s = SysfsSnapshot(root: host.root)
     s.apmask = try r.mask("bus/ap/apmask")
     s.aqmask = try r.mask("bus/ap/aqmask")
     s.maxAdapterID = try r.int("bus/ap/ap_max_adapter_id")
@@ -67,45 +72,15 @@ extension SysfsSnapshot {
       }
     }
 
-    let matrixDir = "devices/vfio_ap/matrix"
-    s.hasVFIOAP = r.isDirectory(matrixDir)
-    if s.hasVFIOAP {
-      var mdevs: [Mdev] = []
-      for name in try r.list(matrixDir) where isUUID(name) && r.isDirectory(matrixDir + "/" + name) {
-        let dir = matrixDir + "/" + name
-        var matrix: APMatrix
-        let config = try r.optional(dir + "/ap_config")
-        if let config {
-          guard let m = parseAPConfig(config) else {
-            throw SnapshotError(
-              path: r.path(dir + "/ap_config"), reason: "not three hex masks: \(config.quoted)")
-          }
-          matrix = m
-        } else {
-          matrix = try r.matrixText(dir + "/matrix")
-          let cdoms = try r.text(dir + "/control_domains")
-          for line in cdoms.split(separator: "\n") {
-            guard let d = Int(line, radix: 16), (0...255).contains(d) else {
-              throw SnapshotError(
-                path: r.path(dir + "/control_domains"), reason: "not a control domain: \(String(line).quoted)"
-              )
-            }
-            matrix.adm.insert(d)
-          }
-        }
-        let guest = try r.optional(dir + "/guest_matrix").map { text throws(SnapshotError) in
-          guard let m = parseMatrixText(text) else {
-            throw SnapshotError(path: r.path(dir + "/guest_matrix"), reason: "not a matrix: \(text.quoted)")
-          }
-          return m
-        }
-        mdevs.append(
-          Mdev(uuid: name.lowercased(), matrix: matrix, guestMatrix: guest, hasAPConfig: config != nil))
+    if let mdevs = try r.mdevs() {
+      s.hasVFIOAP = true
+      s.mdevs = mdevs.map { m in
+        var m = m
+        m.inUse = m.matrix.apqns.contains { s.queues[$0]?.inUse == true }
+        return m
       }
-      for i in mdevs.indices {
-        mdevs[i].inUse = mdevs[i].matrix.apqns.contains { s.queues[$0]?.inUse == true }
-      }
-      s.mdevs = mdevs.sorted { $0.uuid < $1.uuid }
+    } else {
+      s.hasVFIOAP = false
     }
     return s
   }
@@ -156,26 +131,20 @@ extension SysfsSnapshot {
   }
 }
 
-/// Reads files under a root with the system's reasons for failures.
+/// Reads files of a ``SysfsHost`` with the system's reasons for failures.
 struct SysfsReader {
-  let root: String
+  let host: any SysfsHost
 
-  func path(_ relative: String) -> String { root == "/" ? "/" + relative : root + "/" + relative }
+  func path(_ relative: String) -> String { host.fullPath(relative) }
 
-  func isDirectory(_ relative: String) -> Bool {
-    var st = stat()
-    return stat(path(relative), &st) == 0 && st.st_mode & S_IFMT == S_IFDIR
-  }
+  func isDirectory(_ relative: String) -> Bool { host.isDirectory(relative) }
 
   /// The whole file, or nil when it does not exist.
   func optional(_ relative: String) throws(SnapshotError) -> String? {
-    let p = path(relative)
     do throws(Errno) {
-      return String(decoding: try FileContents.read(p), as: UTF8.self)
-    } catch .noSuchFileOrDirectory {
-      return nil
+      return try host.read(relative).map { String(decoding: $0, as: UTF8.self) }
     } catch {
-      throw SnapshotError(path: p, reason: String(cString: strerror(error.rawValue)))
+      throw SnapshotError(path: path(relative), reason: String(cString: strerror(error.rawValue)))
     }
   }
 
@@ -234,31 +203,60 @@ struct SysfsReader {
     return m
   }
 
+  /// vfio_ap's mediated devices, by UUID ascending, with their assigned matrices and
+  /// `guest_matrix` (`inUse` false: that is the queues' to say); nil when
+  /// `devices/vfio_ap/matrix` does not exist (vfio_ap is not loaded).
+  func mdevs() throws(SnapshotError) -> [SysfsSnapshot.Mdev]? {
+    let matrixDir = "devices/vfio_ap/matrix"
+    guard isDirectory(matrixDir) else { return nil }
+    var mdevs: [SysfsSnapshot.Mdev] = []
+    for name in try list(matrixDir) where SysfsSnapshot.isUUID(name) && isDirectory(matrixDir + "/" + name) {
+      let dir = matrixDir + "/" + name
+      var matrix: APMatrix
+      let config = try optional(dir + "/ap_config")
+      if let config {
+        guard let m = SysfsSnapshot.parseAPConfig(config) else {
+          throw SnapshotError(path: path(dir + "/ap_config"), reason: "not three hex masks: \(config.quoted)")
+        }
+        matrix = m
+      } else {
+        matrix = try matrixText(dir + "/matrix")
+        let cdoms = try text(dir + "/control_domains")
+        for line in cdoms.split(separator: "\n") {
+          guard let d = Int(line, radix: 16), (0...255).contains(d) else {
+            throw SnapshotError(
+              path: path(dir + "/control_domains"), reason: "not a control domain: \(String(line).quoted)")
+          }
+          matrix.adm.insert(d)
+        }
+      }
+      let guest = try optional(dir + "/guest_matrix").map { text throws(SnapshotError) in
+        guard let m = SysfsSnapshot.parseMatrixText(text) else {
+          throw SnapshotError(path: path(dir + "/guest_matrix"), reason: "not a matrix: \(text.quoted)")
+        }
+        return m
+      }
+      mdevs.append(
+        SysfsSnapshot.Mdev(
+          uuid: name.lowercased(), matrix: matrix, guestMatrix: guest, hasAPConfig: config != nil))
+    }
+    return mdevs.sorted { $0.uuid < $1.uuid }
+  }
+
   /// The last component of the `driver` link's target (the link may dangle in a copy).
   func driver(_ dir: String) -> String? {
-    var buffer = [CChar](repeating: 0, count: 4096)
-    let n = readlink(path(dir + "/driver"), &buffer, buffer.count - 1)
-    guard n > 0 else { return nil }
-    let target = String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    return target.split(separator: "/").last.map(String.init)
+    host.linkTarget(dir + "/driver")?.split(separator: "/").last.map(String.init)
   }
 
   /// The names in a directory, sorted; a missing one is empty unless `required`.
   func list(_ relative: String, required: Bool = true) throws(SnapshotError) -> [String] {
-    let p = path(relative)
-    guard let d = opendir(p) else {
-      if errno == ENOENT && !required { return [] }
-      throw SnapshotError(path: p, reason: String(cString: strerror(errno)))
+    do throws(Errno) {
+      if let names = try host.list(relative) { return names }
+      if !required { return [] }
+      throw Errno.noSuchFileOrDirectory
+    } catch {
+      throw SnapshotError(path: path(relative), reason: String(cString: strerror(error.rawValue)))
     }
-    defer { closedir(d) }
-    var names: [String] = []
-    while let e = readdir(d) {
-      let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
-        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-      }
-      if name != "." && name != ".." { names.append(name) }
-    }
-    return names.sorted()
   }
 }
 

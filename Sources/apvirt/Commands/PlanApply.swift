@@ -157,14 +157,16 @@ struct ApplyCommand: ParsableCommand {
     abstract: "Carry out `apvirt plan`: write, read back, and undo everything on a failure.",
     discussion: """
       Makes the writes `apvirt plan FILE` prints, one at a time, and after each reads back the \
-      masks and every mdev's matrix. When a write fails, or what it reads back is not what the \
+      masks and every mdev's matrix and guest_matrix (not the cards and queues, which no write \
+      of the plan touches). When a write fails, or what it reads back is not what the \
       kernel's rules predict, the writes made so far are undone in reverse order, so that the \
       host ends in its old state or in the new one, and apply exits with status 1, naming the \
       write and its errno. A target that cannot be reached is refused before anything is written.
 
       --persist also keeps the result for the next boot: mdevctl's definitions \
-      (STATE/etc/mdevctl.d/matrix/UUID, as mdevctl define writes them; those of the mdevs the \
-      plan removed go) and chzdev's persistent masks (STATE/etc/udev/rules.d/41-ap.rules).
+      (STATE/etc/mdevctl.d/matrix/UUID, made with mdevctl define where mdevctl is installed and \
+      apply runs as root, else written as it writes them; those of the mdevs the plan removed \
+      go) and chzdev's persistent masks (STATE/etc/udev/rules.d/41-ap.rules).
       """)
 
   @OptionGroup var options: PlanOptions
@@ -178,13 +180,6 @@ struct ApplyCommand: ParsableCommand {
   /// For tests: `N:COMMAND` runs COMMAND with /bin/sh in the sysfs root before the Nth write.
   @Option(name: .customLong("before-write"), help: .hidden) var hook: String?
 
-  struct Failure {
-    var step: PlanStep
-    var index: Int
-    var errno: Errno?
-    var reasons: [String]
-  }
-
   func run() throws {
     let (scenario, _, plan) = try options.load()
     let root = options.root.sysfs
@@ -196,46 +191,25 @@ struct ApplyCommand: ParsableCommand {
       }
       throw ExitCode(1)
     }
-    var failure: Failure?
-    var done = 0
-    for (i, p) in plan.steps.enumerated() {
-      runHook(before: i + 1, root: root)
-      if let e = Self.perform(p.step, root: root) {
-        failure = Failure(
-          step: p.step, index: i, errno: e,
-          reasons: ConfigurationPlan.predict(p.step, in: try snapshot()).reasons)
-        break
-      }
-      done = i + 1
-      let diffs = ReadBack(p.after).differences(from: ReadBack(try snapshot()))
-      if !diffs.isEmpty {
-        failure = Failure(
-          step: p.step, index: i, errno: nil,
-          reasons: ["what it reads back is not what the kernel's rules predict:"] + diffs)
-        break
-      }
+    let outcome: ConfigurationApply.Outcome
+    do {
+      outcome = try ConfigurationApply.run(plan, on: POSIXSysfsRoot(root)) { runHook(before: $0, root: root) }
+    } catch {
+      throw RuntimeError("cannot read the AP configuration: \(error)")
     }
-    guard let failure else {
+    guard let failure = outcome.failure else {
       var persisted: [String] = []
       if persist { persisted = try persistScenario(scenario, plan: plan) }
       report(plan: plan, persisted: persisted)
       return
     }
-    // Undo what was done, last first.
-    var undoErrors: [String] = []
-    let undo = plan.undo(through: done)
-    for step in undo {
-      if let e = Self.perform(step, root: root) {
-        undoErrors.append("\(step): \(e.symbolicName) (\(Self.text(e)))")
-      }
-    }
-    let now = ReadBack(try snapshot())
-    let back = ReadBack(plan.before).differences(from: now)
+    let undo = outcome.undone
+    let back = outcome.differences
     if options.json {
       var d: [String: Any] = [
         "applied": false, "failedWrite": failure.step.description, "index": failure.index + 1,
-        "reasons": failure.reasons, "undone": undo.map(\.description), "undoErrors": undoErrors,
-        "restored": back.isEmpty, "differences": back,
+        "reasons": failure.reasons, "undone": undo.map(\.description),
+        "undoErrors": outcome.undoErrors.map(\.description), "restored": back.isEmpty, "differences": back,
       ]
       if let e = failure.errno { d["errno"] = e.symbolicName }
       PlanReport.printJSON(d)
@@ -246,7 +220,7 @@ struct ApplyCommand: ParsableCommand {
       for r in failure.reasons { t += "  \(r)\n" }
       t += "undone: \(undo.count) write\(undo.count == 1 ? "" : "s")\n"
       for u in undo { t += "  \(u)\n" }
-      for e in undoErrors { t += "undo failed: \(e)\n" }
+      for e in outcome.undoErrors { t += "undo failed: \(e)\n" }
       t +=
         back.isEmpty
         ? "the host is as it was before apply\n"
@@ -255,8 +229,6 @@ struct ApplyCommand: ParsableCommand {
     }
     throw ExitCode(1)
   }
-
-  func snapshot() throws -> SysfsSnapshot { try options.root.snapshot() }
 
   func report(plan: ConfigurationPlan, persisted: [String]) {
     if options.json {
@@ -284,37 +256,45 @@ struct ApplyCommand: ParsableCommand {
 
   static func text(_ e: Errno) -> String { String(cString: strerror(e.rawValue)) }
 
-  /// One store: open, write all bytes at once, close. The errno, or nil.
-  static func perform(_ step: PlanStep, root: String) -> Errno? {
-    let path = root + "/" + step.path
-    let fd = open(path, O_WRONLY | O_CLOEXEC)
-    guard fd >= 0 else { return Errno(rawValue: errno) }
-    defer { close(fd) }
-    let bytes = step.bytes
-    let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-    if n < 0 { return Errno(rawValue: errno) }
-    if n != bytes.count { return .ioError }
-    return nil
-  }
-
-  /// mdevctl's definitions and chzdev's persistent masks for the scenario.
+  /// mdevctl's definitions and chzdev's persistent masks for the scenario. The definitions are
+  /// mdevctl's own `define` and `undefine` where mdevctl can run (``MdevctlDefine``), else
+  /// written as it writes them.
   func persistScenario(_ scenario: Scenario, plan: ConfigurationPlan) throws -> [String] {
     var out: [String] = []
     let dir = state + "/etc/mdevctl.d/matrix"
-    do {
-      try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let fm = FileManager.default
+    let gone = plan.before.mdevs.filter {
+      scenario.mdev($0.uuid) == nil && fm.fileExists(atPath: dir + "/" + $0.uuid)
+    }
+    if let mdevctl = MdevctlDefine(sysfs: options.root.sysfs, state: state) {
+      do {
+        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+      } catch {
+        throw RuntimeError("cannot write mdevctl's definitions in \(dir): \(systemReason(error))")
+      }
       for m in scenario.mdevs {
-        try m.mdevctlJSON.write(toFile: dir + "/" + m.uuid, atomically: true, encoding: .utf8)
+        try mdevctl.define(
+          uuid: m.uuid, json: m.mdevctlJSON, replacing: fm.fileExists(atPath: dir + "/" + m.uuid))
         out.append(dir + "/" + m.uuid)
       }
-      for m in plan.before.mdevs where scenario.mdev(m.uuid) == nil {
-        if FileManager.default.fileExists(atPath: dir + "/" + m.uuid) {
-          try FileManager.default.removeItem(atPath: dir + "/" + m.uuid)
+      for m in gone {
+        try mdevctl.undefine(uuid: m.uuid)
+        out.append(dir + "/" + m.uuid + " (removed)")
+      }
+    } else {
+      do {
+        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for m in scenario.mdevs {
+          try m.mdevctlJSON.write(toFile: dir + "/" + m.uuid, atomically: true, encoding: .utf8)
+          out.append(dir + "/" + m.uuid)
+        }
+        for m in gone {
+          try fm.removeItem(atPath: dir + "/" + m.uuid)
           out.append(dir + "/" + m.uuid + " (removed)")
         }
+      } catch {
+        throw RuntimeError("cannot write mdevctl's definitions in \(dir): \(systemReason(error))")
       }
-    } catch {
-      throw RuntimeError("cannot write mdevctl's definitions in \(dir): \(systemReason(error))")
     }
     try PersistentAPMasks(apmask: scenario.apmask, aqmask: scenario.aqmask).write(state: state)
     out.append(PersistentAPMasks.path(state: state))
