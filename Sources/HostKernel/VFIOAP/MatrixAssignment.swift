@@ -1,8 +1,11 @@
 import APModel
 import SystemPackage
 
-/// The assignment rules of an mdev's sysfs attributes (`vfio_ap_ops.c`): each store either
-/// succeeds whole or fails with the kernel's errno and leaves the mdev as it was.
+/// The assignment stores of an mdev's sysfs attributes (`vfio_ap_ops.c`): each store either
+/// succeeds whole or fails with the kernel's errno and leaves the mdev as it was. What a store is
+/// allowed to do is decided by the rules shared with the planner (``VFIOAPRules``); here is what
+/// the kernel then does: the ownership index, the queue links, the filtering, the guest's APCB,
+/// the resets and the log.
 extension VFIOAPDriver {
   /// Asks the shared rules (``VFIOAPRules/store(_:to:detail:)``) what `change` does to `m`'s
   /// matrix and returns the matrix after it; a refused store throws the rules' errno and leaves

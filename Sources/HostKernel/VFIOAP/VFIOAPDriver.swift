@@ -41,6 +41,10 @@ public final class VFIOAPDriver {
   let apxa: Bool
   let na: Int
   let nd: Int
+  /// What the shared rules need of the kernel that never changes: its version's rule
+  /// differences and the mdevs' limits, kept here so that a store does not recompute them.
+  let ruleFeatures: VFIOAPRuleFeatures
+  let ruleLimits: VFIOAPLimits
 
   let matrixDirectory: SysfsDirectory
   /// Each mdev's attributes, as the profile's kernel has them (`ap_config` from 6.10).
@@ -58,6 +62,9 @@ public final class VFIOAPDriver {
     apxa = qci?.apxa ?? false
     na = qci?.na ?? 63
     nd = qci?.nd ?? 15
+    ruleFeatures = kernel.profile.ruleFeatures
+    ruleLimits = VFIOAPLimits(
+      apmMax: apxa ? na : 63, aqmMax: apxa ? nd : 15, admMax: apxa ? nd : 15)
     let tree = kernel.sysfs
     let matrix = tree.makeDirectories("/devices/vfio_ap/matrix")
     matrixDirectory = matrix
@@ -99,9 +106,9 @@ public final class VFIOAPDriver {
   }
 
   /// `apm_max`, `aqm_max`, `adm_max`.
-  public var apmMax: Int { apxa ? na : 63 }
-  public var aqmMax: Int { apxa ? nd : 15 }
-  public var admMax: Int { apxa ? nd : 15 }
+  public var apmMax: Int { ruleLimits.apmMax }
+  public var aqmMax: Int { ruleLimits.aqmMax }
+  public var admMax: Int { ruleLimits.admMax }
 
   public var availableInstances: Int { Self.maxInstances - mdevs.count }
 

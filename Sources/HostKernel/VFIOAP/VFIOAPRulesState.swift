@@ -7,17 +7,25 @@ struct VFIOAPKernelState: VFIOAPRulesState {
   typealias Mdev = MediatedDevice
 
   let driver: VFIOAPDriver
+  /// Taken once when the rules are asked (the bus through the kernel's unowned reference, which
+  /// costs a reference-count check each time), as a store asks for them several times.
+  let bus: APBus
+  let features: VFIOAPRuleFeatures
+  let limits: VFIOAPLimits
 
-  var features: VFIOAPRuleFeatures { driver.kernel.profile.ruleFeatures }
-  var apmask: APMask { driver.bus.apmask }
-  var aqmask: APMask { driver.bus.aqmask }
-  var limits: VFIOAPLimits {
-    VFIOAPLimits(apmMax: driver.apmMax, aqmMax: driver.aqmMax, admMax: driver.admMax)
+  init(driver: VFIOAPDriver) {
+    self.driver = driver
+    bus = driver.bus
+    features = driver.ruleFeatures
+    limits = driver.ruleLimits
   }
-  var hasDriverOverrides: Bool { driver.bus.driverOverrideCount > 0 }
+
+  var apmask: APMask { bus.apmask }
+  var aqmask: APMask { bus.aqmask }
+  var hasDriverOverrides: Bool { bus.driverOverrideCount > 0 }
 
   func driverOverride(of apqn: APQN) -> APQueueOverride? {
-    guard let q = driver.bus.queue(apqn), let name = q.driverOverride else { return nil }
+    guard let q = bus.queue(apqn), let name = q.driverOverride else { return nil }
     return APQueueOverride(
       name: name, boundDriver: q.boundDriver?.driver.name,
       boundDriverIsDefault: q.boundDriver?.isDefault ?? false)
