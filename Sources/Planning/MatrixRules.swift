@@ -121,83 +121,41 @@ public struct WritePrediction: Sendable {
 public enum MatrixRules {
   // MARK: - Filtering
 
-  /// `vfio_ap_mdev_filter_matrix` and `vfio_ap_mdev_filter_cdoms` from scratch: adapters and
-  /// domains the host's configuration lacks are dropped, and an adapter is dropped whole when one
-  /// of its queues over the kept domains is missing or not bound to vfio_ap. (A queue whose last
-  /// reset failed is dropped too, but sysfs does not show a reset's result.)
+  /// `vfio_ap_mdev_filter_matrix` and `vfio_ap_mdev_filter_cdoms` from scratch, by the shared
+  /// rule (``VFIOAPFilter``): adapters and domains the host's configuration lacks are dropped,
+  /// and an adapter is dropped whole when one of its queues over the kept domains is missing or
+  /// not bound to vfio_ap. (A queue whose last reset failed is dropped too, but sysfs does not
+  /// show a reset's result.)
   public static func filter(_ matrix: APMatrix, in s: SysfsSnapshot) -> FilteredMatrix {
     let host = s.hostConfiguration
+    let f = VFIOAPFilter.filterMatrix(matrix, host: host, previous: APMatrix()) { apqn -> FilterReason? in
+      guard let q = s.queues[apqn] else { return .queueMissing(apqn) }
+      return q.isBoundToVFIOAP ? nil : .queueNotBound(apqn, driver: q.driver)
+    }
     var out = FilteredMatrix(
-      guest: APMatrix(), droppedAdapters: [:], droppedDomains: [:], droppedControlDomains: [:])
-    for apqi in matrix.aqm where !host.aqm.contains(apqi) {
-      out.droppedDomains[apqi] = .notInHostConfiguration
-    }
-    for d in matrix.adm where !host.adm.contains(d) { out.droppedControlDomains[d] = .notInHostConfiguration }
-    let aqm = matrix.aqm.intersection(host.aqm)
-    var apm = APMask()
-    adapters: for apid in matrix.apm {
-      guard host.apm.contains(apid) else {
-        out.droppedAdapters[apid] = .notInHostConfiguration
-        continue
-      }
-      for apqi in aqm {
-        let apqn = APQN(apid, apqi)
-        guard let q = s.queues[apqn] else {
-          out.droppedAdapters[apid] = .queueMissing(apqn)
-          continue adapters
-        }
-        if !q.isBoundToVFIOAP {
-          out.droppedAdapters[apid] = .queueNotBound(apqn, driver: q.driver)
-          continue adapters
-        }
-      }
-      apm.insert(apid)
-    }
-    out.guest = APMatrix(apm: apm, aqm: aqm, adm: matrix.adm.intersection(host.adm))
+      guest: APMatrix(apm: f.apm, aqm: f.aqm, adm: VFIOAPFilter.filterCdoms(matrix.adm, host: host)),
+      droppedAdapters: [:], droppedDomains: [:], droppedControlDomains: [:])
+    for apid in f.adaptersNotInConfiguration { out.droppedAdapters[apid] = .notInHostConfiguration }
+    for d in f.droppedByQueue { out.droppedAdapters[d.apid] = d.reason }
+    for apqi in f.domainsNotInConfiguration { out.droppedDomains[apqi] = .notInHostConfiguration }
+    for d in matrix.adm.subtracting(out.guest.adm) { out.droppedControlDomains[d] = .notInHostConfiguration }
     return out
   }
 
   // MARK: - Checks
 
-  /// `vfio_ap_mdev_validate_masks` for `mdev` with a proposed matrix: every APQN of apm x aqm
-  /// owned by the host's default drivers (EADDRNOTAVAIL), else every APQN another mdev holds
-  /// (EADDRINUSE).
+  /// `vfio_ap_mdev_validate_masks` for `mdev` with a proposed matrix, by the shared rule
+  /// (``VFIOAPRules/validateMasks(_:old:new:detail:)``): every APQN of apm x aqm owned by the
+  /// host's default drivers (EADDRNOTAVAIL), else every APQN another mdev holds (EADDRINUSE).
   public static func validate(_ matrix: APMatrix, of uuid: String, in s: SysfsSnapshot) -> [RuleConflict] {
-    var reserved: [RuleConflict] = []
-    if matrix.apm.intersects(s.apmask) && matrix.aqm.intersects(s.aqmask) || s.hasDriverOverrides {
-      for apid in matrix.apm {
-        for apqi in matrix.aqm {
-          let q = APQN(apid, apqi)
-          guard s.ownedByDefaultDriver(q) else { continue }
-          let queue = s.queues[q]
-          reserved.append(
-            .reservedForHost(
-              q, driverOverride: queue?.driverOverride,
-              driver: queue?.driverOverride == nil ? nil : queue?.driver))
-        }
-      }
-    }
-    if !reserved.isEmpty { return reserved }
-    var shared: [RuleConflict] = []
-    for other in s.mdevs where other.uuid != uuid {
-      let a = matrix.apm.intersection(other.matrix.apm)
-      let d = matrix.aqm.intersection(other.matrix.aqm)
-      guard !a.isEmpty && !d.isEmpty else { continue }
-      for apid in a {
-        for apqi in d {
-          let q = APQN(apid, apqi)
-          shared.append(.heldByMdev(q, uuid: other.uuid, inUse: s.queues[q]?.inUse == true))
-        }
-      }
-    }
-    return shared
+    let me = s.mdevs.firstIndex { $0.uuid == uuid }
+    return RuleConflict.from(s.rules.validateMasks(me, old: APMatrix(), new: matrix, detail: .all), in: s)
   }
 
-  /// `kstrtoul(buf, 0)`, then the id's limit.
-  static func parseID(_ bytes: [UInt8], kind: RuleConflict.IDKind, max: Int) -> Result<Int, RuleConflict> {
-    let v: UInt64
+  /// `kstrtoul(buf, 0)`: the id to store (its limit is the rules' to check).
+  static func parseID(_ bytes: [UInt8]) -> Result<UInt64, RuleConflict> {
     do {
-      v = try KernelNumber.kstrtoul(bytes)
+      return .success(try KernelNumber.kstrtoul(bytes))
     } catch {
       let text = String(decoding: KernelNumber.cString(bytes), as: UTF8.self).quoted
       if error == .outOfRange {
@@ -208,8 +166,6 @@ public enum MatrixRules {
           "\(text) is not a number as kstrtoul(buf, 0) reads one: decimal, 0x hex or 0-prefixed octal, an optional +, one optional newline, nothing else",
           error))
     }
-    guard v <= UInt64(max) else { return .failure(.beyondMax(kind: kind, id: v, max: max)) }
-    return .success(Int(v))
   }
 
   // MARK: - Prediction
@@ -237,55 +193,38 @@ public enum MatrixRules {
   static func predictMdev(
     _ w: SysfsWrite, _ m: SysfsSnapshot.Mdev, _ attribute: SysfsWrite.MdevAttribute, in s: SysfsSnapshot
   ) -> WritePrediction {
-    var new = m.matrix
-    var refilter = true
     let kind: RuleConflict.IDKind
+    let assigns: Bool
     switch attribute {
-    case .assignAdapter, .unassignAdapter: kind = .adapter
-    case .assignDomain, .unassignDomain: kind = .domain
-    case .assignControlDomain, .unassignControlDomain: kind = .controlDomain
+    case .assignAdapter: (kind, assigns) = (.adapter, true)
+    case .unassignAdapter: (kind, assigns) = (.adapter, false)
+    case .assignDomain: (kind, assigns) = (.domain, true)
+    case .unassignDomain: (kind, assigns) = (.domain, false)
+    case .assignControlDomain: (kind, assigns) = (.controlDomain, true)
+    case .unassignControlDomain: (kind, assigns) = (.controlDomain, false)
     case .apConfig: return predictAPConfig(w, m, in: s)
     }
-    let max = kind == .adapter ? s.apmMax : kind == .domain ? s.aqmMax : s.admMax
-    let id: Int
-    switch parseID(w.bytes, kind: kind, max: max) {
+    let value: UInt64
+    switch parseID(w.bytes) {
     case .failure(let c): return fail(w, s, [c])
-    case .success(let v): id = v
+    case .success(let v): value = v
     }
-    let short = m.shortID
-    switch attribute {
-    case .assignAdapter, .assignDomain:
-      let isAdapter = attribute == .assignAdapter
-      if isAdapter ? m.matrix.apm.contains(id) : m.matrix.aqm.contains(id) {
-        return noChange(
-          w, s, "\(kind.rawValue) \(idText(kind, id)) is already assigned to mdev \(short): nothing changes")
-      }
-      if isAdapter { new.apm.insert(id) } else { new.aqm.insert(id) }
-      let conflicts = validate(new, of: m.uuid, in: s)
-      if !conflicts.isEmpty { return fail(w, s, conflicts) }
-    case .unassignAdapter, .unassignDomain:
-      let isAdapter = attribute == .unassignAdapter
-      if !(isAdapter ? m.matrix.apm.contains(id) : m.matrix.aqm.contains(id)) {
-        return noChange(
-          w, s, "\(kind.rawValue) \(idText(kind, id)) is not assigned to mdev \(short): nothing changes")
-      }
-      if isAdapter { new.apm.remove(id) } else { new.aqm.remove(id) }
-      refilter = false
-    case .assignControlDomain:
-      if m.matrix.adm.contains(id) {
-        return noChange(
-          w, s, "control domain \(idText(kind, id)) is already assigned to mdev \(short): nothing changes")
-      }
-      new.adm.insert(id)
-    case .unassignControlDomain:
-      if !m.matrix.adm.contains(id) {
-        return noChange(
-          w, s, "control domain \(idText(kind, id)) is not assigned to mdev \(short): nothing changes")
-      }
-      new.adm.remove(id)
-    case .apConfig: fatalError("handled above")
+    let index = s.mdevs.firstIndex { $0.uuid == m.uuid }!
+    let change: VFIOAPMatrixStore =
+      assigns ? .assign(kind.rulesKind, value) : .unassign(kind.rulesKind, value)
+    let result = s.rules.store(change, to: index, detail: .all)
+    if !result.succeeds { return fail(w, s, RuleConflict.from(result.conflicts, in: s)) }
+    if result.matrix == m.matrix {
+      // The rules accepted the id, so it is within its limit.
+      let id = Int(value)
+      return noChange(
+        w, s,
+        "\(kind.rawValue) \(idText(kind, id)) is \(assigns ? "already" : "not") assigned to mdev \(m.shortID): nothing changes"
+      )
     }
-    return succeed(w, m, new, in: s, refilter: refilter)
+    // unassign_adapter / unassign_domain do not filter again.
+    let refilter = assigns || kind == .controlDomain
+    return succeed(w, m, result.matrix, in: s, refilter: refilter)
   }
 
   static func idText(_ kind: RuleConflict.IDKind, _ id: Int) -> String {
@@ -329,16 +268,9 @@ public enum MatrixRules {
     if new == m.matrix {
       return noChange(w, s, "mdev \(m.shortID) already has this configuration: nothing changes")
     }
-    let conflicts = validate(new, of: m.uuid, in: s)
-    if !conflicts.isEmpty { return fail(w, s, conflicts) }
-    var beyond: [RuleConflict] = []
-    for (mask, kind, max) in [
-      (new.apm, RuleConflict.IDKind.adapter, s.apmMax), (new.aqm, .domain, s.aqmMax),
-      (new.adm, .controlDomain, s.admMax),
-    ] {
-      for id in mask where id > max { beyond.append(.beyondMax(kind: kind, id: UInt64(id), max: max)) }
-    }
-    if !beyond.isEmpty { return fail(w, s, beyond) }
+    let index = s.mdevs.firstIndex { $0.uuid == m.uuid }!
+    let result = s.rules.store(.apConfig(new), to: index, detail: .all)
+    if !result.succeeds { return fail(w, s, RuleConflict.from(result.conflicts, in: s)) }
     return succeed(w, m, new, in: s, refilter: true)
   }
 
@@ -452,18 +384,12 @@ public enum MatrixRules {
     if new == current { return noChange(w, s, "\(name) already is \(new.hexString): nothing changes") }
     let reserved = new.subtracting(current)
     if !reserved.isEmpty {
-      var taken: [RuleConflict] = []
-      for m in s.mdevs {
-        let a = adapters ? m.matrix.apm.intersection(reserved) : m.matrix.apm.intersection(s.apmask)
-        let d = adapters ? m.matrix.aqm.intersection(s.aqmask) : m.matrix.aqm.intersection(reserved)
-        for apid in a {
-          for apqi in d {
-            let q = APQN(apid, apqi)
-            taken.append(.takenFromMdev(q, uuid: m.uuid, inUse: s.queues[q]?.inUse == true))
-          }
-        }
-      }
-      if !taken.isEmpty { return fail(w, s, taken) }
+      // `vfio_ap_mdev_resource_in_use` for the newly reserved part: EBUSY.
+      let inUse =
+        adapters
+        ? s.rules.resourceInUse(apm: reserved, aqm: s.aqmask, detail: .all)
+        : s.rules.resourceInUse(apm: s.apmask, aqm: reserved, detail: .all)
+      if !inUse.isEmpty { return fail(w, s, RuleConflict.from(inUse, in: s, taken: true)) }
     }
     var after = s
     if adapters { after.apmask = new } else { after.aqmask = new }

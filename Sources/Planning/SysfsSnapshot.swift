@@ -172,11 +172,9 @@ public struct SysfsSnapshot: Hashable, Sendable {
 
   /// `ap_owned_by_def_drv`: an overridden queue belongs to the default drivers when one of them
   /// is bound to it; any other APQN when apmask and aqmask both reserve it.
+  /// (The shared rule, ``VFIOAPRules/ownedByDefDrv(_:)``.)
   public func ownedByDefaultDriver(_ apqn: APQN) -> Bool {
-    if let q = queues[apqn], q.driverOverride != nil {
-      return q.driver.map { $0 != Self.vfioAPDriver } ?? false
-    }
-    return isReservedByMasks(apqn)
+    VFIOAPRules(SnapshotRulesState(self, indexOwners: false)).ownedByDefDrv(apqn)
   }
 
   /// apmask bit `apid` and aqmask bit `apqi` are both set.

@@ -171,3 +171,49 @@ struct MatrixRulesTests {
     #expect(SysfsWrite(.apmask, echo: "-5").description == "echo -5 > bus/ap/apmask")
   }
 }
+
+@Suite("MatrixRules with many mdevs")
+struct MatrixRulesManyMdevsTests {
+  let uuidC = "22222222-2222-4333-8444-555555555555"
+  let uuidD = "33333333-2222-4333-8444-555555555555"
+  let uuidE = "44444444-2222-4333-8444-555555555555"
+  let uuidG = "55555555-2222-4333-8444-555555555555"
+
+  /// The small host with nothing reserved for the host and two more mdevs (C holds 03.0004, G
+  /// nothing); with `extra` also D (08.0005) and E (09.0005): six mdevs, which the snapshot's
+  /// rules look up through an owner index rather than a walk of the mdevs.
+  func host(extra: Bool = true) throws -> SysfsSnapshot {
+    var s = try smallHost().snapshot()
+    s.apmask = APMask()
+    s.mdevs.append(SysfsSnapshot.Mdev(uuid: uuidC, matrix: APMatrix(apm: APMask([3]), aqm: APMask([4]))))
+    s.mdevs.append(SysfsSnapshot.Mdev(uuid: uuidG, matrix: APMatrix()))
+    if extra {
+      s.mdevs.append(SysfsSnapshot.Mdev(uuid: uuidD, matrix: APMatrix(apm: APMask([8]), aqm: APMask([5]))))
+      s.mdevs.append(SysfsSnapshot.Mdev(uuid: uuidE, matrix: APMatrix(apm: APMask([9]), aqm: APMask([5]))))
+    }
+    s.mdevs.sort { $0.uuid < $1.uuid }
+    return s
+  }
+
+  @Test("EADDRINUSE and EBUSY name every holder in UUID order, with four mdevs or six")
+  func holders() throws {
+    let write = SysfsWrite(.mdev(uuidG, .apConfig), echo: "0x70,0x0c,0")
+    let six = MatrixRules.predict(write, in: try host())
+    #expect(six.errno == .addressInUse)
+    #expect(
+      six.conflicts == [
+        .heldByMdev(APQN(1, 4), uuid: uuidA, inUse: true), .heldByMdev(APQN(3, 4), uuid: uuidC, inUse: false),
+        .heldByMdev(APQN(2, 5), uuid: uuidB, inUse: false),
+      ])
+    #expect(MatrixRules.predict(write, in: try host(extra: false)).conflicts == six.conflicts)
+    let busy = MatrixRules.predict(SysfsWrite(.apmask, echo: "+8,+9"), in: try host())
+    #expect(busy.errno == .resourceBusy)
+    #expect(
+      busy.conflicts == [
+        .takenFromMdev(APQN(8, 5), uuid: uuidD, inUse: false),
+        .takenFromMdev(APQN(9, 5), uuid: uuidE, inUse: false),
+      ])
+    #expect(
+      MatrixRules.predict(SysfsWrite(.mdev(uuidG, .assignAdapter), echo: "0x0a"), in: try host()).succeeds)
+  }
+}

@@ -103,25 +103,6 @@ public final class APBus {
   /// mask cannot be written while an override is set (both EINVAL).
   public var masksInUse: Bool { apmask != .all() || aqmask != .all() }
 
-  /// `ap_owned_by_def_drv`: a queue with an override belongs to the driver bound to it (a
-  /// default one or not), whatever the masks say; any other APQN to the default drivers when
-  /// the masks reserve it.
-  public func ownedByDefaultDriver(_ apqn: APQN) -> Bool {
-    if let q = queues[apqn.rawValue], q.driverOverride != nil {
-      return q.boundDriver?.isDefault ?? false
-    }
-    return isReservedForHost(apqn)
-  }
-
-  /// `ap_apqn_in_matrix_owned_by_def_drv`: any APQN of `apm x aqm` owned by a default driver.
-  public func ownedByDefaultDriver(apm: APMask, aqm: APMask) -> Bool {
-    guard driverOverrideCount > 0 else { return apm.intersects(apmask) && aqm.intersects(aqmask) }
-    for apid in apm {
-      for apqi in aqm where ownedByDefaultDriver(APQN(apid, apqi)) { return true }
-    }
-    return false
-  }
-
   /// `driver_override_store` (6.19): EINVAL while a mask is in use, or for a name of a page or
   /// more; a trailing newline is dropped and an empty name clears the override.
   func storeDriverOverride(_ q: APQueue, _ bytes: [UInt8]) throws(Errno) {

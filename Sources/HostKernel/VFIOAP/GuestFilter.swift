@@ -3,36 +3,28 @@ import APModel
 /// Filtering: from an mdev's assigned matrix to the guest's APCB (`vfio_ap_mdev_filter_matrix`,
 /// `vfio_ap_mdev_filter_cdoms`), and pushing the APCB into the guest.
 extension VFIOAPDriver {
-  /// Recomputes the shadow APCB from scratch: adapters and domains the host's configuration
-  /// lacks are dropped, and an adapter is dropped whole when any of its APQNs (over the kept
-  /// domains) has no linked queue or a queue whose last reset did not complete (rc other than
-  /// 00, 03, 04): one queue cannot be taken from a guest, only an adapter. Returns whether the
-  /// APCB changed and the adapters dropped that the guest had before.
+  /// `vfio_ap_mdev_filter_matrix`: recomputes the shadow APCB's adapters and domains from
+  /// scratch by the shared rule (``VFIOAPFilter/filterMatrix(_:host:previous:queue:)``), where a
+  /// usable queue is one linked to the mdev whose last reset completed (rc 00, 03 or 04).
+  /// Returns whether the APCB changed and the adapters dropped that the guest had before.
   func filterMatrix(_ m: MediatedDevice) -> (changed: Bool, filtered: APMask) {
-    let prev = m.shadowAPCB
-    var filtered = APMask()
-    var apm = m.matrix.apm.intersection(info.apm)
-    let aqm = m.matrix.aqm.intersection(info.aqm)
-    for apid in apm {
-      for apqi in aqm {
-        let raw = APQN(apid, apqi).rawValue
-        let ok = m.queues[raw].map { $0.resetResponseCode.isResetComplete } ?? false
-        if !ok {
-          apm.remove(apid)
-          if prev.apm.contains(apid) { filtered.insert(apid) }
-          break
-        }
+    let f = VFIOAPFilter.filterMatrix(m.matrix, host: info, previous: m.shadowAPCB) {
+      apqn -> VFIOAPQueueFilterReason? in
+      if let q = m.queues[apqn.rawValue] {
+        return q.resetResponseCode.isResetComplete ? nil : .resetIncomplete(q.resetResponseCode)
       }
+      guard let device = bus.queue(apqn) else { return .missing }
+      return .notBound(driver: device.driver?.name)
     }
-    m.shadowAPCB.apm = apm
-    m.shadowAPCB.aqm = aqm
-    return (prev.apm != apm || prev.aqm != aqm, filtered)
+    m.shadowAPCB.apm = f.apm
+    m.shadowAPCB.aqm = f.aqm
+    return (f.changed, f.filtered)
   }
 
-  /// Control domains reach the guest when the host has them.
+  /// `vfio_ap_mdev_filter_cdoms`: control domains reach the guest when the host has them.
   func filterCdoms(_ m: MediatedDevice) -> Bool {
     let prev = m.shadowAPCB.adm
-    m.shadowAPCB.adm = m.matrix.adm.intersection(info.adm)
+    m.shadowAPCB.adm = VFIOAPFilter.filterCdoms(m.matrix.adm, host: info)
     return prev != m.shadowAPCB.adm
   }
 

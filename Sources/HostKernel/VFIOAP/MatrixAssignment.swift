@@ -1,19 +1,20 @@
 import APModel
 import SystemPackage
 
-/// The assignment rules of an mdev's sysfs attributes (`vfio_ap_ops.c`): each store either
-/// succeeds whole or fails with the kernel's errno and leaves the mdev as it was.
+/// The assignment stores of an mdev's sysfs attributes (`vfio_ap_ops.c`): each store either
+/// succeeds whole or fails with the kernel's errno and leaves the mdev as it was. What a store is
+/// allowed to do is decided by the rules shared with the planner (``VFIOAPRules``); here is what
+/// the kernel then does: the ownership index, the queue links, the filtering, the guest's APCB,
+/// the resets and the log.
 extension VFIOAPDriver {
-  /// `vfio_ap_mdev_validate_masks`: the mdev's whole `apm x aqm` must not touch an APQN that
-  /// apmask/aqmask reserve for the host (EADDRNOTAVAIL) nor one another mdev holds
-  /// (EADDRINUSE, logged per APQN on this mdev). Only the candidates can newly conflict.
-  func validateMasks(_ m: MediatedDevice, candidates: [(APMask, APMask)]) throws(Errno) {
-    if bus.ownedByDefaultDriver(apm: m.matrix.apm, aqm: m.matrix.aqm) {
-      throw .addressNotAvailable
-    }
-    if let (other, a, q) = firstSharing(
-      excluding: m, apm: m.matrix.apm, aqm: m.matrix.aqm, candidates: candidates)
-    {
+  /// Asks the shared rules (``VFIOAPRules/store(_:to:detail:)``) what `change` does to `m`'s
+  /// matrix and returns the matrix after it; a refused store throws the rules' errno and leaves
+  /// the mdev as it was. A sharing conflict (`vfio_ap_mdev_verify_no_sharing`) is logged per
+  /// APQN on this mdev, as `vfio_ap_mdev_log_sharing_err` does.
+  func decide(_ m: MediatedDevice, _ change: VFIOAPMatrixStore) throws(Errno) -> APMatrix {
+    let result = rules.store(change, to: m, detail: .first)
+    guard let first = result.conflicts.first else { return result.matrix }
+    if case .sharedWith(let other, let a, let q) = first {
       for apid in a {
         for apqi in q {
           // Before d33d729afcc8 (6.15) both conflicts had one text.
@@ -25,30 +26,60 @@ extension VFIOAPDriver {
           )
         }
       }
-      throw .addressInUse
     }
+    throw first.errno
   }
 
-  /// Parses an id for assign/unassign: `kstrtoul(buf, 0)`, then ENODEV above `max`.
-  func parseID(_ bytes: [UInt8], max: Int) throws(Errno) -> Int {
-    let v = try KernelNumber.kstrtoul(bytes)
-    guard v <= UInt64(max) else { throw .noSuchDevice }
-    return Int(v)
-  }
+  /// An id as the rules take it: what `kstrtoul` gave (a negative one is beyond every limit).
+  static func storedID(_ id: Int) -> UInt64 { id < 0 ? .max : UInt64(id) }
+
+  /// Parses an id for assign/unassign: `kstrtoul(buf, 0)`; the limit is the rules' business.
+  func parseID(_ bytes: [UInt8]) throws(Errno) -> UInt64 { try KernelNumber.kstrtoul(bytes) }
 
   // MARK: - Adapters
 
   /// `assign_adapter`.
   public func assignAdapter(_ m: MediatedDevice, _ apid: APID) throws(Errno) {
-    guard apid <= apmMax else { throw .noSuchDevice }
-    if m.matrix.apm.contains(apid) { return }
-    m.matrix.apm.insert(apid)
-    do {
-      try validateMasks(m, candidates: [(APMask([apid]), m.matrix.aqm)])
-    } catch {
-      m.matrix.apm.remove(apid)
-      throw error
+    try assign(m, .adapter, Self.storedID(apid))
+  }
+
+  /// `assign_adapter`, `assign_domain` and `assign_control_domain` with the id as `kstrtoul`
+  /// gave it.
+  func assign(_ m: MediatedDevice, _ kind: VFIOAPIDKind, _ id: UInt64) throws(Errno) {
+    let new = try decide(m, .assign(kind, id))
+    guard new != m.matrix else { return }
+    // The rules accepted the id, so it is within its limit.
+    let id = Int(id)
+    switch kind {
+    case .adapter: assignedAdapter(m, id, new)
+    case .domain: assignedDomain(m, id, new)
+    case .controlDomain:
+      m.matrix = new
+      if filterCdoms(m) { updateGuestAPCB(m) }
     }
+  }
+
+  /// `unassign_adapter`, `unassign_domain` and `unassign_control_domain` with the id as
+  /// `kstrtoul` gave it.
+  func unassign(_ m: MediatedDevice, _ kind: VFIOAPIDKind, _ id: UInt64) throws(Errno) {
+    let new = try decide(m, .unassign(kind, id))
+    guard new != m.matrix else { return }
+    let id = Int(id)
+    switch kind {
+    case .adapter: hotUnplugAdapters(m, APMask([id]))
+    case .domain: hotUnplugDomains(m, APMask([id]))
+    case .controlDomain:
+      m.matrix = new
+      if m.shadowAPCB.adm.contains(id) {
+        m.shadowAPCB.adm.remove(id)
+        updateGuestAPCB(m)
+      }
+    }
+  }
+
+  /// What a successful `assign_adapter` does: ownership, the queue links, the filtering.
+  func assignedAdapter(_ m: MediatedDevice, _ apid: APID, _ new: APMatrix) {
+    m.matrix = new
     setOwner(m, apm: APMask([apid]), aqm: m.matrix.aqm)
     linkAdapter(m, apid)
     let (changed, filtered) = filterMatrix(m)
@@ -60,9 +91,7 @@ extension VFIOAPDriver {
 
   /// `unassign_adapter`: no re-filtering.
   public func unassignAdapter(_ m: MediatedDevice, _ apid: APID) throws(Errno) {
-    guard apid <= apmMax else { throw .noSuchDevice }
-    guard m.matrix.apm.contains(apid) else { return }
-    hotUnplugAdapters(m, APMask([apid]))
+    try unassign(m, .adapter, Self.storedID(apid))
   }
 
   /// `vfio_ap_mdev_hot_unplug_adapters`: unlink the adapters' queues, clear them from the
@@ -106,15 +135,12 @@ extension VFIOAPDriver {
 
   /// `assign_domain`.
   public func assignDomain(_ m: MediatedDevice, _ apqi: APQI) throws(Errno) {
-    guard apqi <= aqmMax else { throw .noSuchDevice }
-    if m.matrix.aqm.contains(apqi) { return }
-    m.matrix.aqm.insert(apqi)
-    do {
-      try validateMasks(m, candidates: [(m.matrix.apm, APMask([apqi]))])
-    } catch {
-      m.matrix.aqm.remove(apqi)
-      throw error
-    }
+    try assign(m, .domain, Self.storedID(apqi))
+  }
+
+  /// What a successful `assign_domain` does: ownership, the queue links, the filtering.
+  func assignedDomain(_ m: MediatedDevice, _ apqi: APQI, _ new: APMatrix) {
+    m.matrix = new
     setOwner(m, apm: m.matrix.apm, aqm: APMask([apqi]))
     linkDomain(m, apqi)
     let (changed, filtered) = filterMatrix(m)
@@ -127,9 +153,7 @@ extension VFIOAPDriver {
   /// `unassign_domain`: no re-filtering, so an adapter dropped only because of this domain stays
   /// out of the guest until the next filtering event (a quirk the kernel has).
   public func unassignDomain(_ m: MediatedDevice, _ apqi: APQI) throws(Errno) {
-    guard apqi <= aqmMax else { throw .noSuchDevice }
-    guard m.matrix.aqm.contains(apqi) else { return }
-    hotUnplugDomains(m, APMask([apqi]))
+    try unassign(m, .domain, Self.storedID(apqi))
   }
 
   func hotUnplugDomains(_ m: MediatedDevice, _ apqis: APMask) {
@@ -175,21 +199,12 @@ extension VFIOAPDriver {
 
   /// `assign_control_domain`: no mask or sharing checks; the guest gets it if the host has it.
   public func assignControlDomain(_ m: MediatedDevice, _ id: Int) throws(Errno) {
-    guard id <= admMax else { throw .noSuchDevice }
-    if m.matrix.adm.contains(id) { return }
-    m.matrix.adm.insert(id)
-    if filterCdoms(m) { updateGuestAPCB(m) }
+    try assign(m, .controlDomain, Self.storedID(id))
   }
 
   /// `unassign_control_domain`.
   public func unassignControlDomain(_ m: MediatedDevice, _ id: Int) throws(Errno) {
-    guard id <= admMax else { throw .noSuchDevice }
-    guard m.matrix.adm.contains(id) else { return }
-    m.matrix.adm.remove(id)
-    if m.shadowAPCB.adm.contains(id) {
-      m.shadowAPCB.adm.remove(id)
-      updateGuestAPCB(m)
-    }
+    try unassign(m, .controlDomain, Self.storedID(id))
   }
 
   // MARK: - ap_config
@@ -197,8 +212,8 @@ extension VFIOAPDriver {
   /// The `ap_config` text that counts: at most the first 201 bytes.
   static let apConfigLength = 201
 
-  /// `ap_config_store`: three absolute masks; validation (EADDRNOTAVAIL, EADDRINUSE) before the
-  /// range check (ENODEV); all or nothing. On success: unplug removed adapters, then removed
+  /// `ap_config_store`: three absolute masks; the rules validate (EADDRNOTAVAIL, EADDRINUSE)
+  /// before the range check (ENODEV); all or nothing. On success: unplug removed adapters, then removed
   /// domains, link the added ones, filter, update the guest if anything changed.
   public func storeAPConfig(_ m: MediatedDevice, _ bytes: [UInt8]) throws(Errno) {
     let pieces = MaskParser.apConfigPieces(bytes, length: Self.apConfigLength)
@@ -216,18 +231,7 @@ extension VFIOAPDriver {
     let removedAQM = old.aqm.subtracting(new.aqm)
     let addedAPM = new.apm.subtracting(old.apm)
     let addedAQM = new.aqm.subtracting(old.aqm)
-    m.matrix = new
-    do throws(Errno) {
-      // New conflicts can only involve an added adapter or an added domain.
-      try validateMasks(m, candidates: [(addedAPM, new.aqm), (new.apm, addedAQM)])
-      if new.apm.hasBits(above: apmMax) || new.aqm.hasBits(above: aqmMax) || new.adm.hasBits(above: admMax) {
-        throw .noSuchDevice
-      }
-    } catch {
-      m.matrix = old
-      throw error
-    }
-    m.matrix = old
+    _ = try decide(m, .apConfig(new))
     hotUnplugAdapters(m, removedAPM)
     hotUnplugDomains(m, removedAQM)
     // Ownership: what remains of the old product is still ours; add the new product.

@@ -53,28 +53,22 @@ enum MdevAttributes {
 
   static let mdevGroup = SysfsAttributeGroup([
     .writeOnly("assign_adapter") { (m: MediatedDevice, b) throws(Errno) in
-      let d = m.driver
-      try d.assignAdapter(m, try d.parseID(b, max: d.apmMax))
+      try m.driver.assign(m, .adapter, try m.driver.parseID(b))
     },
     .writeOnly("unassign_adapter") { (m: MediatedDevice, b) throws(Errno) in
-      let d = m.driver
-      try d.unassignAdapter(m, try d.parseID(b, max: d.apmMax))
+      try m.driver.unassign(m, .adapter, try m.driver.parseID(b))
     },
     .writeOnly("assign_domain") { (m: MediatedDevice, b) throws(Errno) in
-      let d = m.driver
-      try d.assignDomain(m, try d.parseID(b, max: d.aqmMax))
+      try m.driver.assign(m, .domain, try m.driver.parseID(b))
     },
     .writeOnly("unassign_domain") { (m: MediatedDevice, b) throws(Errno) in
-      let d = m.driver
-      try d.unassignDomain(m, try d.parseID(b, max: d.aqmMax))
+      try m.driver.unassign(m, .domain, try m.driver.parseID(b))
     },
     .writeOnly("assign_control_domain") { (m: MediatedDevice, b) throws(Errno) in
-      let d = m.driver
-      try d.assignControlDomain(m, try d.parseID(b, max: d.admMax))
+      try m.driver.assign(m, .controlDomain, try m.driver.parseID(b))
     },
     .writeOnly("unassign_control_domain") { (m: MediatedDevice, b) throws(Errno) in
-      let d = m.driver
-      try d.unassignControlDomain(m, try d.parseID(b, max: d.admMax))
+      try m.driver.unassign(m, .controlDomain, try m.driver.parseID(b))
     },
     .readOnly("control_domains") { (m: MediatedDevice) in
       m.matrix.adm.map { hex4($0) + "\n" }.joined()

@@ -32,8 +32,8 @@ public final class VFIOAPDriver {
   /// The rate limit of the `Waited %dms for reset of queue` notice (`pr_notice_ratelimited`).
   var resetWaitNotices = RateLimit()
   /// Which mdev's assigned matrix holds each APQN (by raw value). Sharing is forbidden, so each
-  /// APQN has at most one owner, and the sharing check looks up the APQNs it adds instead of
-  /// walking every mdev.
+  /// APQN has at most one owner, and the sharing check of the rules looks up the APQNs a store
+  /// adds here instead of walking every mdev.
   var owners = ContiguousArray<MediatedDevice?>(repeating: nil, count: 65536)
   /// The host's AP configuration as vfio_ap knows it (`matrix_dev->info`): updated when the AP
   /// bus reports a configuration change.
@@ -41,6 +41,10 @@ public final class VFIOAPDriver {
   let apxa: Bool
   let na: Int
   let nd: Int
+  /// What the shared rules need of the kernel that never changes: its version's rule
+  /// differences and the mdevs' limits, kept here so that a store does not recompute them.
+  let ruleFeatures: VFIOAPRuleFeatures
+  let ruleLimits: VFIOAPLimits
 
   let matrixDirectory: SysfsDirectory
   /// Each mdev's attributes, as the profile's kernel has them (`ap_config` from 6.10).
@@ -58,6 +62,9 @@ public final class VFIOAPDriver {
     apxa = qci?.apxa ?? false
     na = qci?.na ?? 63
     nd = qci?.nd ?? 15
+    ruleFeatures = kernel.profile.ruleFeatures
+    ruleLimits = VFIOAPLimits(
+      apmMax: apxa ? na : 63, aqmMax: apxa ? nd : 15, admMax: apxa ? nd : 15)
     let tree = kernel.sysfs
     let matrix = tree.makeDirectories("/devices/vfio_ap/matrix")
     matrixDirectory = matrix
@@ -99,9 +106,9 @@ public final class VFIOAPDriver {
   }
 
   /// `apm_max`, `aqm_max`, `adm_max`.
-  public var apmMax: Int { apxa ? na : 63 }
-  public var aqmMax: Int { apxa ? nd : 15 }
-  public var admMax: Int { apxa ? nd : 15 }
+  public var apmMax: Int { ruleLimits.apmMax }
+  public var aqmMax: Int { ruleLimits.aqmMax }
+  public var admMax: Int { ruleLimits.admMax }
 
   public var availableInstances: Int { Self.maxInstances - mdevs.count }
 
@@ -210,34 +217,12 @@ public final class VFIOAPDriver {
   /// The mdev whose assigned matrix holds the APQN (`vfio_ap_mdev_for_queue`).
   public func owner(of apqn: APQN) -> MediatedDevice? { owners[apqn.rawValue] }
 
-  /// `vfio_ap_mdev_verify_no_sharing`: the first mdev in list order (newest first), other than
-  /// `assignee`, whose assigned matrix intersects `apm x aqm`, with the intersection. Only the
-  /// APQNs of the `candidates` products are looked up: every new conflict lies among the APQNs
-  /// being added, so an assignment costs what it adds, not a walk of every mdev.
-  func firstSharing(
-    excluding assignee: MediatedDevice?, apm: APMask, aqm: APMask, candidates: [(APMask, APMask)]
-  ) -> (MediatedDevice, APMask, APMask)? {
-    var found: MediatedDevice?
-    for (cApm, cAqm) in candidates {
-      let qs = cAqm.intersection(aqm)
-      if qs.isEmpty { continue }
-      for a in cApm.intersection(apm) {
-        for q in qs {
-          if let o = owners[a << 8 | q], o !== assignee, found == nil || o.sequence > found!.sequence {
-            found = o
-          }
-        }
-      }
-    }
-    guard let other = found else { return nil }
-    return (other, apm.intersection(other.matrix.apm), aqm.intersection(other.matrix.aqm))
-  }
-
   /// `vfio_ap_mdev_resource_in_use`, the `in_use` operation the AP bus calls before it reserves
-  /// `apm x aqm` for the host: true when an mdev's assigned matrix intersects it; the first such
-  /// mdev logs every such APQN.
+  /// `apm x aqm` for the host: the rules' answer (``VFIOAPRules/resourceInUse(apm:aqm:detail:)``);
+  /// the first mdev that holds any of it logs every such APQN.
   func resourceInUse(apm: APMask, aqm: APMask) -> Bool {
-    guard let (m, a, q) = firstSharing(excluding: nil, apm: apm, aqm: aqm, candidates: [(apm, aqm)])
+    guard
+      case .sharedWith(let m, let a, let q)? = rules.resourceInUse(apm: apm, aqm: aqm, detail: .first).first
     else { return false }
     for apid in a {
       for apqi in q {
