@@ -54,7 +54,7 @@ let package = Package(
     .testTarget(name: "SysfsTests", dependencies: ["Sysfs"]),
     .testTarget(name: "HostKernelTests", dependencies: ["HostKernel"]),
     .testTarget(name: "FUSETests", dependencies: ["FUSE"]),
-    .testTarget(name: "VMMTests", dependencies: ["VMM", "HostKernel"]),
+    .testTarget(name: "VMMTests", dependencies: ["VMM", "HostKernel", "Machine"]),
     .testTarget(name: "PlanningTests", dependencies: ["Planning", "HostKernel", "Machine", "Sysfs"]),
     .testTarget(name: "ScenarioTests", dependencies: ["Scenario"]),
     .testTarget(name: "Interop", dependencies: ["apvirt", "VMM", "FUSE", "Planning", "Scenario"], path: "Tests/Interop", exclude: ["Scripts"]),

@@ -206,16 +206,22 @@ public enum ScenarioCapture {
         )
       }
     }
-    let withoutAP = domains.filter { $0.domain.mdev == nil }.map(\.domain.name)
-    if !withoutAP.isEmpty {
+    // A running domain without a vfio-ap hostdev is a guest of the scenario without an mdev (as
+    // `up --config` runs one); a defined one that does not run is nothing the host shows.
+    let stopped = domains.filter { $0.domain.mdev == nil && !$0.domain.running }.map(\.domain.name)
+    if !stopped.isEmpty {
       notes.append(
-        "libvirt domains without a vfio-ap hostdev are no AP guests: left out: \(withoutAP.joined(separator: ", "))."
+        "libvirt domains that do not run and have no vfio-ap hostdev: left out: \(stopped.joined(separator: ", "))."
       )
     }
     var guests: [Scenario.Guest] = []
     for (_, d) in domains {
-      guard let m = d.mdev, chosen[m] == d else { continue }
-      guests.append(Scenario.Guest(name: d.name, cpu: d.cpu, mdev: m))
+      if let m = d.mdev {
+        guard chosen[m] == d else { continue }
+        guests.append(Scenario.Guest(name: d.name, cpu: d.cpu, mdev: m))
+      } else if d.running {
+        guests.append(Scenario.Guest(name: d.name, cpu: d.cpu))
+      }
     }
     return KnownGuests(source: "libvirt's domains in \(directory)", guests: guests, notes: notes)
   }

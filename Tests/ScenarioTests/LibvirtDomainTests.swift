@@ -204,17 +204,19 @@ let runningDomainXML = """
       ("d/g2.xml", LibvirtDomain(name: "g2", mdev: b, running: true)),
       ("d/g3.xml", LibvirtDomain(name: "g3", mdev: c)),
       ("d/other.xml", LibvirtDomain(name: "other", mdev: nil)),
+      ("d/plain.xml", LibvirtDomain(name: "plain", cpu: "z16", mdev: nil, running: true)),
     ]
     let known = ScenarioCapture.guests(libvirt: domains, directory: "d", snapshot: snapshot)
     #expect(known.source == "libvirt's domains in d")
     #expect(
       known.guests == [
         Scenario.Guest(name: "g1", cpu: "z15,ap=on", mdev: a), Scenario.Guest(name: "g2", mdev: b),
+        Scenario.Guest(name: "plain", cpu: "z16"),
       ])
     #expect(
       known.notes.sorted() == [
         "libvirt domain g3 uses mdev \(c), whose queues are not in use (the domain does not run): left out.",
-        "libvirt domains without a vfio-ap hostdev are no AP guests: left out: other.",
+        "libvirt domains that do not run and have no vfio-ap hostdev: left out: other.",
       ])
   }
 

@@ -1,5 +1,6 @@
 import Foundation
 import HostKernel
+import Machine
 import SystemPackage
 import Testing
 
@@ -393,7 +394,11 @@ struct QMPClientsTests {
     let host = try makeHost()
     let g = try guest(host, ["-cpu", "host", "-device", "vfio-ap,sysfsdev=/sys/bus/mdev/devices/\(uuid1)"])
     #expect(g.systemReset() == nil)
+    // A deconfigured adapter's ZAPQ answers 03, a reset done (Linux 6.6+): no failure.
     try host.write("/devices/ap/card06/config", Array("0".utf8))
+    #expect(g.systemReset() == nil)
+    // A checkstopped one answers 04, which vfio_ap warns about and reports as EIO.
+    try host.withKernel { k throws(MachineOperationError) in try k.machine.setCheckstopped(5, true) }
     #expect(g.systemReset() == "vfio_ap_reset: failed to reset \(uuid1) device: Input/output error")
   }
 }

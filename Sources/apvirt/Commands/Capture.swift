@@ -20,8 +20,8 @@ struct Capture: ParsableCommand {
       machine's name, kernel, CRYCB format and latencies. With --libvirt DIR they come from \
       libvirt's domain XML files in DIR (/etc/libvirt/qemu on an LPAR, or files saved with \
       virsh dumpxml): the domain whose vfio-ap hostdev names an mdev in use is its guest, \
-      with the -cpu libvirt builds from its <cpu>; domains without a vfio-ap hostdev are not \
-      guests of the scenario. Without either, each guest is named after its mdev \
+      with the -cpu libvirt builds from its <cpu>; a running domain without one is a guest \
+      without an mdev, and a stopped one is left out. Without either, each guest is named after its mdev \
       (guest-62177883) with cpu host, and capture says so on stderr.
 
       Each mdev's start mode comes from mdevctl's definition in STATE/etc/mdevctl.d (--state; \
