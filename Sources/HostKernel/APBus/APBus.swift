@@ -53,6 +53,7 @@ public final class APBus {
     devicesRoot = tree.makeDirectories("/devices/ap")
     busDevices = busDirectory.directory("devices")
     attributes = APBusAttributes(profile: kernel.profile)
+    busDevices.provideChildren(APDeviceLinks.busDevices, owner: self)
     busDirectory.addGroup(attributes.busGroup, owner: self)
     devicesRoot.addGroup(attributes.rootGroup, owner: self)
     busDirectory.directory("drivers")
@@ -70,6 +71,7 @@ public final class APBus {
     let handle = APDriverHandle(bus: self, driver: d)
     driverHandles.append(handle)
     dir.addGroup(attributes.driverGroup, owner: handle)
+    dir.provideChildren(APDeviceLinks.driverDevices, owner: handle)
     driverDirectories[d.driver] = dir
     drivers.append(d)
     for apid in cards.keys.sorted() {
@@ -298,8 +300,8 @@ public final class APBus {
     let card = APCard(apid: apid, info: info, directory: dir, bus: self)
     cards[apid] = card
     dir.addGroup(attributes.cardGroup, owner: card)
-    dir.symlink("subsystem", toAbsolute: "/bus/ap")
-    busDevices.symlink(card.name, toAbsolute: dir.path)
+    // `subsystem`, `driver` and the card's link in `/sys/bus/ap/devices` are computed.
+    dir.provideChildren(APDeviceLinks.deviceLinks, owner: card)
     // `device_add`: the card's own variables (`dev_uevent`, `ap_uevent`), nothing else.
     kernel.uevent(.add, dir.path)
     attach(.card(card))
@@ -313,7 +315,7 @@ public final class APBus {
     // `device_del` announces the removal while the device is still there.
     kernel.uevent(.remove, card.directory.path)
     devicesRoot.remove(card.name)
-    busDevices.remove(card.name)
+    busDevices.computedChildRemoved(card.name)
     cards[apid] = nil
   }
 
@@ -324,8 +326,7 @@ public final class APBus {
     q.chkstop = info.checkstopped
     queues[apqn.rawValue] = q
     dir.addGroup(attributes.queueGroup, owner: q)
-    dir.symlink("subsystem", toAbsolute: "/bus/ap")
-    busDevices.symlink(q.name, toAbsolute: dir.path)
+    dir.provideChildren(APDeviceLinks.deviceLinks, owner: q)
     // `device_register` in `ap_scan_domains`: the queue's own variables, nothing else.
     kernel.uevent(.add, dir.path)
     attach(.queue(q))
@@ -337,7 +338,7 @@ public final class APBus {
     // `device_del` announces the removal while the device is still there.
     kernel.uevent(.remove, q.directory.path)
     q.card.directory.remove(q.name)
-    busDevices.remove(q.name)
+    busDevices.computedChildRemoved(q.name)
     // The override goes with the device (`ap_device_release`).
     if q.driverOverride != nil { driverOverrideCount -= 1 }
     queues[apqn.rawValue] = nil
@@ -375,18 +376,17 @@ public final class APBus {
 
   /// `really_probe` with `ap_device_probe`: the device gets its driver and the links, then the
   /// driver's probe runs; a probe that fails leaves the device unbound. On success the bind
-  /// uevent.
+  /// uevent. The links (the device's `driver`, the driver's link to the device) are computed
+  /// from `boundDriver` (``APDeviceLinks``): they come and go with it.
   func bind(_ device: APDevice, _ d: any APDriverOperations) throws(Errno) {
     device.boundDriver = d
     let dir = device.directory
-    dir.symlink("driver", toAbsolute: "/bus/ap/drivers/" + d.driver.name)
-    driverDirectories[d.driver]!.symlink(device.name, toAbsolute: dir.path)
     do {
       try d.probe(device)
     } catch {
       device.boundDriver = nil
-      dir.remove("driver")
-      driverDirectories[d.driver]!.remove(device.name)
+      dir.computedChildRemoved("driver")
+      driverDirectories[d.driver]!.computedChildRemoved(device.name)
       throw error
     }
     kernel.uevent(.bind, dir.path)
@@ -404,8 +404,8 @@ public final class APBus {
     }
     device.boundDriver = nil
     let dir = device.directory
-    dir.remove("driver")
-    driverDirectories[d.driver]!.remove(device.name)
+    dir.computedChildRemoved("driver")
+    driverDirectories[d.driver]!.computedChildRemoved(device.name)
     kernel.uevent(.unbind, dir.path)
   }
 
@@ -604,10 +604,16 @@ public final class APBus {
 
   // MARK: - Driver bind/unbind files and drivers_probe
 
-  /// `bus_find_device_by_name`: the card or queue device of that name.
+  /// `bus_find_device_by_name`: the card or queue device of that name, exactly (`card05`,
+  /// `05.0004`).
   func device(named name: String) -> APDevice? {
+    if name.hasPrefix("card") {
+      guard let apid = Int(name.dropFirst(4), radix: 16), let card = cards[apid], card.name == name else {
+        return nil
+      }
+      return .card(card)
+    }
     if let apqn = APQN(name), let q = queues[apqn.rawValue], q.name == name { return .queue(q) }
-    if let card = cards.values.first(where: { $0.name == name }) { return .card(card) }
     return nil
   }
 
