@@ -303,7 +303,7 @@ public final class APBus {
     // `subsystem`, `driver` and the card's link in `/sys/bus/ap/devices` are computed.
     dir.provideChildren(APDeviceLinks.deviceLinks, owner: card)
     // `device_add`: the card's own variables (`dev_uevent`, `ap_uevent`), nothing else.
-    kernel.uevent(.add, dir.path)
+    kernel.deviceUEvent(.add, dir.path, variables: card.ueventVariables)
     attach(.card(card))
     return card
   }
@@ -313,7 +313,7 @@ public final class APBus {
     for q in 0...255 where queues[APQN(apid, q).rawValue] != nil { removeQueue(APQN(apid, q)) }
     if card.boundDriver != nil { unbind(.card(card)) }
     // `device_del` announces the removal while the device is still there.
-    kernel.uevent(.remove, card.directory.path)
+    kernel.deviceUEvent(.remove, card.directory.path, variables: card.ueventVariables)
     devicesRoot.remove(card.name)
     busDevices.computedChildRemoved(card.name)
     cards[apid] = nil
@@ -328,7 +328,7 @@ public final class APBus {
     dir.addGroup(attributes.queueGroup, owner: q)
     dir.provideChildren(APDeviceLinks.deviceLinks, owner: q)
     // `device_register` in `ap_scan_domains`: the queue's own variables, nothing else.
-    kernel.uevent(.add, dir.path)
+    kernel.deviceUEvent(.add, dir.path, variables: q.ueventVariables)
     attach(.queue(q))
   }
 
@@ -336,7 +336,7 @@ public final class APBus {
     guard let q = queues[apqn.rawValue] else { return }
     if q.boundDriver != nil { unbind(.queue(q)) }
     // `device_del` announces the removal while the device is still there.
-    kernel.uevent(.remove, q.directory.path)
+    kernel.deviceUEvent(.remove, q.directory.path, variables: q.ueventVariables)
     q.card.directory.remove(q.name)
     busDevices.computedChildRemoved(q.name)
     // The override goes with the device (`ap_device_release`).
@@ -389,7 +389,7 @@ public final class APBus {
       driverDirectories[d.driver]!.computedChildRemoved(device.name)
       throw error
     }
-    kernel.uevent(.bind, dir.path)
+    kernel.deviceUEvent(.bind, dir.path, variables: device.ueventVariables)
   }
 
   /// `device_release_driver` with `ap_device_remove`: the driver's remove, then for a queue the
@@ -406,7 +406,7 @@ public final class APBus {
     let dir = device.directory
     dir.computedChildRemoved("driver")
     driverDirectories[d.driver]!.computedChildRemoved(device.name)
-    kernel.uevent(.unbind, dir.path)
+    kernel.deviceUEvent(.unbind, dir.path, variables: device.ueventVariables)
   }
 
   /// `ap_queue_init_state`: a driver that drives the queue itself (zcrypt's) starts the AP
