@@ -320,7 +320,8 @@ public final class APBus {
   }
 
   func createQueue(_ apqn: APQN, card: APCard, info: TAPQInfo) {
-    let dir = card.directory.directory(apqn.description)
+    // The card's directory serves its queues' directories from the bus's table.
+    let dir = card.directory.makeComputedDirectory(apqn.description)
     let q = APQueue(apqn: apqn, card: card, directory: dir)
     q.config = info.adapterConfigured
     q.chkstop = info.checkstopped
@@ -337,7 +338,7 @@ public final class APBus {
     if q.boundDriver != nil { unbind(.queue(q)) }
     // `device_del` announces the removal while the device is still there.
     kernel.deviceUEvent(.remove, q.directory.path, variables: q.ueventVariables)
-    q.card.directory.remove(q.name)
+    q.card.directory.computedDirectoryRemoved(q.directory)
     busDevices.computedChildRemoved(q.name)
     // The override goes with the device (`ap_device_release`).
     if q.driverOverride != nil { driverOverrideCount -= 1 }

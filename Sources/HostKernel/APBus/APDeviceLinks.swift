@@ -18,7 +18,8 @@ enum APDeviceLinks {
   /// (`../../../../devices/ap/card05`). Owner: the driver's ``APDriverHandle``.
   static let driverDevices = DriverDevices()
   /// A card's or a queue's `subsystem` (`/sys/bus/ap`) and, while bound, `driver`
-  /// (`/sys/bus/ap/drivers/<drv>`). Owner: the ``APCard`` or ``APQueue``.
+  /// (`/sys/bus/ap/drivers/<drv>`); for a card also its queues' directories (`05.0004`), from
+  /// the bus's queue table. Owner: the ``APCard`` or ``APQueue``.
   static let deviceLinks = DeviceLinks()
 
   final class BusDevices: SysfsChildProvider, Sendable {
@@ -58,12 +59,23 @@ enum APDeviceLinks {
         Self.driver(of: owner).map {
           .symlink(directory.linkTarget(toAbsolute: "/bus/ap/drivers/" + $0.name))
         }
-      default: nil
+      default:
+        Self.queue(name, of: owner).map { .directory($0.directory) }
       }
     }
 
     func childNames(of owner: AnyObject, in directory: SysfsDirectory) -> [String] {
-      Self.driver(of: owner) == nil ? ["subsystem"] : ["driver", "subsystem"]
+      var names = Self.driver(of: owner) == nil ? ["subsystem"] : ["driver", "subsystem"]
+      if let card = owner as? APCard { names += card.bus.queues(of: card).map(\.name) }
+      return names
+    }
+
+    /// The queue device `name` (`05.0004`, exactly) of the card `owner`.
+    static func queue(_ name: String, of owner: AnyObject) -> APQueue? {
+      guard let card = owner as? APCard, let apqn = APQN(name), apqn.apid == card.apid,
+        let q = card.bus.queues[apqn.rawValue], q.name == name
+      else { return nil }
+      return q
     }
 
     static func driver(of owner: AnyObject) -> APDriver? {
