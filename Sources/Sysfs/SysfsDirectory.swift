@@ -127,12 +127,24 @@ public final class SysfsDirectory {
 
   /// Unbinds a group.
   public func removeGroup(_ group: SysfsAttributeGroup) {
-    guard hasGroup(group) else { return }
-    groups.removeAll { $0.group === group }
+    // By index: a closure over the elements would copy each owner's weak reference.
+    var found = false
+    var i = groups.count
+    while i > 0 {
+      i -= 1
+      if groups[i].group === group {
+        groups.remove(at: i)
+        found = true
+      }
+    }
+    guard found else { return }
     if journal.recording { for a in group.attributes { journal.removed(self, a.name) } }
   }
 
-  public func hasGroup(_ group: SysfsAttributeGroup) -> Bool { groups.contains { $0.group === group } }
+  public func hasGroup(_ group: SysfsAttributeGroup) -> Bool {
+    for i in groups.indices where groups[i].group === group { return true }
+    return false
+  }
 
   /// Serves children computed by `provider` from `owner`'s tables besides the stored ones: a
   /// directory has at most one provider, bound for as long as `owner` lives (a second binding
@@ -146,8 +158,10 @@ public final class SysfsDirectory {
   /// driver unbound): recorded in the removal journal as a stored child's removal is, so that a
   /// cache of the tree forgets it. The owner calls it, since the tree cannot see its tables
   /// change.
-  public func computedChildRemoved(_ name: String) {
-    journal.removed(self, name)
+  public func computedChildRemoved(_ name: @autoclosure () -> String) {
+    // The name is formatted only when recorded (`05.0004` costs a formatting per device).
+    guard journal.recording else { return }
+    journal.removed(self, name())
   }
 
   /// The computed child directory `d` has just left the owner's tables: journaled as
@@ -222,8 +236,13 @@ public final class SysfsDirectory {
       case .symlink(let target): return .symlink(target)
       }
     }
-    for g in groups.reversed() where g.owner.object != nil {
-      if let a = g.group.byName[name] { return .attribute(a, g.owner) }
+    // The latest group first, by index (not copying each owner's weak reference).
+    var i = groups.count
+    while i > 0 {
+      i -= 1
+      if let a = groups[i].group.byName[name], groups[i].owner.object != nil {
+        return .attribute(a, groups[i].owner)
+      }
     }
     return nil
   }

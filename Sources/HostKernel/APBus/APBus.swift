@@ -286,7 +286,10 @@ public final class APBus {
 
   /// Queue devices bound to a driver, and queue devices in all.
   public var bindingCounts: (bound: Int, total: Int) {
-    (queues.values.reduce(0) { $0 + ($1.driver != nil ? 1 : 0) }, queues.count)
+    // Every scan asks: a plain loop, without reading each driver's name.
+    var bound = 0
+    for q in queues.values where q.boundDriver != nil { bound += 1 }
+    return (bound, queues.count)
   }
 
   /// Re-arms the periodic scan after `config_time` changed.
