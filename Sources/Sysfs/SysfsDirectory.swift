@@ -183,7 +183,28 @@ public final class SysfsDirectory {
   /// common ancestor as the stored links are written: what a provider returns for a computed
   /// link.
   public func linkTarget(to target: SysfsDirectory) -> String {
-    linkTarget(components: target.components)
+    // The common ancestor by parents and depths, without splitting either path: a listing of
+    // `/sys/bus/ap/devices` asks once per device. A directory out of the tree goes by names.
+    var a = self
+    var b = target
+    var up = 0
+    while a !== b {
+      let da = a.depth
+      let db = b.depth
+      if da >= db {
+        guard let p = a.parent else { return linkTarget(components: target.components) }
+        a = p
+        up += 1
+      }
+      if db >= da {
+        guard let p = b.parent else { return linkTarget(components: target.components) }
+        b = p
+      }
+    }
+    var result = String(repeating: "../", count: up)
+    let below = target.path.utf8.dropFirst(a.depth == 0 ? 1 : a.path.utf8.count + 1)
+    result += Substring(below)
+    return result
   }
 
   /// The target of a link from this directory to the absolute path `target`, as

@@ -127,3 +127,27 @@ struct SysfsProvidedChildrenTests {
     #expect(try t.list("/bus/ap/devices").isEmpty)
   }
 }
+
+@Suite("SysfsDirectory: link targets between directories")
+struct SysfsLinkTargetTests {
+  @Test("linkTarget(to:) is what a stored link to the same directory holds")
+  func sameAsStoredLinks() throws {
+    let t = SysfsTree()
+    let dirs = [
+      "/", "/bus", "/bus/ap", "/bus/ap/devices", "/bus/ap/drivers/cex4queue", "/devices/ap",
+      "/devices/ap/card05", "/devices/ap/card05/05.0004", "/devices/ap/card06/06.0004",
+      "/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough",
+    ].map { t.makeDirectories($0) }
+    for from in dirs {
+      for to in dirs {
+        from.symlink("probe", to: to)
+        let stored = try t.readlink(from.path == "/" ? "/probe" : from.path + "/probe")
+        #expect(from.linkTarget(to: to) == stored, "\(from.path) -> \(to.path)")
+        from.remove("probe")
+      }
+    }
+    #expect(
+      t.makeDirectories("/bus/ap/devices").linkTarget(to: t.makeDirectories("/devices/ap/card05/05.0004"))
+        == "../../../devices/ap/card05/05.0004")
+  }
+}
