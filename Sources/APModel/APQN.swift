@@ -24,8 +24,23 @@ public struct APQN: Hashable, Comparable, Sendable, CustomStringConvertible {
 
   public init(rawValue: Int) { self.init(rawValue >> 8 & 0xff, rawValue & 0xff) }
 
-  /// `05.0004`
-  public var description: String { hex2(apid) + "." + hex4(apqi) }
+  /// `05.0004`: the seven bytes written in place (a queue's name is asked for every device the
+  /// bus creates, links or removes), which Swift keeps inline as a small string.
+  public var description: String {
+    // The fields are mutable: out of range, the kernel's format as printf writes it.
+    guard (0...255).contains(apid), (0...255).contains(apqi) else { return hex2(apid) + "." + hex4(apqi) }
+    return String(unsafeUninitializedCapacity: 7) { b in
+      func digit(_ v: Int) -> UInt8 { v < 10 ? 0x30 + UInt8(v) : 0x57 + UInt8(v) }
+      b[0] = digit(apid >> 4)
+      b[1] = digit(apid & 0xf)
+      b[2] = UInt8(ascii: ".")
+      b[3] = 0x30
+      b[4] = 0x30
+      b[5] = digit(apqi >> 4)
+      b[6] = digit(apqi & 0xf)
+      return 7
+    }
+  }
 
   /// The decimal form ap-check prints: `5.4`.
   public var decimal: String { "\(apid).\(apqi)" }

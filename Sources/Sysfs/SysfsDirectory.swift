@@ -20,6 +20,9 @@ public final class SysfsDirectory {
   public private(set) weak var parent: SysfsDirectory?
   var children: [String: Child] = [:]
   var groups: [(group: SysfsAttributeGroup, owner: OwnerReference)] = []
+  /// The children computed from their owner's tables (see ``SysfsChildProvider``), bound to an
+  /// owner held weakly as attribute groups are: nil when there are none.
+  var provided: (provider: any SysfsChildProvider, owner: OwnerReference)?
   /// Where removals are recorded, shared by the whole tree.
   let journal: SysfsJournal
 
@@ -98,14 +101,7 @@ public final class SysfsDirectory {
   }
 
   func symlink(_ name: String, components to: [String]) {
-    let from = components
-    var common = 0
-    while common < from.count && common < to.count && from[common] == to[common] { common += 1 }
-    var target = String(repeating: "../", count: from.count - common)
-    for (i, part) in to[common...].enumerated() {
-      if i > 0 { target += "/" }
-      target += part
-    }
+    let target = linkTarget(components: to)
     if children[name] != nil {
       journal.removed(self, name)
       noteReplacement(name)
@@ -131,12 +127,105 @@ public final class SysfsDirectory {
 
   /// Unbinds a group.
   public func removeGroup(_ group: SysfsAttributeGroup) {
-    guard hasGroup(group) else { return }
-    groups.removeAll { $0.group === group }
+    // By index: a closure over the elements would copy each owner's weak reference.
+    var found = false
+    var i = groups.count
+    while i > 0 {
+      i -= 1
+      if groups[i].group === group {
+        groups.remove(at: i)
+        found = true
+      }
+    }
+    guard found else { return }
     if journal.recording { for a in group.attributes { journal.removed(self, a.name) } }
   }
 
-  public func hasGroup(_ group: SysfsAttributeGroup) -> Bool { groups.contains { $0.group === group } }
+  public func hasGroup(_ group: SysfsAttributeGroup) -> Bool {
+    for i in groups.indices where groups[i].group === group { return true }
+    return false
+  }
+
+  /// Serves children computed by `provider` from `owner`'s tables besides the stored ones: a
+  /// directory has at most one provider, bound for as long as `owner` lives (a second binding
+  /// replaces the first). A stored child shadows a computed one of the same name, and both
+  /// shadow an attribute of a group.
+  public func provideChildren(_ provider: any SysfsChildProvider, owner: AnyObject) {
+    provided = (provider, OwnerReference(object: owner))
+  }
+
+  /// The computed child `name` has just vanished from its owner's tables (a device removed, a
+  /// driver unbound): recorded in the removal journal as a stored child's removal is, so that a
+  /// cache of the tree forgets it. The owner calls it, since the tree cannot see its tables
+  /// change.
+  public func computedChildRemoved(_ name: @autoclosure () -> String) {
+    // The name is formatted only when recorded (`05.0004` costs a formatting per device).
+    guard journal.recording else { return }
+    journal.removed(self, name())
+  }
+
+  /// The computed child directory `d` has just left the owner's tables: journaled as
+  /// ``computedChildRemoved(_:)``, and detached as ``remove(_:)`` detaches a stored one, so that
+  /// a node kept for it falls back to its path.
+  public func computedDirectoryRemoved(_ d: SysfsDirectory) {
+    journal.removed(self, d.name)
+    d.parent = nil
+    journal.detachments &+= 1
+  }
+
+  /// Creates the directory `name` that a provider serves as a child of this one: the tree
+  /// stores it nowhere, its owner keeps it in its tables (``SysfsProvidedChild/directory(_:)``).
+  public func makeComputedDirectory(_ name: String) -> SysfsDirectory {
+    SysfsDirectory(name: name, parent: self, journal: journal)
+  }
+
+  /// The target of a link from this directory to the directory `target`, relative through their
+  /// common ancestor as the stored links are written: what a provider returns for a computed
+  /// link.
+  public func linkTarget(to target: SysfsDirectory) -> String {
+    // The common ancestor by parents and depths, without splitting either path: a listing of
+    // `/sys/bus/ap/devices` asks once per device. A directory out of the tree goes by names.
+    var a = self
+    var b = target
+    var up = 0
+    while a !== b {
+      let da = a.depth
+      let db = b.depth
+      if da >= db {
+        guard let p = a.parent else { return linkTarget(components: target.components) }
+        a = p
+        up += 1
+      }
+      if db >= da {
+        guard let p = b.parent else { return linkTarget(components: target.components) }
+        b = p
+      }
+    }
+    var result = String(repeating: "../", count: up)
+    let below = target.path.utf8.dropFirst(a.depth == 0 ? 1 : a.path.utf8.count + 1)
+    result += Substring(below)
+    return result
+  }
+
+  /// The target of a link from this directory to the absolute path `target`, as
+  /// ``symlink(_:toAbsolute:)`` writes it.
+  public func linkTarget(toAbsolute target: String) -> String {
+    linkTarget(components: target.split(separator: "/").map(String.init))
+  }
+
+  /// The relative target from this directory to the absolute path whose names are `to`: as
+  /// many `../` as take it up to the common ancestor, then the rest of `to`.
+  func linkTarget(components to: [String]) -> String {
+    let from = components
+    var common = 0
+    while common < from.count && common < to.count && from[common] == to[common] { common += 1 }
+    var target = String(repeating: "../", count: from.count - common)
+    for (i, part) in to[common...].enumerated() {
+      if i > 0 { target += "/" }
+      target += part
+    }
+    return target
+  }
 
   /// Removes a child of any kind.
   public func remove(_ name: String) {
@@ -162,8 +251,19 @@ public final class SysfsDirectory {
       if case .attribute(_, let o) = c, o.object == nil { return nil }
       return c
     }
-    for g in groups.reversed() where g.owner.object != nil {
-      if let a = g.group.byName[name] { return .attribute(a, g.owner) }
+    if let p = provided, let owner = p.owner.object, let c = p.provider.child(name, of: owner, in: self) {
+      switch c {
+      case .directory(let d): return .directory(d)
+      case .symlink(let target): return .symlink(target)
+      }
+    }
+    // The latest group first, by index (not copying each owner's weak reference).
+    var i = groups.count
+    while i > 0 {
+      i -= 1
+      if let a = groups[i].group.byName[name], groups[i].owner.object != nil {
+        return .attribute(a, groups[i].owner)
+      }
     }
     return nil
   }
@@ -171,9 +271,38 @@ public final class SysfsDirectory {
   /// Names of all children, sorted.
   public var entryNames: [String] {
     var names = Set(children.keys)
+    if let p = provided, let owner = p.owner.object {
+      names.formUnion(p.provider.childNames(of: owner, in: self))
+    }
     for g in groups where g.owner.object != nil { for a in g.group.attributes { names.insert(a.name) } }
     return names.filter { child($0) != nil }.sorted()
   }
+}
+
+/// What a ``SysfsChildProvider`` serves for one name: a link (its target, relative to the
+/// directory, as ``SysfsDirectory/linkTarget(to:)`` writes it) or a directory its owner keeps.
+public enum SysfsProvidedChild {
+  case symlink(String)
+  case directory(SysfsDirectory)
+}
+
+/// The children of a directory computed from the tables of the object that owns them, when they
+/// are looked up, as kernfs shows the kobjects of a kset: the large, regular parts of the tree
+/// (`/sys/bus/ap/devices`, a driver's device links, a device's `driver` and `subsystem`) are
+/// views of the AP bus's tables instead of one stored node each.
+///
+/// A provider is bound to a directory with an owner (``SysfsDirectory/provideChildren(_:owner:)``)
+/// and is given that owner back, so one stateless provider serves every directory of a kind, as
+/// an attribute group does. Every tree operation sees a computed child as it would see the same
+/// child stored: lookup, listing (merged with the stored names, sorted), readlink, stat (a link's
+/// inode comes from its directory and target). What it cannot see is a child vanishing: the
+/// owner tells the directory (``SysfsDirectory/computedChildRemoved(_:)``), for the removal
+/// journal.
+public protocol SysfsChildProvider: AnyObject {
+  /// The child `name` of `owner`'s directory `directory`, or nil when there is none.
+  func child(_ name: String, of owner: AnyObject, in directory: SysfsDirectory) -> SysfsProvidedChild?
+  /// The names of every child that ``child(_:of:in:)`` serves now.
+  func childNames(of owner: AnyObject, in directory: SysfsDirectory) -> [String]
 }
 
 /// The paths removed from a tree since they were last taken: what a cache of the tree (the

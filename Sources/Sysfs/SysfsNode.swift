@@ -38,7 +38,7 @@ extension SysfsTree {
     if directory.attachedAsOf == now { return true }
     var d = directory
     while d !== root {
-      guard let p = d.parent, case .directory(let same)? = p.children[d.name], same === d else {
+      guard let p = d.parent, case .directory(let same)? = p.child(d.name), same === d else {
         return false
       }
       if p.attachedAsOf == now { break }

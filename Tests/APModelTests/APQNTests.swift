@@ -16,6 +16,17 @@ struct APQNTests {
     #expect(APQN(text) == q)
   }
 
+  @Test("every APQN's text is hex2(apid).hex4(apqi)")
+  func everyText() {
+    for raw in 0...0xffff {
+      let q = APQN(rawValue: raw)
+      #expect(q.description == hex2(q.apid) + "." + hex4(q.apqi))
+    }
+    var q = APQN(1, 2)
+    q.apqi = 0x1234
+    #expect(q.description == "01.1234")
+  }
+
   @Test("rawValue is (apid << 8) | apqi")
   func rawValue() {
     #expect(APQN(5, 4).rawValue == 0x0504)

@@ -53,6 +53,7 @@ public final class APBus {
     devicesRoot = tree.makeDirectories("/devices/ap")
     busDevices = busDirectory.directory("devices")
     attributes = APBusAttributes(profile: kernel.profile)
+    busDevices.provideChildren(APDeviceLinks.busDevices, owner: self)
     busDirectory.addGroup(attributes.busGroup, owner: self)
     devicesRoot.addGroup(attributes.rootGroup, owner: self)
     busDirectory.directory("drivers")
@@ -70,6 +71,7 @@ public final class APBus {
     let handle = APDriverHandle(bus: self, driver: d)
     driverHandles.append(handle)
     dir.addGroup(attributes.driverGroup, owner: handle)
+    dir.provideChildren(APDeviceLinks.driverDevices, owner: handle)
     driverDirectories[d.driver] = dir
     drivers.append(d)
     for apid in cards.keys.sorted() {
@@ -265,7 +267,10 @@ public final class APBus {
 
   /// Queue devices bound to a driver, and queue devices in all.
   public var bindingCounts: (bound: Int, total: Int) {
-    (queues.values.reduce(0) { $0 + ($1.driver != nil ? 1 : 0) }, queues.count)
+    // Every scan asks: a plain loop, without reading each driver's name.
+    var bound = 0
+    for q in queues.values where q.boundDriver != nil { bound += 1 }
+    return (bound, queues.count)
   }
 
   /// Re-arms the periodic scan after `config_time` changed.
@@ -279,10 +284,10 @@ public final class APBus {
     let card = APCard(apid: apid, info: info, directory: dir, bus: self)
     cards[apid] = card
     dir.addGroup(attributes.cardGroup, owner: card)
-    dir.symlink("subsystem", toAbsolute: "/bus/ap")
-    busDevices.symlink(card.name, toAbsolute: dir.path)
+    // `subsystem`, `driver` and the card's link in `/sys/bus/ap/devices` are computed.
+    dir.provideChildren(APDeviceLinks.deviceLinks, owner: card)
     // `device_add`: the card's own variables (`dev_uevent`, `ap_uevent`), nothing else.
-    kernel.uevent(.add, dir.path)
+    kernel.deviceUEvent(.add, dir.path, variables: card.ueventVariables)
     attach(.card(card))
     return card
   }
@@ -292,23 +297,23 @@ public final class APBus {
     for q in 0...255 where queues[APQN(apid, q).rawValue] != nil { removeQueue(APQN(apid, q)) }
     if card.boundDriver != nil { unbind(.card(card)) }
     // `device_del` announces the removal while the device is still there.
-    kernel.uevent(.remove, card.directory.path)
+    kernel.deviceUEvent(.remove, card.directory.path, variables: card.ueventVariables)
     devicesRoot.remove(card.name)
-    busDevices.remove(card.name)
+    busDevices.computedChildRemoved(card.name)
     cards[apid] = nil
   }
 
   func createQueue(_ apqn: APQN, card: APCard, info: TAPQInfo) {
-    let dir = card.directory.directory(apqn.description)
+    // The card's directory serves its queues' directories from the bus's table.
+    let dir = card.directory.makeComputedDirectory(apqn.description)
     let q = APQueue(apqn: apqn, card: card, directory: dir)
     q.config = info.adapterConfigured
     q.chkstop = info.checkstopped
     queues[apqn.rawValue] = q
     dir.addGroup(attributes.queueGroup, owner: q)
-    dir.symlink("subsystem", toAbsolute: "/bus/ap")
-    busDevices.symlink(q.name, toAbsolute: dir.path)
+    dir.provideChildren(APDeviceLinks.deviceLinks, owner: q)
     // `device_register` in `ap_scan_domains`: the queue's own variables, nothing else.
-    kernel.uevent(.add, dir.path)
+    kernel.deviceUEvent(.add, dir.path, variables: q.ueventVariables)
     attach(.queue(q))
   }
 
@@ -316,9 +321,9 @@ public final class APBus {
     guard let q = queues[apqn.rawValue] else { return }
     if q.boundDriver != nil { unbind(.queue(q)) }
     // `device_del` announces the removal while the device is still there.
-    kernel.uevent(.remove, q.directory.path)
-    q.card.directory.remove(q.name)
-    busDevices.remove(q.name)
+    kernel.deviceUEvent(.remove, q.directory.path, variables: q.ueventVariables)
+    q.card.directory.computedDirectoryRemoved(q.directory)
+    busDevices.computedChildRemoved(q.name)
     // The override goes with the device (`ap_device_release`).
     if q.driverOverride != nil { driverOverrideCount -= 1 }
     queues[apqn.rawValue] = nil
@@ -356,21 +361,20 @@ public final class APBus {
 
   /// `really_probe` with `ap_device_probe`: the device gets its driver and the links, then the
   /// driver's probe runs; a probe that fails leaves the device unbound. On success the bind
-  /// uevent.
+  /// uevent. The links (the device's `driver`, the driver's link to the device) are computed
+  /// from `boundDriver` (``APDeviceLinks``): they come and go with it.
   func bind(_ device: APDevice, _ d: any APDriverOperations) throws(Errno) {
     device.boundDriver = d
     let dir = device.directory
-    dir.symlink("driver", toAbsolute: "/bus/ap/drivers/" + d.driver.name)
-    driverDirectories[d.driver]!.symlink(device.name, toAbsolute: dir.path)
     do {
       try d.probe(device)
     } catch {
       device.boundDriver = nil
-      dir.remove("driver")
-      driverDirectories[d.driver]!.remove(device.name)
+      dir.computedChildRemoved("driver")
+      driverDirectories[d.driver]!.computedChildRemoved(device.name)
       throw error
     }
-    kernel.uevent(.bind, dir.path)
+    kernel.deviceUEvent(.bind, dir.path, variables: device.ueventVariables)
   }
 
   /// `device_release_driver` with `ap_device_remove`: the driver's remove, then for a queue the
@@ -385,9 +389,9 @@ public final class APBus {
     }
     device.boundDriver = nil
     let dir = device.directory
-    dir.remove("driver")
-    driverDirectories[d.driver]!.remove(device.name)
-    kernel.uevent(.unbind, dir.path)
+    dir.computedChildRemoved("driver")
+    driverDirectories[d.driver]!.computedChildRemoved(device.name)
+    kernel.deviceUEvent(.unbind, dir.path, variables: device.ueventVariables)
   }
 
   /// `ap_queue_init_state`: a driver that drives the queue itself (zcrypt's) starts the AP
@@ -585,10 +589,16 @@ public final class APBus {
 
   // MARK: - Driver bind/unbind files and drivers_probe
 
-  /// `bus_find_device_by_name`: the card or queue device of that name.
+  /// `bus_find_device_by_name`: the card or queue device of that name, exactly (`card05`,
+  /// `05.0004`).
   func device(named name: String) -> APDevice? {
+    if name.hasPrefix("card") {
+      guard let apid = Int(name.dropFirst(4), radix: 16), let card = cards[apid], card.name == name else {
+        return nil
+      }
+      return .card(card)
+    }
     if let apqn = APQN(name), let q = queues[apqn.rawValue], q.name == name { return .queue(q) }
-    if let card = cards.values.first(where: { $0.name == name }) { return .card(card) }
     return nil
   }
 

@@ -78,6 +78,14 @@ enum APDevice {
     }
   }
 
+  /// What `dev_uevent` and `ap_uevent` give the device now (its `uevent` file).
+  var ueventVariables: [String] {
+    switch self {
+    case .card(let c): c.ueventVariables
+    case .queue(let q): q.ueventVariables
+    }
+  }
+
   /// `dev->driver`: the driver bound now.
   var boundDriver: (any APDriverOperations)? {
     get {

@@ -60,7 +60,13 @@ public final class APQueue {
   /// What `dev_uevent` and `ap_uevent` give the queue: its device type, its driver when bound,
   /// and the card's `MODE`.
   public var ueventVariables: [String] {
-    ["DEVTYPE=ap_queue"] + (driver.map { ["DRIVER=" + $0.name] } ?? []) + ["MODE=" + card.mode.ueventName]
+    // Built in place: every queue's add and bind uevent asks.
+    var v: [String] = []
+    v.reserveCapacity(3)
+    v.append("DEVTYPE=ap_queue")
+    if let d = driver { v.append("DRIVER=" + d.name) }
+    v.append("MODE=" + card.mode.ueventName)
+    return v
   }
 
   var ueventObject: UEventObject {
