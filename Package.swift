@@ -49,15 +49,17 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ]
     ),
+    // What several test targets share (a seeded generator); no product uses it.
+    .target(name: "TestSupport", path: "Tests/TestSupport"),
     .testTarget(name: "APModelTests", dependencies: ["APModel"]),
     .testTarget(name: "MachineTests", dependencies: ["Machine"]),
     .testTarget(name: "SysfsTests", dependencies: ["Sysfs"]),
-    .testTarget(name: "HostKernelTests", dependencies: ["HostKernel"]),
+    .testTarget(name: "HostKernelTests", dependencies: ["HostKernel", "TestSupport"]),
     .testTarget(name: "FUSETests", dependencies: ["FUSE"]),
     .testTarget(name: "VMMTests", dependencies: ["VMM", "HostKernel", "Machine"]),
-    .testTarget(name: "PlanningTests", dependencies: ["Planning", "HostKernel", "Machine", "Sysfs"]),
+    .testTarget(name: "PlanningTests", dependencies: ["Planning", "HostKernel", "Machine", "Sysfs", "TestSupport"]),
     .testTarget(name: "ScenarioTests", dependencies: ["Scenario"]),
-    .testTarget(name: "Interop", dependencies: ["apvirt", "VMM", "FUSE", "Planning", "Scenario"], path: "Tests/Interop", exclude: ["Scripts"]),
+    .testTarget(name: "Interop", dependencies: ["apvirt", "VMM", "FUSE", "Planning", "Scenario", "TestSupport"], path: "Tests/Interop", exclude: ["Scripts"]),
     .testTarget(name: "apvirtTests", dependencies: ["apvirt", "HostKernel"]),
   ],
   swiftLanguageModes: [.v6]

@@ -14,9 +14,20 @@ let package = Package(
       traits: ["MallocInterposer"]),
   ],
   targets: [
+    // What the benchmarks and the table harness share: the bulk configuration-change host.
+    .target(
+      name: "BenchmarkFixtures",
+      dependencies: [
+        .product(name: "APModel", package: "apvirt"),
+        .product(name: "Machine", package: "apvirt"),
+        .product(name: "HostKernel", package: "apvirt"),
+      ],
+      path: "Fixtures"
+    ),
     .executableTarget(
       name: "EngineBenchmarks",
       dependencies: [
+        "BenchmarkFixtures",
         .product(name: "Benchmark", package: "benchmark"),
         .product(name: "APModel", package: "apvirt"),
         .product(name: "Machine", package: "apvirt"),
@@ -45,6 +56,7 @@ let package = Package(
     .executableTarget(
       name: "APVirtTable",
       dependencies: [
+        "BenchmarkFixtures",
         .product(name: "APModel", package: "apvirt"),
         .product(name: "Machine", package: "apvirt"),
         .product(name: "HostKernel", package: "apvirt"),

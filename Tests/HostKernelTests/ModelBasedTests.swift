@@ -2,22 +2,10 @@ import APModel
 import Foundation
 import Machine
 import SystemPackage
+import TestSupport
 import Testing
 
 @testable import HostKernel
-
-/// SplitMix64: a small seeded generator, so a failing run can be replayed from its seed.
-struct SeededGenerator: RandomNumberGenerator {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-}
 
 /// Everything a user can observe, to show that a failed store changed nothing.
 struct ObservableState: Equatable {
@@ -116,7 +104,7 @@ struct ModelBasedTests {
   func randomOperationsKeepTheInvariants(_ c: Case) throws {
     let seed = c.seed
     let run = Self.run
-    var rng = SeededGenerator(seed: seed)
+    var rng = SplitMix64(seed: seed)
     let def = MachineDefinition(
       name: "model", na: Self.maxID, nd: Self.maxID,
       adapters: (0...5).map { .init(apid: $0, mode: .cca, queueDepth: 4) },
@@ -160,9 +148,9 @@ struct ModelBasedTests {
     }
   }
 
-  func id(_ rng: inout SeededGenerator) -> Int { Int.random(in: 0...(Self.maxID + 2), using: &rng) }
+  func id(_ rng: inout SplitMix64) -> Int { Int.random(in: 0...(Self.maxID + 2), using: &rng) }
 
-  func numberText(_ n: Int, _ rng: inout SeededGenerator) -> String {
+  func numberText(_ n: Int, _ rng: inout SplitMix64) -> String {
     switch Int.random(in: 0..<8, using: &rng) {
     case 0: "0x\(String(n, radix: 16))"
     case 1: "0\(String(n, radix: 8))"
@@ -172,7 +160,7 @@ struct ModelBasedTests {
     }
   }
 
-  func maskText(_ rng: inout SeededGenerator) -> String {
+  func maskText(_ rng: inout SplitMix64) -> String {
     switch Int.random(in: 0..<4, using: &rng) {
     case 0:
       var m = APMask()
@@ -191,7 +179,7 @@ struct ModelBasedTests {
   }
 
   /// One random operation; returns its description and the errno of a failed store.
-  func step(_ k: HostKernel, _ rng: inout SeededGenerator) -> (String, Errno?) {
+  func step(_ k: HostKernel, _ rng: inout SplitMix64) -> (String, Errno?) {
     let uuid = Self.uuids.randomElement(using: &rng)!
     let m = k.vfioAP.mdev(uuid)
     func store(_ text: String, _ path: String) -> (String, Errno?) {

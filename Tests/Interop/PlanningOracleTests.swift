@@ -1,6 +1,7 @@
 import APModel
 import Foundation
 import Planning
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -217,8 +218,8 @@ struct PlanningOracleTests {
   @Test("random writes: the kernel never contradicts a prediction")
   func randomWrites() throws {
     let d = try labHost()
-    var rng = SuiteRandom(
-      state: ProcessInfo.processInfo.environment["APVIRT_PLANNING_SEED"].flatMap { UInt64($0) } ?? 13)
+    var rng = SplitMix64(
+      seed: ProcessInfo.processInfo.environment["APVIRT_PLANNING_SEED"].flatMap { UInt64($0) } ?? 13)
     let uuids = [u1, u2, u3]
     for u in uuids {
       let fd = open(

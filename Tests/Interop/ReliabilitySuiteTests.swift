@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -23,18 +24,6 @@ struct ReliabilityLevel {
   }()
 
   func count(short: Int, long l: Int) -> Int { long ? l : short }
-}
-
-/// SplitMix64, so that a failing case can be replayed from its seed.
-struct SuiteRandom: RandomNumberGenerator {
-  var state: UInt64
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
 }
 
 /// The daemon's resident memory, from /proc.
@@ -112,7 +101,7 @@ struct ReliabilitySuiteTests {
       "\"device_add vfio-ap,sysfsdev=/sys/bus/mdev/devices/\(u1)\"",
       "\"" + String(repeating: "x", count: 100_000) + "\"",
     ]
-    var rng = SuiteRandom(state: level.seed)
+    var rng = SplitMix64(seed: level.seed)
     let client = try QMPClient(sock)
     var cases = 0
     // Every argument of every command with a value of every kind, and an unknown argument.
@@ -236,7 +225,7 @@ struct ReliabilitySuiteTests {
       Array(("x" + String(repeating: "f", count: 70)).utf8), Array("z5".utf8), Array("!@#$%\n".utf8),
       Array(String(repeating: "x", count: 5000).utf8),
     ]
-    var rng = SuiteRandom(state: level.seed)
+    var rng = SplitMix64(seed: level.seed)
     var writes = 0
     var refused = 0
     var unopened: [String] = []
@@ -312,7 +301,7 @@ struct ReliabilitySuiteTests {
         }
       }
     }
-    var rng = SuiteRandom(state: level.seed)
+    var rng = SplitMix64(seed: level.seed)
     for _ in 0..<level.count(short: 300, long: 10_000) {
       let (name, args) = commands.filter { $0.0 != "hw-adapter-remove" }.randomElement(using: &rng)!
       let members = args.shuffled(using: &rng).prefix(Int.random(in: 0...3, using: &rng)).map {
@@ -376,7 +365,7 @@ struct ReliabilitySuiteTests {
     let before = try FileManager.default.contentsOfDirectory(atPath: dir).sorted().map {
       ($0, try Data(contentsOf: URL(fileURLWithPath: dir + "/" + $0)))
     }
-    var rng = SuiteRandom(state: level.seed)
+    var rng = SplitMix64(seed: level.seed)
     for round in 0..<level.count(short: 3, long: 40) {
       // Load: a guest's QEMU process, and a writer on the mount.
       let q = try GuestProcess(d, ["-name", "k\(round)", "-cpu", "host"])

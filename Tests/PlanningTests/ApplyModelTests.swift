@@ -2,22 +2,10 @@ import APModel
 import Foundation
 import Machine
 import Planning
+import TestSupport
 import Testing
 
 @testable import HostKernel
-
-/// SeededGenerator64: a small seeded generator, so that a failing case can be replayed from its seed.
-struct SeededGenerator: RandomNumberGenerator {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-}
 
 /// The whole AP state a user can observe on the emulated host: what a failed apply must leave as
 /// it found it. More than apply reads back: the queues' drivers, which guest has which mdev open,
@@ -120,20 +108,20 @@ struct ApplyModelTests {
     var guests: [String: Int]
   }
 
-  static func randomMask(_ rng: inout SeededGenerator, clearing p: Double) -> APMask {
+  static func randomMask(_ rng: inout SplitMix64, clearing p: Double) -> APMask {
     var m = APMask.all()
     for b in 0...maxID + 1 where Double.random(in: 0..<1, using: &rng) < p { m.remove(b) }
     return m
   }
 
-  static func randomSubset(_ rng: inout SeededGenerator, _ p: Double, _ ids: ClosedRange<Int> = 0...maxID)
+  static func randomSubset(_ rng: inout SplitMix64, _ p: Double, _ ids: ClosedRange<Int> = 0...maxID)
     -> [Int]
   {
     ids.filter { _ in Double.random(in: 0..<1, using: &rng) < p }
   }
 
   static func build(_ c: Case) -> World {
-    var rng = SeededGenerator(seed: c.seed)
+    var rng = SplitMix64(seed: c.seed)
     let k = HostKernel(definition: definition, profile: c.profile)
     k.recordsUEvents = false
     let host = EmulatedHost(kernel: k)
@@ -179,7 +167,7 @@ struct ApplyModelTests {
   /// machine's 7). An mdev a guest has open is never removed: its `remove` would wait for the
   /// guest, and sysfs shows an open mdev only through queues `in use`.
   static func target(_ c: Case, open: Set<String>) -> PlanTarget {
-    var rng = SeededGenerator(seed: c.seed &* 0x5851_F42D_4C95_7F2D &+ 1)
+    var rng = SplitMix64(seed: c.seed &* 0x5851_F42D_4C95_7F2D &+ 1)
     let careful = Int.random(in: 0..<10, using: &rng) < 7
     var mdevs: [String: APMatrix] = [:]
     for u in pool where open.contains(u) || Double.random(in: 0..<1, using: &rng) < 0.6 {
@@ -232,7 +220,7 @@ struct ApplyModelTests {
     for k in Self.cases {
       let world = Self.build(k)
       let s0 = try SysfsSnapshot.read(from: world.sysfs)
-      var rng = SeededGenerator(seed: k.seed ^ 0xA5A5)
+      var rng = SplitMix64(seed: k.seed ^ 0xA5A5)
       let plan = ConfigurationPlan(
         from: s0, to: Self.target(k, open: Set(world.guests.keys)), apConfig: Bool.random(using: &rng))
       c.cases += 1
@@ -262,7 +250,7 @@ struct ApplyModelTests {
     let world = Self.build(c)
     let s0 = try SysfsSnapshot.read(from: world.sysfs)
     let target = Self.target(c, open: Set(world.guests.keys))
-    var rng = SeededGenerator(seed: c.seed ^ 0xA5A5)
+    var rng = SplitMix64(seed: c.seed ^ 0xA5A5)
     let apConfig = Bool.random(using: &rng)
     let plan = ConfigurationPlan(from: s0, to: target, apConfig: apConfig)
     let obs0 = ObservedAPState.of(world.host)

@@ -1,4 +1,5 @@
 import APModel
+import TestSupport
 import Testing
 
 @testable import Planning
@@ -154,7 +155,7 @@ struct ConfigurationPlanTests {
   /// Seeded random current states and targets: whenever the plan says it can, replaying its
   /// steps (and its undo) with MatrixRules reaches the target (and the old state).
   @Test func randomStatesAndTargets() {
-    var rng = SplitMix(seed: 13)
+    var rng = SplitMix64(seed: 13)
     var reachable = 0
     for _ in 0..<300 {
       let s = Self.randomHost(&rng)
@@ -182,7 +183,7 @@ struct ConfigurationPlanTests {
 
   /// A consistent host: random masks over adapters 0-7 and domains 0-15, and up to three mdevs
   /// on disjoint free APQNs.
-  static func randomHost(_ rng: inout SplitMix) -> SysfsSnapshot {
+  static func randomHost(_ rng: inout SplitMix64) -> SysfsSnapshot {
     let apFree = APMask((0..<8).filter { _ in rng.next() % 3 == 0 })
     let aqFree = APMask((0..<16).filter { _ in rng.next() % 3 == 0 })
     let apmask = APMask.all().subtracting(apFree)
@@ -199,17 +200,5 @@ struct ConfigurationPlanTests {
       mdevs.append(SysfsSnapshot.Mdev(uuid: u, matrix: APMatrix(apm: a, aqm: d, adm: c)))
     }
     return host(apmask: apmask, aqmask: aqmask, mdevs: mdevs)
-  }
-}
-
-struct SplitMix {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
   }
 }
