@@ -39,6 +39,8 @@ public final class HostKernel {
   public let role: Role
   /// The IOMMU groups by id, and `/sys/kernel/iommu_groups`, which `iommu_init` creates at boot.
   public internal(set) var iommuGroups: [Int: IOMMUGroup] = [:]
+  /// The ids in use in ``iommuGroups``, to find the lowest free one at once.
+  var iommuGroupIDs = IDAllocator()
   lazy var iommuGroupsDirectory: SysfsDirectory = sysfs.makeDirectories("/kernel/iommu_groups")
 
   public enum Role: Sendable, Equatable {
@@ -138,12 +140,14 @@ public final class HostKernel {
   /// `kobject_uevent_env` for an AP device whose `dev_uevent` variables the caller has: the same
   /// event as ``uevent(_:_:_:subsystem:)`` builds from the device's `uevent` file (which shows
   /// exactly `variables`), without resolving the file's path. The bus sends one per device it
-  /// adds, removes, binds or unbinds: 131,072 at a full-architecture boot.
+  /// adds, removes, binds or unbinds: 131,072 at a full-architecture boot; vfio_ap four per
+  /// mdev (`subsystem` `mdev`).
   func deviceUEvent(
-    _ action: UEvent.Action, _ devpath: String, variables: @autoclosure () -> [String], _ env: [String] = []
+    _ action: UEvent.Action, _ devpath: String, variables: @autoclosure () -> [String], _ env: [String] = [],
+    subsystem: String = "ap"
   ) {
     if recordsUEvents {
-      uevents.send(UEvent(action, devpath, env + variables(), subsystem: "ap"))
+      uevents.send(UEvent(action, devpath, env + variables(), subsystem: subsystem))
     } else {
       uevents.sendUnrecorded()
     }

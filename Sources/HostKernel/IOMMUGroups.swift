@@ -29,14 +29,13 @@ extension HostKernel {
   /// `iommu_group` link to it.
   /// `driver` is the device's driver, whose name prefixes the log line as `dev_info` writes it.
   func allocateIOMMUGroup(for device: SysfsDirectory, driver: String) -> IOMMUGroup {
-    var id = 0
-    while iommuGroups[id] != nil { id += 1 }
+    let id = iommuGroupIDs.allocate()
     let dir = iommuGroupsDirectory.directory(String(id))
     let g = IOMMUGroup(id: id, directory: dir)
     iommuGroups[id] = g
     dir.addGroup(IOMMUGroup.attributes, owner: g)
-    dir.directory("devices").symlink(device.name, toAbsolute: device.path)
-    device.symlink("iommu_group", toAbsolute: dir.path)
+    dir.directory("devices").symlink(device.name, to: device)
+    device.symlink("iommu_group", to: dir)
     devLog(driver: driver, device: device.name, "Adding to iommu group \(id)")
     return g
   }
@@ -48,5 +47,34 @@ extension HostKernel {
     device.remove("iommu_group")
     iommuGroupsDirectory.remove(String(g.id))
     iommuGroups[g.id] = nil
+    iommuGroupIDs.release(g.id)
+  }
+}
+
+/// The kernel's `ida` for IOMMU group numbers: the lowest free id, from a bitmap with a hint
+/// below which every word is full, so that allocating after N groups costs one word's look, not
+/// N dictionary probes (65,536 mdevs were quadratic).
+struct IDAllocator {
+  private var words: [UInt64] = []
+  /// No word before this one has a free bit.
+  private var firstFreeWord = 0
+
+  /// Takes the lowest free id.
+  mutating func allocate() -> Int {
+    var w = firstFreeWord
+    while w < words.count && words[w] == .max { w += 1 }
+    if w == words.count { words.append(0) }
+    let bit = (~words[w]).trailingZeroBitCount
+    words[w] |= 1 << bit
+    firstFreeWord = w
+    return w << 6 | bit
+  }
+
+  /// Frees `id` for the next ``allocate()``.
+  mutating func release(_ id: Int) {
+    let w = id >> 6
+    guard w < words.count else { return }
+    words[w] &= ~(1 << (id & 63))
+    firstFreeWord = min(firstFreeWord, w)
   }
 }

@@ -68,11 +68,12 @@ public final class SysfsDirectory {
 
   /// Adds a symlink whose target is relative to this directory (`../../devices/ap/card05`).
   public func symlink(_ name: String, to target: String) {
-    if children[name] != nil {
-      journal.removed(self, name)
-      noteReplacement(name)
-    }
-    children[name] = .symlink(target)
+    // One hash of the name: the replaced child, if any, comes back from the update.
+    guard let replaced = children.updateValue(.symlink(target), forKey: name) else { return }
+    journal.removed(self, name)
+    // A directory replaced by a link: no path reaches it any more (it keeps its parent and its
+    // subtree).
+    if case .directory = replaced { journal.detachments &+= 1 }
   }
 
   /// The names from the root down to this directory, by its parents (no string splitting).
@@ -88,9 +89,10 @@ public final class SysfsDirectory {
     return names
   }
 
-  /// Adds a symlink to the directory `target`, computed from the two ends.
+  /// Adds a symlink to the directory `target`, computed from the two ends by their parents
+  /// (``linkTarget(to:)``): no path is split, which an mdev's creation does six times.
   public func symlink(_ name: String, to target: SysfsDirectory) {
-    symlink(name, components: target.components)
+    symlink(name, to: linkTarget(to: target))
   }
 
   /// Adds a symlink to the absolute path `target`, written relative to this directory through
@@ -101,12 +103,7 @@ public final class SysfsDirectory {
   }
 
   func symlink(_ name: String, components to: [String]) {
-    let target = linkTarget(components: to)
-    if children[name] != nil {
-      journal.removed(self, name)
-      noteReplacement(name)
-    }
-    children[name] = .symlink(target)
+    symlink(name, to: linkTarget(components: to))
   }
 
   func childPath(_ name: String) -> String {
@@ -236,12 +233,6 @@ public final class SysfsDirectory {
       journal.detachments &+= 1
     }
     children[name] = nil
-  }
-
-  /// The child `name` is about to be replaced: if it is a directory, no path reaches it any more
-  /// (it keeps its parent and its subtree).
-  func noteReplacement(_ name: String) {
-    if case .directory? = children[name] { journal.detachments &+= 1 }
   }
 
   public func contains(_ name: String) -> Bool { child(name) != nil }

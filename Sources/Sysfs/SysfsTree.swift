@@ -72,9 +72,19 @@ public final class SysfsTree {
   {
     if depth > 40 { throw .tooManySymbolicLinkLevels }
     var dir = path.hasPrefix("/") ? root : (base ?? root)
-    let parts = Self.components(path)
-    for (i, name) in parts.enumerated() {
-      let last = i == parts.count - 1
+    // The names are taken from the path's bytes one at a time (what ``components(_:)`` splits
+    // out), so that a store's path costs no arrays: a name is the bytes between slashes, and
+    // the last is the one no further name follows.
+    let utf8 = path.utf8
+    var i = utf8.startIndex
+    while i != utf8.endIndex && utf8[i] == UInt8(ascii: "/") { i = utf8.index(after: i) }
+    while i != utf8.endIndex {
+      var end = i
+      while end != utf8.endIndex && utf8[end] != UInt8(ascii: "/") { end = utf8.index(after: end) }
+      let name = String(path[i..<end])
+      i = end
+      while i != utf8.endIndex && utf8[i] == UInt8(ascii: "/") { i = utf8.index(after: i) }
+      let last = i == utf8.endIndex
       if name == "." {
         if last { return .directory(dir) }
         continue

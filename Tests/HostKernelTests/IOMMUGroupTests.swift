@@ -46,4 +46,14 @@ struct IOMMUGroupTests {
     makeMdev(k, u5)
     #expect(try k.sysfs.canonicalPath(mdevPath(u5) + "/iommu_group") == "/kernel/iommu_groups/3")
   }
+
+  /// The bitmap behind the ids: the lowest free id across its words, freed ids taken again
+  /// lowest first, and the count going on after the last word is full.
+  @Test func idAllocatorTakesTheLowestFreeAcrossWords() {
+    var ids = IDAllocator()
+    #expect((0..<130).map { _ in ids.allocate() } == Array(0..<130))
+    for id in [129, 64, 3] { ids.release(id) }
+    ids.release(500)  // never taken: nothing happens
+    #expect((0..<4).map { _ in ids.allocate() } == [3, 64, 129, 130])
+  }
 }

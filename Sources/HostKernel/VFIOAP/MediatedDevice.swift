@@ -55,7 +55,9 @@ public final class MediatedDevice {
 
   /// What `dev_uevent` gives an mdev: only its driver while bound, as the mdev bus has no
   /// uevent callback and an mdev no device type.
-  var ueventVariables: [String] { isBound ? ["DRIVER=" + VFIOAPDriver.mdevDriverName] : [] }
+  var ueventVariables: [String] { isBound ? Self.boundUEventVariables : [] }
+  /// Made once: every uevent of a bound mdev carries it.
+  static let boundUEventVariables = ["DRIVER=" + VFIOAPDriver.mdevDriverName]
 
   /// The APQNs of the linked queues, ascending.
   public var linkedAPQNs: [APQN] { queues.keys.sorted().map { APQN(rawValue: $0) } }

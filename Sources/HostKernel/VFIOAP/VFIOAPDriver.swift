@@ -54,6 +54,9 @@ public final class VFIOAPDriver {
   /// `/bus/mdev/devices` and `/bus/mdev/drivers/vfio_ap_mdev`: every mdev is linked from both.
   let mdevBusDevices: SysfsDirectory
   let mdevDriverDevices: SysfsDirectory
+  /// The targets of the links an mdev's creation makes, the same for every mdev but for its
+  /// name, written once at load (see ``MdevLinkTargets``).
+  let mdevLinks: MdevLinkTargets
 
   init(kernel: HostKernel) {
     self.kernel = kernel
@@ -72,6 +75,9 @@ public final class VFIOAPDriver {
     typeDevices = typeDirectory.directory("devices")
     mdevBusDevices = tree.makeDirectories("/bus/mdev/devices")
     mdevDriverDevices = tree.makeDirectories("/bus/mdev/drivers/" + Self.mdevDriverName)
+    mdevLinks = MdevLinkTargets(
+      matrix: matrix, type: typeDirectory, driver: mdevDriverDevices, bus: tree.makeDirectories("/bus/mdev"),
+      typeDevices: typeDevices, busDevices: mdevBusDevices, driverDevices: mdevDriverDevices)
     // `vfio_ap_matrix_dev_create`: `device_register` announces the matrix device (unbound: its
     // `uevent` file comes with the driver's attributes), and `driver_register` binds the matrix
     // driver to it (the matrix bus matches every device).
@@ -125,17 +131,23 @@ public final class VFIOAPDriver {
   /// `create` of the mdev type: 36 or 37 bytes, the first 36 a UUID (the 37th is not looked at);
   /// a UUID that exists is EEXIST; no instance left is EUSERS.
   func createStore(_ bytes: [UInt8]) throws(Errno) {
-    guard bytes.count == 36 || bytes.count == 37 else { throw .invalidArgument }
-    let s = KernelNumber.cString(bytes)
-    guard s.count >= 36, let uuid = Self.parseUUID(Array(s.prefix(36))) else { throw .invalidArgument }
-    _ = try createMdev(uuid)
+    // A NUL among the first 36 bytes (where the kernel's C string would end) is neither a hex
+    // digit nor a hyphen, so the UUID check refuses it as the shorter string would be.
+    guard bytes.count == 36 || bytes.count == 37, let uuid = Self.parseUUID(bytes[0..<36]) else {
+      throw .invalidArgument
+    }
+    _ = try create(uuid)
   }
 
   /// Creates an mdev (what `create` does after parsing).
   @discardableResult
   public func createMdev(_ uuid: String) throws(Errno) -> MediatedDevice {
-    let uuid = uuid.lowercased()
-    guard Self.parseUUID(Array(uuid.utf8)) != nil else { throw .invalidArgument }
+    guard let uuid = Self.parseUUID(uuid.utf8) else { throw .invalidArgument }
+    return try create(uuid)
+  }
+
+  /// `mdev_device_create` for a UUID already checked and in lower case.
+  private func create(_ uuid: String) throws(Errno) -> MediatedDevice {
     if mdevs[uuid] != nil { throw .fileExists }
     if availableInstances == 0 { throw .tooManyUsers }
     let dir = matrixDirectory.directory(uuid)
@@ -143,25 +155,43 @@ public final class VFIOAPDriver {
     nextSequence += 1
     mdevs[uuid] = m
     dir.addGroup(mdevGroup, owner: m)
-    dir.symlink("mdev_type", toAbsolute: typeDirectory.path)
-    dir.symlink("driver", toAbsolute: "/bus/mdev/drivers/" + Self.mdevDriverName)
-    dir.symlink("subsystem", toAbsolute: "/bus/mdev")
-    typeDevices.symlink(uuid, toAbsolute: dir.path)
-    mdevBusDevices.symlink(uuid, toAbsolute: dir.path)
-    mdevDriverDevices.symlink(uuid, toAbsolute: dir.path)
+    dir.symlink("mdev_type", to: mdevLinks.type)
+    dir.symlink("driver", to: mdevLinks.driver)
+    dir.symlink("subsystem", to: mdevLinks.bus)
+    typeDevices.symlink(uuid, to: mdevLinks.typeDevicesPrefix + uuid)
+    mdevBusDevices.symlink(uuid, to: mdevLinks.busDevicesPrefix + uuid)
+    mdevDriverDevices.symlink(uuid, to: mdevLinks.driverDevicesPrefix + uuid)
     // `mdev_device_create`: `device_add` announces the device (the mdev bus adds no variables),
     // then `device_driver_attach` probes it: `vfio_ap_mdev_probe` registers an emulated-IOMMU
-    // vfio device, in a group of its own, and `driver_bound` announces the binding.
-    kernel.uevent(.add, dir.path)
+    // vfio device, in a group of its own, and `driver_bound` announces the binding. The events
+    // carry what the mdev's `uevent` file shows at each moment (``MediatedDevice/ueventVariables``).
+    kernel.deviceUEvent(.add, dir.path, variables: m.ueventVariables, subsystem: "mdev")
     m.iommuGroup = kernel.allocateIOMMUGroup(for: dir, driver: Self.mdevDriverName)
     m.isBound = true
-    kernel.uevent(.bind, dir.path)
+    kernel.deviceUEvent(.bind, dir.path, variables: m.ueventVariables, subsystem: "mdev")
     return m
   }
 
-  /// The kernel's `uuid_is_valid` + parse (``SyntheticUEvent/uuidText(_:)``). Returns the
-  /// lower-case form.
-  static func parseUUID(_ s: [UInt8]) -> String? { SyntheticUEvent.uuidText(s)?.lowercased() }
+  /// The kernel's `uuid_is_valid` (36 characters, hex digits with hyphens at 8, 13, 18 and 23)
+  /// and the device name `%pUl` prints from the parsed UUID: the same text in lower case, made
+  /// in one pass over the bytes.
+  static func parseUUID(_ s: some Collection<UInt8>) -> String? {
+    guard s.count == 36 else { return nil }
+    var valid = true
+    let text = String(unsafeUninitializedCapacity: 36) { out in
+      for (i, c) in s.enumerated() {
+        if i == 8 || i == 13 || i == 18 || i == 23 {
+          valid = valid && c == UInt8(ascii: "-")
+          out[i] = c
+        } else {
+          valid = valid && KernelNumber.isHexDigit(c)
+          out[i] = c >= UInt8(ascii: "A") && c <= UInt8(ascii: "F") ? c + 32 : c
+        }
+      }
+      return 36
+    }
+    return valid ? text : nil
+  }
 
   /// The errno with which a `remove` store reports that it must wait for the VMM to release
   /// the device: the kernel's internal ERESTARTSYS. The owner of the kernel waits (without the
@@ -195,8 +225,8 @@ public final class VFIOAPDriver {
     // `device_del` releases the driver (the unbind event), announces the removal, and then the
     // device leaves the tree.
     m.isBound = false
-    kernel.uevent(.unbind, m.directory.path)
-    kernel.uevent(.remove, m.directory.path)
+    kernel.deviceUEvent(.unbind, m.directory.path, variables: m.ueventVariables, subsystem: "mdev")
+    kernel.deviceUEvent(.remove, m.directory.path, variables: m.ueventVariables, subsystem: "mdev")
     matrixDirectory.remove(m.uuid)
     typeDevices.remove(m.uuid)
     mdevBusDevices.remove(m.uuid)
@@ -238,5 +268,40 @@ public final class VFIOAPDriver {
 
   func mdevLog(_ m: MediatedDevice, _ message: String) {
     kernel.devLog(driver: "vfio_ap_mdev", device: m.uuid, message)
+  }
+}
+
+/// The link targets of an mdev, relative as kernfs writes them, for a device directory that is a
+/// child of the matrix device: its own links (`mdev_type`, `driver`, `subsystem`) are the same
+/// for every mdev, and the links to it from the type's `devices`, `/bus/mdev/devices` and the
+/// driver differ only in the name at the end. Written once from the directories, so that a
+/// creation joins two strings instead of walking two paths per link.
+struct MdevLinkTargets {
+  let type: String
+  let driver: String
+  let bus: String
+  let typeDevicesPrefix: String
+  let busDevicesPrefix: String
+  let driverDevicesPrefix: String
+
+  init(
+    matrix: SysfsDirectory, type: SysfsDirectory, driver: SysfsDirectory, bus: SysfsDirectory,
+    typeDevices: SysfsDirectory, busDevices: SysfsDirectory, driverDevices: SysfsDirectory
+  ) {
+    // From a child of `matrix`, one level up reaches `matrix` (none of these lies below an
+    // mdev); to a child of `matrix`, the way to `matrix` and the name.
+    self.type = "../" + matrix.linkTarget(to: type)
+    self.driver = "../" + matrix.linkTarget(to: driver)
+    self.bus = "../" + matrix.linkTarget(to: bus)
+    typeDevicesPrefix = Self.prefix(from: typeDevices, to: matrix)
+    busDevicesPrefix = Self.prefix(from: busDevices, to: matrix)
+    driverDevicesPrefix = Self.prefix(from: driverDevices, to: matrix)
+  }
+
+  /// The target from `directory` to a child of `matrix`, without the child's name: the way to
+  /// `matrix` and a slash, which a way only up (`../../../`, from the type's `devices`) has.
+  static func prefix(from directory: SysfsDirectory, to matrix: SysfsDirectory) -> String {
+    let way = directory.linkTarget(to: matrix)
+    return way.hasSuffix("/") ? way : way + "/"
   }
 }
