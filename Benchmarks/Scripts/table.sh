@@ -15,7 +15,7 @@ pkg-config --exists fuse3 || {
   exit 1
 }
 BIN=.build/release
-if [ -z "${SKIP_BUILD:-}" ]; then
+if [ "${SKIP_BUILD:-0}" = 0 ]; then
   # One build at a time: the second reuses the first's modules.
   timeout 1800 swift build -c release --product apvirt >&2
   timeout 1800 swift build -c release --product APVirtTable >&2
