@@ -64,7 +64,22 @@ public final class APMachine {
 
   public let definition: MachineDefinition
   /// Adapters in the LPAR's configuration, by APID.
-  public private(set) var adapters: [APID: AdapterState] = [:]
+  public private(set) var adapters: [APID: AdapterState] = [:] {
+    didSet { gates = Self.gates(of: adapters, apxa: definition.apxa) }
+  }
+  /// What an instruction needs of each adapter in ``adapters``, by APID (nil where there is
+  /// none), rebuilt whenever ``adapters`` changes: instructions only read it, and a boot of the
+  /// full architecture runs hundreds of thousands of them, each of which would otherwise hash
+  /// the APID and copy the adapter's whole state (its definition with its keys and domains)
+  /// out of the dictionary several times.
+  private var gates: [AdapterGate?] = []
+
+  /// An adapter as the instructions see it: what TAPQ reports, and its latencies.
+  private struct AdapterGate {
+    var info: TAPQInfo
+    var resetLatency: UInt64
+    var irqLatency: UInt64
+  }
   public private(set) var usageDomains: APMask
   public private(set) var controlDomains: APMask
   /// Queue state, created on first use.
@@ -97,6 +112,25 @@ public final class APMachine {
     }
     usageDomains = definition.usageDomains
     controlDomains = definition.controlDomains
+    // Observers do not run in the initializer.
+    gates = Self.gates(of: adapters, apxa: definition.apxa)
+  }
+
+  private static func gates(of adapters: [APID: AdapterState], apxa: Bool) -> [AdapterGate?] {
+    var gates = [AdapterGate?](repeating: nil, count: (adapters.keys.max() ?? -1) + 1)
+    for (apid, a) in adapters where apid >= 0 {
+      let d = a.definition
+      let info = TAPQInfo(
+        type: d.type, mode: d.mode, functions: d.mode.functions(apxa: apxa), queueDepth: d.queueDepth, ml: 0,
+        adapterConfigured: a.configured, checkstopped: a.checkstopped)
+      gates[apid] = AdapterGate(info: info, resetLatency: a.resetLatency, irqLatency: a.irqLatency)
+    }
+    return gates
+  }
+
+  /// The adapter `apid` as the instructions see it, or nil when it is not in the configuration.
+  private func gate(_ apid: APID) -> AdapterGate? {
+    apid >= 0 && apid < gates.count ? gates[apid] : nil
   }
 
   // MARK: - QCI
@@ -125,8 +159,8 @@ public final class APMachine {
   /// 04 checkstopped; nil when it may proceed.
   func reach(_ apqn: APQN, _ authority: APAuthority) -> APResponseCode? {
     if case .guest(_, let apcb) = authority, !apcb.contains(apqn) { return .queueNotAvailable }
-    guard let a = adapters[apqn.apid], usageDomains.contains(apqn.apqi) else { return .queueNotAvailable }
-    if !a.configured { return .deconfigured }
+    guard let a = gate(apqn.apid)?.info, usageDomains.contains(apqn.apqi) else { return .queueNotAvailable }
+    if !a.adapterConfigured { return .deconfigured }
     if a.checkstopped { return .checkstopped }
     return nil
   }
@@ -180,7 +214,7 @@ public final class APMachine {
 
   /// The reset latency of the queue's adapter from now: when its reset completes.
   private func resetDeadline(_ apqn: APQN) -> UInt64? {
-    let latency = adapters[apqn.apid]?.resetLatency ?? 0
+    let latency = gate(apqn.apid)?.resetLatency ?? 0
     return latency > 0 ? now + latency : nil
   }
 
@@ -209,18 +243,13 @@ public final class APMachine {
     }
     let status = APQueueStatus(
       queueEmpty: q.isEmpty, repliesWaiting: !q.replies.isEmpty,
-      queueFull: q.requests.count + q.replies.count >= adapters[apqn.apid]!.definition.queueDepth,
+      queueFull: q.requests.count + q.replies.count >= gate(apqn.apid)!.info.queueDepth,
       irqEnabled: interruptsOn(q))
     return (status, info(apqn))
   }
 
   func info(_ apqn: APQN) -> TAPQInfo? {
-    guard let a = adapters[apqn.apid] else { return nil }
-    let d = a.definition
-    return TAPQInfo(
-      type: d.type, mode: d.mode, functions: d.mode.functions(apxa: definition.apxa),
-      queueDepth: d.queueDepth, ml: 0,
-      adapterConfigured: a.configured, checkstopped: a.checkstopped)
+    gate(apqn.apid)?.info
   }
 
   /// ZAPQ: reset and zeroize. Takes the adapter's reset latency (at once by default): until it
@@ -275,7 +304,7 @@ public final class APMachine {
     if let rc = reach(apqn, authority) { return .rc(rc) }
     if enable && notificationAddress == 0 { return .rc(.invalidAddress) }
     if resetRunning(queues[apqn]) { return .rc(.resetInProgress) }
-    let latency = adapters[apqn.apid]!.irqLatency
+    let latency = gate(apqn.apid)!.irqLatency
     let enabledAt = enable && latency > 0 ? now + latency : nil
     let q = queues.update(apqn) { q in
       q.interruptsEnabled = enable
@@ -296,7 +325,7 @@ public final class APMachine {
     touch(apqn, authority)
     let current = queues[apqn]
     if resetRunning(current) { return .rc(.resetInProgress) }
-    let depth = adapters[apqn.apid]!.definition.queueDepth
+    let depth = gate(apqn.apid)!.info.queueDepth
     if current.replies.count + current.requests.count >= depth { return .rc(.queueFull) }
     let reply = APQueueState.Message(psmid: psmid, payload: APTestService.reply(to: payload, on: apqn))
     let owner = authority.owner
