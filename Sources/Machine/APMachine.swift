@@ -65,14 +65,17 @@ public final class APMachine {
   public let definition: MachineDefinition
   /// Adapters in the LPAR's configuration, by APID.
   public private(set) var adapters: [APID: AdapterState] = [:] {
-    didSet { gates = Self.gates(of: adapters, apxa: definition.apxa) }
+    didSet { gatesStale = true }
   }
   /// What an instruction needs of each adapter in ``adapters``, by APID (nil where there is
-  /// none), rebuilt whenever ``adapters`` changes: instructions only read it, and a boot of the
-  /// full architecture runs hundreds of thousands of them, each of which would otherwise hash
-  /// the APID and copy the adapter's whole state (its definition with its keys and domains)
-  /// out of the dictionary several times.
+  /// none), rebuilt at the first instruction after ``adapters`` changed: instructions only read
+  /// it, and a boot of the full architecture runs hundreds of thousands of them, each of which
+  /// would otherwise hash the APID and copy the adapter's whole state (its definition with its
+  /// keys and domains) out of the dictionary several times. Rebuilt lazily so that a bulk change
+  /// (255 adapters added, then one scan) rebuilds it once.
   private var gates: [AdapterGate?] = []
+  /// Whether ``adapters`` changed since ``gates`` was built.
+  private var gatesStale = true
 
   /// An adapter as the instructions see it: what TAPQ reports, and its latencies.
   private struct AdapterGate {
@@ -112,8 +115,6 @@ public final class APMachine {
     }
     usageDomains = definition.usageDomains
     controlDomains = definition.controlDomains
-    // Observers do not run in the initializer.
-    gates = Self.gates(of: adapters, apxa: definition.apxa)
   }
 
   private static func gates(of adapters: [APID: AdapterState], apxa: Bool) -> [AdapterGate?] {
@@ -130,7 +131,11 @@ public final class APMachine {
 
   /// The adapter `apid` as the instructions see it, or nil when it is not in the configuration.
   private func gate(_ apid: APID) -> AdapterGate? {
-    apid >= 0 && apid < gates.count ? gates[apid] : nil
+    if gatesStale {
+      gates = Self.gates(of: adapters, apxa: definition.apxa)
+      gatesStale = false
+    }
+    return apid >= 0 && apid < gates.count ? gates[apid] : nil
   }
 
   // MARK: - QCI
