@@ -140,8 +140,19 @@ public final class HostKernel {
   /// `kobject_uevent_env` for an AP device whose `dev_uevent` variables the caller has: the same
   /// event as ``uevent(_:_:_:subsystem:)`` builds from the device's `uevent` file (which shows
   /// exactly `variables`), without resolving the file's path. The bus sends one per device it
-  /// adds, removes, binds or unbinds: 131,072 at a full-architecture boot; vfio_ap four per
-  /// mdev (`subsystem` `mdev`).
+  /// adds, removes, binds or unbinds: 131,072 at a full-architecture boot, so the record keeps
+  /// the variables' values and writes their text only when the event is read.
+  func deviceUEvent(_ action: UEvent.Action, _ devpath: String, _ variables: APDeviceUEventVariables) {
+    if recordsUEvents {
+      uevents.send(action, apDevice: devpath, variables)
+    } else {
+      uevents.sendUnrecorded()
+    }
+  }
+
+  /// `kobject_uevent_env` for a device whose `dev_uevent` variables the caller has as text (an
+  /// mdev: subsystem `mdev`), without resolving its `uevent` file; the variables are built only
+  /// when the event is recorded.
   func deviceUEvent(
     _ action: UEvent.Action, _ devpath: String, variables: @autoclosure () -> [String], _ env: [String] = [],
     subsystem: String = "ap"

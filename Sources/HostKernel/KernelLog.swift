@@ -152,9 +152,27 @@ public struct UEvent: Hashable, Sendable {
 /// real listener could have received. It holds the 513 uevents of an apmask flip of a
 /// 256-domain adapter eight times over, in about a megabyte.
 ///
+/// An AP device's event is kept as its parts (``APDeviceUEventVariables``) and put into words
+/// when it is read: most of a boot's events fall out of the ring unread, and one that is read
+/// reads exactly as it would have been built when it was sent.
+///
 /// Tests read it as a collection of the kept events, oldest first.
 public struct UEventRing: Sendable, RandomAccessCollection {
   public typealias Record = SequenceRing<UEvent>.Record
+
+  /// A kept event: built whole, or an AP device's event as its parts.
+  enum Entry: Sendable {
+    case event(UEvent)
+    case apDevice(UEvent.Action, devpath: String, APDeviceUEventVariables)
+
+    var event: UEvent {
+      switch self {
+      case .event(let e): e
+      case .apDevice(let action, let devpath, let variables):
+        UEvent(action, devpath, variables.strings, subsystem: "ap")
+      }
+    }
+  }
 
   /// What a follower gets: the events after its `SEQNUM`, how many it missed, and the last
   /// `SEQNUM` sent so far (what to pass next time).
@@ -164,7 +182,7 @@ public struct UEventRing: Sendable, RandomAccessCollection {
     public var lastSeqnum: UInt64
   }
 
-  private var ring = SequenceRing<UEvent>(firstSeq: 1)
+  private var ring = SequenceRing<Entry>(firstSeq: 1)
   /// The events kept at most. Lowering it drops the oldest at once.
   public var capacity: Int {
     didSet { trim() }
@@ -176,8 +194,19 @@ public struct UEventRing: Sendable, RandomAccessCollection {
 
   /// Records `event` and returns its `SEQNUM`.
   @discardableResult
-  mutating func send(_ event: UEvent) -> UInt64 {
-    let seq = ring.append(event)
+  mutating func send(_ event: UEvent) -> UInt64 { send(.event(event)) }
+
+  /// Records the event of the AP device at `devpath` (subsystem `ap`) with its `dev_uevent`
+  /// variables, and returns its `SEQNUM`.
+  @discardableResult
+  mutating func send(_ action: UEvent.Action, apDevice devpath: String, _ variables: APDeviceUEventVariables)
+    -> UInt64
+  {
+    send(.apDevice(action, devpath: devpath, variables))
+  }
+
+  private mutating func send(_ entry: Entry) -> UInt64 {
+    let seq = ring.append(entry)
     trim()
     return seq
   }
@@ -196,10 +225,12 @@ public struct UEventRing: Sendable, RandomAccessCollection {
   /// after `seqnum` are gone (dropped from the ring, or sent while recording was off).
   public func events(after seqnum: UInt64) -> Follow {
     let f = ring.records(from: seqnum + 1)
-    return Follow(events: f.records, missed: f.missed, lastSeqnum: f.next - 1)
+    return Follow(
+      events: f.records.map { Record(seq: $0.seq, element: $0.element.event) }, missed: f.missed,
+      lastSeqnum: f.next - 1)
   }
 
   public var startIndex: Int { 0 }
   public var endIndex: Int { ring.count }
-  public subscript(position: Int) -> UEvent { ring.kept[ring.kept.startIndex + position].element }
+  public subscript(position: Int) -> UEvent { ring.kept[ring.kept.startIndex + position].element.event }
 }

@@ -64,18 +64,44 @@ public final class APMachine {
 
   public let definition: MachineDefinition
   /// Adapters in the LPAR's configuration, by APID.
-  public private(set) var adapters: [APID: AdapterState] = [:]
+  public private(set) var adapters: [APID: AdapterState] = [:] {
+    didSet { gatesStale = true }
+  }
+  /// What an instruction needs of each adapter in ``adapters``, by APID (nil where there is
+  /// none), rebuilt at the first instruction after ``adapters`` changed: instructions only read
+  /// it, and a boot of the full architecture runs hundreds of thousands of them, each of which
+  /// would otherwise hash the APID and copy the adapter's whole state (its definition with its
+  /// keys and domains) out of the dictionary several times. Rebuilt lazily so that a bulk change
+  /// (255 adapters added, then one scan) rebuilds it once.
+  private var gates: [AdapterGate?] = []
+  /// Whether ``adapters`` changed since ``gates`` was built.
+  private var gatesStale = true
+
+  /// An adapter as the instructions see it: what TAPQ reports, and its latencies.
+  private struct AdapterGate {
+    var info: TAPQInfo
+    var resetLatency: UInt64
+    var irqLatency: UInt64
+  }
   public private(set) var usageDomains: APMask
   public private(set) var controlDomains: APMask
   /// Queue state, created on first use.
-  private var queues: [Int: APQueueState] = [:]
+  private var queues = APQueueTable()
   /// Bumped on every change of the LPAR's configuration (what QCI answers).
   public private(set) var configGeneration = 0
   /// Accesses by one owner to a queue that still held another owner's state, which a correct
   /// host never allows (it zeroizes a queue before it changes hands). Tests assert it stays empty.
   public private(set) var leaks: [(APQN, from: APQueueOwner, to: APQueueOwner)] = []
-  /// Counters per instruction, for tests and benchmarks.
-  public private(set) var instructionCounts: [String: Int] = [:]
+  /// Counters per instruction, by ``APInstruction``: counting is a store into a fixed slot, as
+  /// every instruction of a boot counts.
+  private var counts = [Int](repeating: 0, count: APInstruction.allCases.count)
+  /// Counters per instruction by mnemonic (`"ZAPQ"`), for tests and benchmarks: only the
+  /// instructions executed at least once.
+  public var instructionCounts: [String: Int] {
+    var result: [String: Int] = [:]
+    for i in APInstruction.allCases where counts[i.slot] > 0 { result[i.rawValue] = counts[i.slot] }
+    return result
+  }
   /// The machine's clock (ns): the host kernel's injected time, which the host moves forward
   /// (``advanceClock(to:)``); resets and interrupt enabling complete against it.
   public private(set) var now: UInt64 = 0
@@ -91,6 +117,27 @@ public final class APMachine {
     controlDomains = definition.controlDomains
   }
 
+  private static func gates(of adapters: [APID: AdapterState], apxa: Bool) -> [AdapterGate?] {
+    var gates = [AdapterGate?](repeating: nil, count: (adapters.keys.max() ?? -1) + 1)
+    for (apid, a) in adapters where apid >= 0 {
+      let d = a.definition
+      let info = TAPQInfo(
+        type: d.type, mode: d.mode, functions: d.mode.functions(apxa: apxa), queueDepth: d.queueDepth, ml: 0,
+        adapterConfigured: a.configured, checkstopped: a.checkstopped)
+      gates[apid] = AdapterGate(info: info, resetLatency: a.resetLatency, irqLatency: a.irqLatency)
+    }
+    return gates
+  }
+
+  /// The adapter `apid` as the instructions see it, or nil when it is not in the configuration.
+  private func gate(_ apid: APID) -> AdapterGate? {
+    if gatesStale {
+      gates = Self.gates(of: adapters, apxa: definition.apxa)
+      gatesStale = false
+    }
+    return apid >= 0 && apid < gates.count ? gates[apid] : nil
+  }
+
   // MARK: - QCI
 
   /// The LPAR's configuration: what QCI answers the host.
@@ -100,7 +147,7 @@ public final class APMachine {
 
   /// PQAP(QCI). Nil when the QCI facility is not installed.
   public func qci(_ authority: APAuthority) -> QCIInfo? {
-    count("QCI")
+    count(.qci)
     guard definition.facilities.qci else { return nil }
     let matrix: APMatrix
     switch authority {
@@ -117,8 +164,8 @@ public final class APMachine {
   /// 04 checkstopped; nil when it may proceed.
   func reach(_ apqn: APQN, _ authority: APAuthority) -> APResponseCode? {
     if case .guest(_, let apcb) = authority, !apcb.contains(apqn) { return .queueNotAvailable }
-    guard let a = adapters[apqn.apid], usageDomains.contains(apqn.apqi) else { return .queueNotAvailable }
-    if !a.configured { return .deconfigured }
+    guard let a = gate(apqn.apid)?.info, usageDomains.contains(apqn.apqi) else { return .queueNotAvailable }
+    if !a.adapterConfigured { return .deconfigured }
     if a.checkstopped { return .checkstopped }
     return nil
   }
@@ -142,13 +189,17 @@ public final class APMachine {
 
   /// Takes one use of the fault injected for `apqn` (its own before its adapter's).
   private func takeFault(_ apqn: APQN) -> Fault? {
-    for target in [FaultTarget.queue(apqn), .adapter(apqn.apid)] {
-      guard var f = faults[target] else { continue }
-      f.remaining -= 1
-      faults[target] = f.remaining > 0 ? f : nil
-      return f.fault
-    }
-    return nil
+    // Nearly always none is injected: no lookup then.
+    guard !faults.isEmpty else { return nil }
+    return takeFault(.queue(apqn)) ?? takeFault(.adapter(apqn.apid))
+  }
+
+  /// Takes one use of the fault injected for `target`, if any.
+  private func takeFault(_ target: FaultTarget) -> Fault? {
+    guard var f = faults[target] else { return nil }
+    f.remaining -= 1
+    faults[target] = f.remaining > 0 ? f : nil
+    return f.fault
   }
 
   /// What a reset (ZAPQ or RAPQ) answers before it touches the queue: an injected busy, or
@@ -168,85 +219,82 @@ public final class APMachine {
 
   /// The reset latency of the queue's adapter from now: when its reset completes.
   private func resetDeadline(_ apqn: APQN) -> UInt64? {
-    let latency = adapters[apqn.apid]?.resetLatency ?? 0
+    let latency = gate(apqn.apid)?.resetLatency ?? 0
     return latency > 0 ? now + latency : nil
   }
 
   /// Records a leak when `authority` reaches a queue that holds another owner's state.
   private func touch(_ apqn: APQN, _ authority: APAuthority) {
     let who = authority.owner
-    if let previous = queues[apqn.rawValue]?.owner, previous != who {
+    if let previous = queues[apqn].owner, previous != who {
       leaks.append((apqn, from: previous, to: who))
     }
   }
 
-  private func count(_ name: String) { instructionCounts[name, default: 0] += 1 }
+  private func count(_ instruction: APInstruction) { counts[instruction.slot] += 1 }
 
   // MARK: - AP instructions
 
   /// TAPQ: test the queue.
   public func tapq(_ apqn: APQN, _ authority: APAuthority) -> (APQueueStatus, TAPQInfo?) {
-    count("TAPQ")
+    count(.tapq)
     if let rc = reach(apqn, authority) {
       if rc == .queueNotAvailable { return (.rc(rc), nil) }
       return (.rc(rc), info(apqn))
     }
-    let q = queues[apqn.rawValue] ?? APQueueState()
+    let q = queues[apqn]
     if resetRunning(q) {
       return (APQueueStatus(queueEmpty: true, responseCode: .resetInProgress), info(apqn))
     }
     let status = APQueueStatus(
       queueEmpty: q.isEmpty, repliesWaiting: !q.replies.isEmpty,
-      queueFull: q.requests.count + q.replies.count >= adapters[apqn.apid]!.definition.queueDepth,
+      queueFull: q.requests.count + q.replies.count >= gate(apqn.apid)!.info.queueDepth,
       irqEnabled: interruptsOn(q))
     return (status, info(apqn))
   }
 
   func info(_ apqn: APQN) -> TAPQInfo? {
-    guard let a = adapters[apqn.apid] else { return nil }
-    let d = a.definition
-    return TAPQInfo(
-      type: d.type, mode: d.mode, functions: d.mode.functions(apxa: definition.apxa),
-      queueDepth: d.queueDepth, ml: 0,
-      adapterConfigured: a.configured, checkstopped: a.checkstopped)
+    gate(apqn.apid)?.info
   }
 
   /// ZAPQ: reset and zeroize. Takes the adapter's reset latency (at once by default): until it
   /// has passed, TAPQ answers rc 02, and so does another reset. An injected fault answers first.
   @discardableResult
   public func zapq(_ apqn: APQN, _ authority: APAuthority) -> APQueueStatus {
-    count("ZAPQ")
+    count(.zapq)
     if let rc = reach(apqn, authority) { return .rc(rc) }
-    var q = queues[apqn.rawValue] ?? APQueueState()
-    let (code, started) = beginReset(apqn, q)
+    let (code, started) = beginReset(apqn, queues[apqn])
     guard started else { return .rc(code) }
-    q.requests.removeAll()
-    q.replies.removeAll()
-    q.interruptsEnabled = false
-    q.interruptsEnabledAt = nil
-    q.notificationAddress = 0
-    q.owner = nil
-    q.zeroizeCount += 1
-    q.resetCompletesAt = resetDeadline(apqn)
-    queues[apqn.rawValue] = q
+    let deadline = resetDeadline(apqn)
+    queues.update(apqn) { q in
+      q.requests.removeAll()
+      q.replies.removeAll()
+      q.interruptsEnabled = false
+      q.interruptsEnabledAt = nil
+      q.notificationAddress = 0
+      q.owner = nil
+      q.zeroizeCount += 1
+      q.resetCompletesAt = deadline
+    }
     return APQueueStatus(responseCode: code)
   }
 
   /// RAPQ: reset without zeroizing: messages go, the owner's residual state stays.
   @discardableResult
   public func rapq(_ apqn: APQN, _ authority: APAuthority) -> APQueueStatus {
-    count("RAPQ")
+    count(.rapq)
     if let rc = reach(apqn, authority) { return .rc(rc) }
     touch(apqn, authority)
-    var q = queues[apqn.rawValue] ?? APQueueState()
-    let (code, started) = beginReset(apqn, q)
+    let (code, started) = beginReset(apqn, queues[apqn])
     guard started else { return .rc(code) }
-    q.requests.removeAll()
-    q.replies.removeAll()
-    q.interruptsEnabled = false
-    q.interruptsEnabledAt = nil
-    q.resetCompletesAt = resetDeadline(apqn)
-    queues[apqn.rawValue] = q
+    let deadline = resetDeadline(apqn)
+    queues.update(apqn) { q in
+      q.requests.removeAll()
+      q.replies.removeAll()
+      q.interruptsEnabled = false
+      q.interruptsEnabledAt = nil
+      q.resetCompletesAt = deadline
+    }
     return APQueueStatus(responseCode: code)
   }
 
@@ -256,17 +304,19 @@ public final class APMachine {
   public func aqic(_ apqn: APQN, enable: Bool, notificationAddress: UInt64, _ authority: APAuthority)
     -> APQueueStatus
   {
-    count("AQIC")
+    count(.aqic)
     guard definition.facilities.aqic else { return .rc(.requiredFacilityNotInstalled) }
     if let rc = reach(apqn, authority) { return .rc(rc) }
     if enable && notificationAddress == 0 { return .rc(.invalidAddress) }
-    var q = queues[apqn.rawValue] ?? APQueueState()
-    if resetRunning(q) { return .rc(.resetInProgress) }
-    let latency = adapters[apqn.apid]!.irqLatency
-    q.interruptsEnabled = enable
-    q.interruptsEnabledAt = enable && latency > 0 ? now + latency : nil
-    q.notificationAddress = enable ? notificationAddress : 0
-    queues[apqn.rawValue] = q
+    if resetRunning(queues[apqn]) { return .rc(.resetInProgress) }
+    let latency = gate(apqn.apid)!.irqLatency
+    let enabledAt = enable && latency > 0 ? now + latency : nil
+    let q = queues.update(apqn) { q in
+      q.interruptsEnabled = enable
+      q.interruptsEnabledAt = enabledAt
+      q.notificationAddress = enable ? notificationAddress : 0
+      return q
+    }
     return APQueueStatus(queueEmpty: q.isEmpty, irqEnabled: interruptsOn(q))
   }
 
@@ -275,30 +325,34 @@ public final class APMachine {
   public func nqap(_ apqn: APQN, psmid: UInt64, payload: [UInt8], _ authority: APAuthority)
     -> APQueueStatus
   {
-    count("NQAP")
+    count(.nqap)
     if let rc = reach(apqn, authority) { return .rc(rc) }
     touch(apqn, authority)
-    var q = queues[apqn.rawValue] ?? APQueueState()
-    if resetRunning(q) { return .rc(.resetInProgress) }
-    let depth = adapters[apqn.apid]!.definition.queueDepth
-    if q.replies.count + q.requests.count >= depth { return .rc(.queueFull) }
-    q.replies.append(.init(psmid: psmid, payload: APTestService.reply(to: payload, on: apqn)))
-    q.owner = authority.owner
-    queues[apqn.rawValue] = q
-    return APQueueStatus(queueEmpty: false, repliesWaiting: true, irqEnabled: q.interruptsEnabled)
+    let current = queues[apqn]
+    if resetRunning(current) { return .rc(.resetInProgress) }
+    let depth = gate(apqn.apid)!.info.queueDepth
+    if current.replies.count + current.requests.count >= depth { return .rc(.queueFull) }
+    let reply = APQueueState.Message(psmid: psmid, payload: APTestService.reply(to: payload, on: apqn))
+    let owner = authority.owner
+    queues.update(apqn) { q in
+      q.replies.append(reply)
+      q.owner = owner
+    }
+    return APQueueStatus(queueEmpty: false, repliesWaiting: true, irqEnabled: current.interruptsEnabled)
   }
 
   /// DQAP: dequeue the oldest reply; rc 10 when none is pending.
   public func dqap(_ apqn: APQN, _ authority: APAuthority) -> (APQueueStatus, APQueueState.Message?) {
-    count("DQAP")
+    count(.dqap)
     if let rc = reach(apqn, authority) { return (.rc(rc), nil) }
     touch(apqn, authority)
-    var q = queues[apqn.rawValue] ?? APQueueState()
-    if resetRunning(q) { return (.rc(.resetInProgress), nil) }
-    guard !q.replies.isEmpty else { return (.rc(.noPendingReply), nil) }
-    let m = q.replies.removeFirst()
-    queues[apqn.rawValue] = q
-    return (APQueueStatus(queueEmpty: q.isEmpty, repliesWaiting: !q.replies.isEmpty), m)
+    let current = queues[apqn]
+    if resetRunning(current) { return (.rc(.resetInProgress), nil) }
+    guard !current.replies.isEmpty else { return (.rc(.noPendingReply), nil) }
+    return queues.update(apqn) { q in
+      let m = q.replies.removeFirst()
+      return (APQueueStatus(queueEmpty: q.isEmpty, repliesWaiting: !q.replies.isEmpty), m)
+    }
   }
 
   // MARK: - Coprocessor information requests
@@ -337,12 +391,10 @@ public final class APMachine {
   }
 
   /// The queues that hold someone's state, ascending.
-  public var ownedQueues: [(APQN, APQueueOwner)] {
-    queues.keys.sorted().compactMap { raw in queues[raw]!.owner.map { (APQN(rawValue: raw), $0) } }
-  }
+  public var ownedQueues: [(APQN, APQueueOwner)] { queues.owned }
 
   /// The state of a queue, for tests and the CLI.
-  public func queueState(_ apqn: APQN) -> APQueueState { queues[apqn.rawValue] ?? APQueueState() }
+  public func queueState(_ apqn: APQN) -> APQueueState { queues[apqn] }
 
   // MARK: - Hardware operations (HMC/SE, SCLP)
 
@@ -426,7 +478,7 @@ public final class APMachine {
     try checkDomainRange(apqi)
     guard usageDomains.contains(apqi) else { throw .notPresent("usage domain", apqi) }
     usageDomains.remove(apqi)
-    for apid in adapters.keys { queues[APQN(apid, apqi).rawValue] = nil }
+    for apid in adapters.keys { queues.clear(APQN(apid, apqi)) }
     configGeneration += 1
   }
 
@@ -457,7 +509,7 @@ public final class APMachine {
   /// Queues of an adapter that leaves the configuration lose their contents: the hardware
   /// clears them when it deconfigures the adapter.
   private func dropQueues(apid: APID) {
-    for q in 0...255 { queues[APQN(apid, q).rawValue] = nil }
+    for q in 0...255 { queues.clear(APQN(apid, q)) }
   }
 }
 

@@ -287,7 +287,7 @@ public final class APBus {
     // `subsystem`, `driver` and the card's link in `/sys/bus/ap/devices` are computed.
     dir.provideChildren(APDeviceLinks.deviceLinks, owner: card)
     // `device_add`: the card's own variables (`dev_uevent`, `ap_uevent`), nothing else.
-    kernel.deviceUEvent(.add, dir.path, variables: card.ueventVariables)
+    kernel.deviceUEvent(.add, dir.path, card.ueventParts)
     attach(.card(card))
     return card
   }
@@ -297,7 +297,7 @@ public final class APBus {
     for q in 0...255 where queues[APQN(apid, q).rawValue] != nil { removeQueue(APQN(apid, q)) }
     if card.boundDriver != nil { unbind(.card(card)) }
     // `device_del` announces the removal while the device is still there.
-    kernel.deviceUEvent(.remove, card.directory.path, variables: card.ueventVariables)
+    kernel.deviceUEvent(.remove, card.directory.path, card.ueventParts)
     devicesRoot.remove(card.name)
     busDevices.computedChildRemoved(card.name)
     cards[apid] = nil
@@ -313,7 +313,7 @@ public final class APBus {
     dir.addGroup(attributes.queueGroup, owner: q)
     dir.provideChildren(APDeviceLinks.deviceLinks, owner: q)
     // `device_register` in `ap_scan_domains`: the queue's own variables, nothing else.
-    kernel.deviceUEvent(.add, dir.path, variables: q.ueventVariables)
+    kernel.deviceUEvent(.add, dir.path, q.ueventParts)
     attach(.queue(q))
   }
 
@@ -321,7 +321,7 @@ public final class APBus {
     guard let q = queues[apqn.rawValue] else { return }
     if q.boundDriver != nil { unbind(.queue(q)) }
     // `device_del` announces the removal while the device is still there.
-    kernel.deviceUEvent(.remove, q.directory.path, variables: q.ueventVariables)
+    kernel.deviceUEvent(.remove, q.directory.path, q.ueventParts)
     q.card.directory.computedDirectoryRemoved(q.directory)
     busDevices.computedChildRemoved(q.name)
     // The override goes with the device (`ap_device_release`).
@@ -374,7 +374,7 @@ public final class APBus {
       driverDirectories[d.driver]!.computedChildRemoved(device.name)
       throw error
     }
-    kernel.deviceUEvent(.bind, dir.path, variables: device.ueventVariables)
+    kernel.deviceUEvent(.bind, dir.path, device.ueventParts)
   }
 
   /// `device_release_driver` with `ap_device_remove`: the driver's remove, then for a queue the
@@ -391,7 +391,7 @@ public final class APBus {
     let dir = device.directory
     dir.computedChildRemoved("driver")
     driverDirectories[d.driver]!.computedChildRemoved(device.name)
-    kernel.deviceUEvent(.unbind, dir.path, variables: device.ueventVariables)
+    kernel.deviceUEvent(.unbind, dir.path, device.ueventParts)
   }
 
   /// `ap_queue_init_state`: a driver that drives the queue itself (zcrypt's) starts the AP

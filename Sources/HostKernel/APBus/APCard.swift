@@ -48,12 +48,10 @@ public final class APCard {
 
   /// What `dev_uevent` and `ap_uevent` give the card: its device type, its driver when bound,
   /// then `DEV_TYPE`, `MODALIAS` (both of the type the kernel works with) and `MODE`.
-  public var ueventVariables: [String] {
-    ["DEVTYPE=ap_card"] + (driver.map { ["DRIVER=" + $0.name] } ?? []) + [
-      "DEV_TYPE=" + padHex(type.rawValue, 4, uppercase: true),
-      "MODALIAS=ap:t" + padHex(type.rawValue, 2, uppercase: true), "MODE=" + mode.ueventName,
-    ]
-  }
+  public var ueventVariables: [String] { ueventParts.strings }
+
+  /// The values ``ueventVariables`` is written from, as an event keeps them.
+  var ueventParts: APDeviceUEventVariables { .init(kind: .card(type), driver: driver, mode: mode) }
 
   var ueventObject: UEventObject {
     .device(

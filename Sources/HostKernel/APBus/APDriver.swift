@@ -86,6 +86,14 @@ enum APDevice {
     }
   }
 
+  /// The values ``ueventVariables`` is written from, as an event keeps them.
+  var ueventParts: APDeviceUEventVariables {
+    switch self {
+    case .card(let c): c.ueventParts
+    case .queue(let q): q.ueventParts
+    }
+  }
+
   /// `dev->driver`: the driver bound now.
   var boundDriver: (any APDriverOperations)? {
     get {

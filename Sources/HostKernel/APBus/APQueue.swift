@@ -59,15 +59,10 @@ public final class APQueue {
 
   /// What `dev_uevent` and `ap_uevent` give the queue: its device type, its driver when bound,
   /// and the card's `MODE`.
-  public var ueventVariables: [String] {
-    // Built in place: every queue's add and bind uevent asks.
-    var v: [String] = []
-    v.reserveCapacity(3)
-    v.append("DEVTYPE=ap_queue")
-    if let d = driver { v.append("DRIVER=" + d.name) }
-    v.append("MODE=" + card.mode.ueventName)
-    return v
-  }
+  public var ueventVariables: [String] { ueventParts.strings }
+
+  /// The values ``ueventVariables`` is written from, as an event keeps them.
+  var ueventParts: APDeviceUEventVariables { .init(kind: .queue, driver: driver, mode: card.mode) }
 
   var ueventObject: UEventObject {
     .device(
