@@ -12,6 +12,27 @@ public enum KernelNumber {
 
   public static func isHexDigit(_ c: UInt8) -> Bool { hexValue(c) != nil }
 
+  /// `uuid_is_valid`: 36 characters, hex digits with hyphens at 8, 13, 18 and 23. Returns the
+  /// text as given, or in lower case (`%pUl` of the parsed UUID, an mdev's name), made in the
+  /// same pass over the bytes; nil when it is no UUID.
+  public static func uuid(_ s: some Collection<UInt8>, lowercased: Bool) -> String? {
+    guard s.count == 36 else { return nil }
+    var valid = true
+    let text = String(unsafeUninitializedCapacity: 36) { out in
+      for (i, c) in s.enumerated() {
+        if i == 8 || i == 13 || i == 18 || i == 23 {
+          valid = valid && c == UInt8(ascii: "-")
+          out[i] = c
+        } else {
+          valid = valid && isHexDigit(c)
+          out[i] = lowercased && c >= UInt8(ascii: "A") && c <= UInt8(ascii: "F") ? c + 32 : c
+        }
+      }
+      return 36
+    }
+    return valid ? text : nil
+  }
+
   static func hexValue(_ c: UInt8) -> UInt64? {
     switch c {
     case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt64(c - UInt8(ascii: "0"))

@@ -59,17 +59,7 @@ enum SyntheticUEvent {
 
   /// `uuid_is_valid`: 36 characters, hex digits with hyphens at 8, 13, 18 and 23. The text is
   /// kept as written (the kernel copies it, case and all).
-  static func uuidText(_ s: [UInt8]) -> String? {
-    guard s.count == 36 else { return nil }
-    for (i, c) in s.enumerated() {
-      if i == 8 || i == 13 || i == 18 || i == 23 {
-        guard c == UInt8(ascii: "-") else { return nil }
-      } else {
-        guard KernelNumber.isHexDigit(c) else { return nil }
-      }
-    }
-    return String(decoding: s, as: UTF8.self)
-  }
+  static func uuidText(_ s: [UInt8]) -> String? { KernelNumber.uuid(s, lowercased: false) }
 }
 
 /// What a `uevent` file belongs to.

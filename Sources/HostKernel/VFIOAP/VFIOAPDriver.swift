@@ -172,26 +172,9 @@ public final class VFIOAPDriver {
     return m
   }
 
-  /// The kernel's `uuid_is_valid` (36 characters, hex digits with hyphens at 8, 13, 18 and 23)
-  /// and the device name `%pUl` prints from the parsed UUID: the same text in lower case, made
-  /// in one pass over the bytes.
-  static func parseUUID(_ s: some Collection<UInt8>) -> String? {
-    guard s.count == 36 else { return nil }
-    var valid = true
-    let text = String(unsafeUninitializedCapacity: 36) { out in
-      for (i, c) in s.enumerated() {
-        if i == 8 || i == 13 || i == 18 || i == 23 {
-          valid = valid && c == UInt8(ascii: "-")
-          out[i] = c
-        } else {
-          valid = valid && KernelNumber.isHexDigit(c)
-          out[i] = c >= UInt8(ascii: "A") && c <= UInt8(ascii: "F") ? c + 32 : c
-        }
-      }
-      return 36
-    }
-    return valid ? text : nil
-  }
+  /// The kernel's `uuid_is_valid` and the device name `%pUl` prints from the parsed UUID: the
+  /// same text in lower case.
+  static func parseUUID(_ s: some Collection<UInt8>) -> String? { KernelNumber.uuid(s, lowercased: true) }
 
   /// The errno with which a `remove` store reports that it must wait for the VMM to release
   /// the device: the kernel's internal ERESTARTSYS. The owner of the kernel waits (without the
