@@ -150,15 +150,14 @@ public final class HostKernel {
     }
   }
 
-  /// `kobject_uevent_env` for a device whose `dev_uevent` variables the caller has as text (an
-  /// mdev: subsystem `mdev`), without resolving its `uevent` file; the variables are built only
-  /// when the event is recorded.
+  /// `kobject_uevent_env` for a device of another subsystem whose `dev_uevent` variables the
+  /// caller has as text (an mdev: subsystem `mdev`), without resolving its `uevent` file; the
+  /// variables are built only when the event is recorded.
   func deviceUEvent(
-    _ action: UEvent.Action, _ devpath: String, variables: @autoclosure () -> [String], _ env: [String] = [],
-    subsystem: String = "ap"
+    _ action: UEvent.Action, _ devpath: String, variables: @autoclosure () -> [String], subsystem: String
   ) {
     if recordsUEvents {
-      uevents.send(UEvent(action, devpath, env + variables(), subsystem: subsystem))
+      uevents.send(UEvent(action, devpath, variables(), subsystem: subsystem))
     } else {
       uevents.sendUnrecorded()
     }

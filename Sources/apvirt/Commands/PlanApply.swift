@@ -215,7 +215,7 @@ struct ApplyCommand: ParsableCommand {
       PlanReport.printJSON(d)
     } else {
       var t = "apvirt apply: write \(failure.index + 1) of \(plan.steps.count) failed: \(failure.step)"
-      if let e = failure.errno { t += ": \(Self.text(e)) (\(e.symbolicName))" }
+      if let e = failure.errno { t += ": \(Explanation.strerror(e)) (\(e.symbolicName))" }
       t += "\n"
       for r in failure.reasons { t += "  \(r)\n" }
       t += "undone: \(undo.count) write\(undo.count == 1 ? "" : "s")\n"
@@ -254,8 +254,6 @@ struct ApplyCommand: ParsableCommand {
     p.waitUntilExit()
   }
 
-  static func text(_ e: Errno) -> String { String(cString: strerror(e.rawValue)) }
-
   /// mdevctl's definitions and chzdev's persistent masks for the scenario. The definitions are
   /// mdevctl's own `define` and `undefine` where mdevctl can run (``MdevctlDefine``), else
   /// written as it writes them.
@@ -266,35 +264,36 @@ struct ApplyCommand: ParsableCommand {
     let gone = plan.before.mdevs.filter {
       scenario.mdev($0.uuid) == nil && fm.fileExists(atPath: dir + "/" + $0.uuid)
     }
-    if let mdevctl = MdevctlDefine(sysfs: options.root.sysfs, state: state) {
+    let mdevctl = MdevctlDefine(sysfs: options.root.sysfs, state: state)
+    /// Runs one definition's change, as mdevctl's command or on the file; a file that cannot be
+    /// written says where.
+    func change(_ body: () throws -> Void) throws {
       do {
-        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try body()
+      } catch let e as RuntimeError {
+        throw e
       } catch {
         throw RuntimeError("cannot write mdevctl's definitions in \(dir): \(systemReason(error))")
       }
-      for m in scenario.mdevs {
-        try mdevctl.define(
-          uuid: m.uuid, json: m.mdevctlJSON, replacing: fm.fileExists(atPath: dir + "/" + m.uuid))
-        out.append(dir + "/" + m.uuid)
-      }
-      for m in gone {
-        try mdevctl.undefine(uuid: m.uuid)
-        out.append(dir + "/" + m.uuid + " (removed)")
-      }
-    } else {
-      do {
-        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        for m in scenario.mdevs {
-          try m.mdevctlJSON.write(toFile: dir + "/" + m.uuid, atomically: true, encoding: .utf8)
-          out.append(dir + "/" + m.uuid)
+    }
+    try change { try fm.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+    for m in scenario.mdevs {
+      let file = dir + "/" + m.uuid
+      try change {
+        if let mdevctl {
+          try mdevctl.define(uuid: m.uuid, json: m.mdevctlJSON, replacing: fm.fileExists(atPath: file))
+        } else {
+          try m.mdevctlJSON.write(toFile: file, atomically: true, encoding: .utf8)
         }
-        for m in gone {
-          try fm.removeItem(atPath: dir + "/" + m.uuid)
-          out.append(dir + "/" + m.uuid + " (removed)")
-        }
-      } catch {
-        throw RuntimeError("cannot write mdevctl's definitions in \(dir): \(systemReason(error))")
       }
+      out.append(file)
+    }
+    for m in gone {
+      let file = dir + "/" + m.uuid
+      try change {
+        if let mdevctl { try mdevctl.undefine(uuid: m.uuid) } else { try fm.removeItem(atPath: file) }
+      }
+      out.append(file + " (removed)")
     }
     try PersistentAPMasks(apmask: scenario.apmask, aqmask: scenario.aqmask).write(state: state)
     out.append(PersistentAPMasks.path(state: state))
