@@ -1,4 +1,5 @@
 import Foundation
+import Machine
 
 #if canImport(Glibc)
   import Glibc
@@ -14,20 +15,8 @@ struct UpRows {
   /// Idle time before the resident memory is read, in seconds.
   var idleSeconds = settingDouble("UP_IDLE_SECONDS", 2)
 
-  /// The full architecture as a machine file: `MachineDefinition.fullArchitecture()`.
-  static let fullArchitectureYAML = """
-    name: full-architecture
-    na: 255
-    nd: 255
-    apxa: true
-    facilities: [qci, apft, aqic]
-    crycb-format: 2
-    usage-domains: 0-255
-    control-domains: 0-255
-    adapters:
-      - { apids: 0x00-0xff, type: CEX8, mode: cca }
-
-    """
+  /// The full architecture as a machine file, as apvirt's own writer puts it.
+  static let fullArchitectureYAML = MachineDefinition.fullArchitecture().yamlText
 
   struct Run {
     var ready = Samples()
