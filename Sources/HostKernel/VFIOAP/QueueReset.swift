@@ -48,7 +48,8 @@ extension VFIOAPDriver {
   }
 
   /// `vfio_ap_mdev_reset_queue`: the ZAPQ. True when its answer (00, 02, 05, 0A) is to be
-  /// verified; 03 and 04 are final, anything else is final with the kernel's warning.
+  /// verified; 03 is final and counts as a reset done (00); anything else, 04 included, is final
+  /// with the kernel's warning.
   private func startReset(_ q: VFIOAPQueue) -> Bool {
     let rc = kernel.cpu.zapq(q.apqn).responseCode
     q.resetResponseCode = rc
