@@ -141,10 +141,11 @@ public final class HostKernel {
   /// event as ``uevent(_:_:_:subsystem:)`` builds from the device's `uevent` file (which shows
   /// exactly `variables`), without resolving the file's path. The bus sends one per device it
   /// adds, removes, binds or unbinds: 131,072 at a full-architecture boot, so the record keeps
-  /// the variables' values and writes their text only when the event is read.
-  func deviceUEvent(_ action: UEvent.Action, _ devpath: String, _ variables: APDeviceUEventVariables) {
+  /// the device's numbers and the variables' values and writes the text only when the event is
+  /// read.
+  func deviceUEvent(_ action: UEvent.Action, _ device: APDevicePath, _ variables: APDeviceUEventVariables) {
     if recordsUEvents {
-      uevents.send(action, apDevice: devpath, variables)
+      uevents.send(action, apDevice: device, variables)
     } else {
       uevents.sendUnrecorded()
     }

@@ -163,13 +163,13 @@ public struct UEventRing: Sendable, RandomAccessCollection {
   /// A kept event: built whole, or an AP device's event as its parts.
   enum Entry: Sendable {
     case event(UEvent)
-    case apDevice(UEvent.Action, devpath: String, APDeviceUEventVariables)
+    case apDevice(UEvent.Action, APDevicePath, APDeviceUEventVariables)
 
     var event: UEvent {
       switch self {
       case .event(let e): e
-      case .apDevice(let action, let devpath, let variables):
-        UEvent(action, devpath, variables.strings, subsystem: "ap")
+      case .apDevice(let action, let device, let variables):
+        UEvent(action, device.string, variables.strings, subsystem: "ap")
       }
     }
   }
@@ -196,13 +196,15 @@ public struct UEventRing: Sendable, RandomAccessCollection {
   @discardableResult
   mutating func send(_ event: UEvent) -> UInt64 { send(.event(event)) }
 
-  /// Records the event of the AP device at `devpath` (subsystem `ap`) with its `dev_uevent`
+  /// Records the event of the AP device `device` (subsystem `ap`) with its `dev_uevent`
   /// variables, and returns its `SEQNUM`.
   @discardableResult
-  mutating func send(_ action: UEvent.Action, apDevice devpath: String, _ variables: APDeviceUEventVariables)
+  mutating func send(
+    _ action: UEvent.Action, apDevice device: APDevicePath, _ variables: APDeviceUEventVariables
+  )
     -> UInt64
   {
-    send(.apDevice(action, devpath: devpath, variables))
+    send(.apDevice(action, device, variables))
   }
 
   private mutating func send(_ entry: Entry) -> UInt64 {

@@ -161,6 +161,21 @@ public final class SysfsDirectory {
     journal.removed(self, name())
   }
 
+  /// The computed child `name` of this directory's computed child directory `child` has just
+  /// vanished, where the owner never made that directory (no one looked it up: see
+  /// ``makeComputedDirectory(_:)``): journaled by its path as ``computedChildRemoved(_:)``
+  /// journals it, without making the directory.
+  public func computedChildRemoved(
+    _ name: @autoclosure () -> String, inChild child: @autoclosure () -> String
+  ) {
+    guard journal.recording else { return }
+    journal.removed(childPath(child() + "/" + name()))
+  }
+
+  /// Whether removals are being journaled: an owner that would do work only to tell the journal
+  /// (name the attributes of a group its tables no longer serve) asks first.
+  public var recordsRemovals: Bool { journal.recording }
+
   /// The computed child directory `d` has just left the owner's tables: journaled as
   /// ``computedChildRemoved(_:)``, and detached as ``remove(_:)`` detaches a stored one, so that
   /// a node kept for it falls back to its path.
@@ -242,10 +257,21 @@ public final class SysfsDirectory {
       if case .attribute(_, let o) = c, o.object == nil { return nil }
       return c
     }
-    if let p = provided, let owner = p.owner.object, let c = p.provider.child(name, of: owner, in: self) {
-      switch c {
-      case .directory(let d): return .directory(d)
-      case .symlink(let target): return .symlink(target)
+    if let p = provided, let owner = p.owner.object {
+      if let c = p.provider.child(name, of: owner, in: self) {
+        switch c {
+        case .directory(let d): return .directory(d)
+        case .symlink(let target): return .symlink(target)
+        }
+      }
+      // The computed groups, the latest first as the bound ones below.
+      let computed = p.provider.groups(of: owner, in: self)
+      var i = computed.count
+      while i > 0 {
+        i -= 1
+        if let a = computed[i].group.byName[name] {
+          return .attribute(a, OwnerReference(object: computed[i].owner))
+        }
       }
     }
     // The latest group first, by index (not copying each owner's weak reference).
@@ -264,6 +290,7 @@ public final class SysfsDirectory {
     var names = Set(children.keys)
     if let p = provided, let owner = p.owner.object {
       names.formUnion(p.provider.childNames(of: owner, in: self))
+      for g in p.provider.groups(of: owner, in: self) { for a in g.group.attributes { names.insert(a.name) } }
     }
     for g in groups where g.owner.object != nil { for a in g.group.attributes { names.insert(a.name) } }
     return names.filter { child($0) != nil }.sorted()
@@ -294,6 +321,28 @@ public protocol SysfsChildProvider: AnyObject {
   func child(_ name: String, of owner: AnyObject, in directory: SysfsDirectory) -> SysfsProvidedChild?
   /// The names of every child that ``child(_:of:in:)`` serves now.
   func childNames(of owner: AnyObject, in directory: SysfsDirectory) -> [String]
+  /// The attribute groups the directory shows now, each with the object its attributes are
+  /// given, from the first bound to the last (a later one shadows an earlier one, as with
+  /// ``SysfsDirectory/addGroup(_:owner:)``): a device's attributes computed from its bus's and
+  /// its driver's tables, so that a device nobody looks at costs no directory of its own.
+  func groups(of owner: AnyObject, in directory: SysfsDirectory) -> [SysfsBoundGroup]
+}
+
+extension SysfsChildProvider {
+  /// A provider of links and directories only.
+  public func groups(of owner: AnyObject, in directory: SysfsDirectory) -> [SysfsBoundGroup] { [] }
+}
+
+/// An attribute group and the object its attributes are given, as a ``SysfsChildProvider``
+/// computes it: held only while a lookup uses it.
+public struct SysfsBoundGroup {
+  public let group: SysfsAttributeGroup
+  public let owner: AnyObject
+
+  public init(_ group: SysfsAttributeGroup, owner: AnyObject) {
+    self.group = group
+    self.owner = owner
+  }
 }
 
 /// The paths removed from a tree since they were last taken: what a cache of the tree (the

@@ -9,7 +9,9 @@ import SystemPackage
 public final class APBus {
   unowned let kernel: HostKernel
   /// The CPU the bus's AP instructions run on: all it knows of the hardware comes from there.
-  var cpu: any APCPU { kernel.cpu }
+  /// The kernel's, kept here: the state machine issues several instructions for every queue a
+  /// default driver binds, and each would reach the kernel through an unowned reference.
+  let cpu: any APCPU
 
   public private(set) var cards: [APID: APCard] = [:]
   /// Queue devices by APQN raw value.
@@ -48,6 +50,7 @@ public final class APBus {
 
   init(kernel: HostKernel) {
     self.kernel = kernel
+    cpu = kernel.cpu
     let tree = kernel.sysfs
     busDirectory = tree.makeDirectories("/bus/ap")
     devicesRoot = tree.makeDirectories("/devices/ap")
@@ -167,6 +170,8 @@ public final class APBus {
       for d in drivers { d.onConfigChanged(old: old, new: new) }
     }
     if apDomain < 0 || !configuration.aqm.contains(apDomain) { selectDomain() }
+    expectedQueueCount = Self.queueCount(configuration, maxAdapterID: maxAdapterID, maxDomainID: maxDomainID)
+    queues.reserveCapacity(expectedQueueCount)
     for apid in 0...maxAdapterID { scanAdapter(apid) }
     // Cards beyond the limit (the limit shrank) go too.
     for apid in cards.keys where apid > maxAdapterID { removeCard(apid) }
@@ -177,6 +182,19 @@ public final class APBus {
     scanCount += 1
     checkBindingsComplete()
     nextScanTime = kernel.now + UInt64(configTime) * 1_000_000_000
+  }
+
+  /// How many queue devices the configuration the last scan read has room for: what the tables
+  /// of the bus and of its drivers reserve before a scan fills them (a full architecture's
+  /// 65,536 would otherwise grow each table a dozen times).
+  private(set) var expectedQueueCount = 0
+
+  static func queueCount(_ config: APMatrix, maxAdapterID: Int, maxDomainID: Int) -> Int {
+    var adapters = 0
+    var domains = 0
+    for a in config.apm where a <= maxAdapterID { adapters += 1 }
+    for d in config.aqm where d <= maxDomainID { domains += 1 }
+    return adapters * domains
   }
 
   /// `ap_select_domain`: the lowest usage domain in the configuration and in aqmask.
@@ -287,7 +305,7 @@ public final class APBus {
     // `subsystem`, `driver` and the card's link in `/sys/bus/ap/devices` are computed.
     dir.provideChildren(APDeviceLinks.deviceLinks, owner: card)
     // `device_add`: the card's own variables (`dev_uevent`, `ap_uevent`), nothing else.
-    kernel.deviceUEvent(.add, dir.path, card.ueventParts)
+    kernel.deviceUEvent(.add, card.devicePath, card.ueventParts)
     attach(.card(card))
     return card
   }
@@ -297,23 +315,21 @@ public final class APBus {
     for q in 0...255 where queues[APQN(apid, q).rawValue] != nil { removeQueue(APQN(apid, q)) }
     if card.boundDriver != nil { unbind(.card(card)) }
     // `device_del` announces the removal while the device is still there.
-    kernel.deviceUEvent(.remove, card.directory.path, card.ueventParts)
+    kernel.deviceUEvent(.remove, card.devicePath, card.ueventParts)
     devicesRoot.remove(card.name)
     busDevices.computedChildRemoved(card.name)
     cards[apid] = nil
   }
 
   func createQueue(_ apqn: APQN, card: APCard, info: TAPQInfo) {
-    // The card's directory serves its queues' directories from the bus's table.
-    let dir = card.directory.makeComputedDirectory(apqn.description)
-    let q = APQueue(apqn: apqn, card: card, directory: dir)
+    // The card's directory serves its queues' directories from the bus's table, and a queue's
+    // directory, made when first looked up, its attributes and links (``APQueue``).
+    let q = APQueue(apqn: apqn, card: card)
     q.config = info.adapterConfigured
     q.chkstop = info.checkstopped
     queues[apqn.rawValue] = q
-    dir.addGroup(attributes.queueGroup, owner: q)
-    dir.provideChildren(APDeviceLinks.deviceLinks, owner: q)
     // `device_register` in `ap_scan_domains`: the queue's own variables, nothing else.
-    kernel.deviceUEvent(.add, dir.path, q.ueventParts)
+    kernel.deviceUEvent(.add, q.devicePath, q.ueventParts)
     attach(.queue(q))
   }
 
@@ -321,8 +337,12 @@ public final class APBus {
     guard let q = queues[apqn.rawValue] else { return }
     if q.boundDriver != nil { unbind(.queue(q)) }
     // `device_del` announces the removal while the device is still there.
-    kernel.deviceUEvent(.remove, q.directory.path, q.ueventParts)
-    q.card.directory.computedDirectoryRemoved(q.directory)
+    kernel.deviceUEvent(.remove, q.devicePath, q.ueventParts)
+    if let d = q.existingDirectory {
+      q.card.directory.computedDirectoryRemoved(d)
+    } else {
+      q.card.directory.computedChildRemoved(q.name)
+    }
     busDevices.computedChildRemoved(q.name)
     // The override goes with the device (`ap_device_release`).
     if q.driverOverride != nil { driverOverrideCount -= 1 }
@@ -365,16 +385,15 @@ public final class APBus {
   /// from `boundDriver` (``APDeviceLinks``): they come and go with it.
   func bind(_ device: APDevice, _ d: any APDriverOperations) throws(Errno) {
     device.boundDriver = d
-    let dir = device.directory
     do {
       try d.probe(device)
     } catch {
       device.boundDriver = nil
-      dir.computedChildRemoved("driver")
+      device.childRemoved("driver")
       driverDirectories[d.driver]!.computedChildRemoved(device.name)
       throw error
     }
-    kernel.deviceUEvent(.bind, dir.path, device.ueventParts)
+    kernel.deviceUEvent(.bind, device.devicePath, device.ueventParts)
   }
 
   /// `device_release_driver` with `ap_device_remove`: the driver's remove, then for a queue the
@@ -388,10 +407,11 @@ public final class APBus {
       q.initialized = false
     }
     device.boundDriver = nil
-    let dir = device.directory
-    dir.computedChildRemoved("driver")
-    driverDirectories[d.driver]!.computedChildRemoved(device.name)
-    kernel.deviceUEvent(.unbind, dir.path, device.ueventParts)
+    device.childRemoved("driver")
+    // The driver's directory is found by name only when the journal records (every queue of a
+    // bulk removal comes here).
+    if busDevices.recordsRemovals { driverDirectories[d.driver]!.computedChildRemoved(device.name) }
+    kernel.deviceUEvent(.unbind, device.devicePath, device.ueventParts)
   }
 
   /// `ap_queue_init_state`: a driver that drives the queue itself (zcrypt's) starts the AP

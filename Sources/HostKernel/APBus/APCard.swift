@@ -43,6 +43,9 @@ public final class APCard {
   /// `card05`
   public var name: String { "card" + hex2(apid) }
 
+  /// Where the device is (`/devices/ap/card05`), for its events.
+  var devicePath: APDevicePath { .card(apid) }
+
   /// zcrypt's `type`: `CEX8C`.
   public var typeName: String { type.name + mode.typeSuffix }
 

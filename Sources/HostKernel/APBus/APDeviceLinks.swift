@@ -19,13 +19,15 @@ enum APDeviceLinks {
   static let driverDevices = DriverDevices()
   /// A card's or a queue's `subsystem` (`/sys/bus/ap`) and, while bound, `driver`
   /// (`/sys/bus/ap/drivers/<drv>`); for a card also its queues' directories (`05.0004`), from
-  /// the bus's queue table. Owner: the ``APCard`` or ``APQueue``.
+  /// the bus's queue table; for a queue also its attributes: the bus's (`ap_queue_dev_attr_group`)
+  /// and those the bound driver's probe gave it (``APDriverOperations/queueGroups(_:)``).
+  /// Owner: the ``APCard`` or ``APQueue``.
   static let deviceLinks = DeviceLinks()
 
   final class BusDevices: SysfsChildProvider, Sendable {
     func child(_ name: String, of owner: AnyObject, in directory: SysfsDirectory) -> SysfsProvidedChild? {
       guard let device = (owner as! APBus).device(named: name) else { return nil }
-      return .symlink(directory.linkTarget(to: device.directory))
+      return .symlink(device.linkTarget(from: directory))
     }
 
     func childNames(of owner: AnyObject, in directory: SysfsDirectory) -> [String] {
@@ -40,7 +42,7 @@ enum APDeviceLinks {
       guard let device = handle.bus.device(named: name), device.boundDriver === handle.driver else {
         return nil
       }
-      return .symlink(directory.linkTarget(to: device.directory))
+      return .symlink(device.linkTarget(from: directory))
     }
 
     func childNames(of owner: AnyObject, in directory: SysfsDirectory) -> [String] {
@@ -62,6 +64,13 @@ enum APDeviceLinks {
       default:
         Self.queue(name, of: owner).map { .directory($0.directory) }
       }
+    }
+
+    func groups(of owner: AnyObject, in directory: SysfsDirectory) -> [SysfsBoundGroup] {
+      guard let q = owner as? APQueue else { return [] }
+      let own = SysfsBoundGroup(q.card.bus.attributes.queueGroup, owner: q)
+      guard let d = q.boundDriver else { return [own] }
+      return [own] + d.queueGroups(q)
     }
 
     func childNames(of owner: AnyObject, in directory: SysfsDirectory) -> [String] {

@@ -38,3 +38,19 @@ struct APDeviceUEventVariables: Hashable, Sendable {
     return v
   }
 }
+
+/// Where an AP device is in the tree, kept as its numbers: `/devices/ap/card05` for a card,
+/// `/devices/ap/card05/05.0004` for a queue (every kernel's AP bus puts its devices there). An
+/// event keeps this and writes the path only when read, as it does its variables: a queue
+/// device no one looks at has no directory to take the path from.
+enum APDevicePath: Hashable, Sendable {
+  case card(APID)
+  case queue(APQN)
+
+  var string: String {
+    switch self {
+    case .card(let apid): "/devices/ap/card" + hex2(apid)
+    case .queue(let apqn): "/devices/ap/card" + hex2(apqn.apid) + "/" + apqn.description
+    }
+  }
+}

@@ -36,10 +36,33 @@ struct APDeviceID: Hashable {
   /// The table of a driver for the Crypto Express generations the kernel knows, CEX4 to CEX8,
   /// as zcrypt's `zcrypt_cex4_card_ids`/`zcrypt_cex4_queue_ids` and vfio_ap's `ap_queue_ids`
   /// list them.
-  static func cex4Onwards(_ kind: Kind) -> [APDeviceID] {
-    (AdapterType.cex4.rawValue...AdapterType.newestKnown.rawValue).map {
-      APDeviceID(kind: kind, type: AdapterType(rawValue: $0))
+  static func cex4Onwards(_ kind: Kind) -> APDeviceIDTable {
+    APDeviceIDTable(
+      (AdapterType.cex4.rawValue...AdapterType.newestKnown.rawValue).map {
+        APDeviceID(kind: kind, type: AdapterType(rawValue: $0))
+      })
+  }
+}
+
+/// A driver's `ap_device_id` table, kept as one bit per device type and kind: `ap_bus_match`
+/// runs for every driver and every device the bus adds (three drivers, 65,536 queues at a
+/// full-architecture boot), and a bit test needs neither the list nor a comparison per entry.
+struct APDeviceIDTable {
+  private var cards = APMask()
+  private var queues = APMask()
+
+  init(_ ids: [APDeviceID]) {
+    for id in ids where (0...255).contains(id.type.rawValue) {
+      switch id.kind {
+      case .card: cards.insert(id.type.rawValue)
+      case .queue: queues.insert(id.type.rawValue)
+      }
     }
+  }
+
+  /// One of the ids names a device of this kind and type.
+  func matches(_ kind: APDeviceID.Kind, _ type: AdapterType) -> Bool {
+    kind == .card ? cards.contains(type.rawValue) : queues.contains(type.rawValue)
   }
 }
 
@@ -71,10 +94,38 @@ enum APDevice {
     }
   }
 
+  /// The device's directory (for a queue, made if no one has looked it up yet).
   var directory: SysfsDirectory {
     switch self {
     case .card(let c): c.directory
     case .queue(let q): q.directory
+    }
+  }
+
+  /// Where the device is, for its events.
+  var devicePath: APDevicePath {
+    switch self {
+    case .card(let c): c.devicePath
+    case .queue(let q): q.devicePath
+    }
+  }
+
+  /// The target of a link from `directory` to the device's directory, as
+  /// ``SysfsDirectory/linkTarget(to:)`` writes it: for a queue, the way to its card's directory
+  /// and its name, so that listing `/sys/bus/ap/devices` makes no queue directory.
+  func linkTarget(from directory: SysfsDirectory) -> String {
+    switch self {
+    case .card(let c): directory.linkTarget(to: c.directory)
+    case .queue(let q): directory.linkTarget(to: q.card.directory) + "/" + q.name
+    }
+  }
+
+  /// The child `name` of the device's directory has vanished from the tables: the removal
+  /// journal is told (for a queue, without making its directory).
+  func childRemoved(_ name: @autoclosure () -> String) {
+    switch self {
+    case .card(let c): c.directory.computedChildRemoved(name())
+    case .queue(let q): q.childRemoved(name())
     }
   }
 
@@ -122,7 +173,7 @@ protocol APDriverOperations: AnyObject {
   /// the host; the others bind the rest.
   var isDefault: Bool { get }
   /// `ap_drv->ids`: the devices the driver matches.
-  var ids: [APDeviceID] { get }
+  var ids: APDeviceIDTable { get }
   /// `ap_drv->probe`, called by `ap_device_probe` once the bus has decided the device is the
   /// driver's (the device's `driver` is set, its links made). A driver that refuses the device
   /// throws, and the device stays unbound.
@@ -138,6 +189,10 @@ protocol APDriverOperations: AnyObject {
   func onConfigChanged(old: QCIInfo, new: QCIInfo)
   /// `ap_drv->on_scan_complete`: the scan that followed a configuration change is done.
   func onScanComplete(old: QCIInfo, new: QCIInfo)
+  /// The attribute groups the driver's probe gave a queue bound to it (`sysfs_create_group` on
+  /// the device), each with the driver's record of the queue that its attributes show, computed
+  /// from the driver's table when the queue's directory is looked up (see ``APQueue``).
+  func queueGroups(_ q: APQueue) -> [SysfsBoundGroup]
 }
 
 extension APDriverOperations {
@@ -145,9 +200,10 @@ extension APDriverOperations {
   func inUse(apm: APMask, aqm: APMask) -> Bool { false }
   func onConfigChanged(old: QCIInfo, new: QCIInfo) {}
   func onScanComplete(old: QCIInfo, new: QCIInfo) {}
+  func queueGroups(_ q: APQueue) -> [SysfsBoundGroup] { [] }
 
   /// `ap_bus_match`: one of the driver's ids names the device's kind and type.
   func matchesType(of device: APDevice) -> Bool {
-    ids.contains(APDeviceID(kind: device.kind, type: device.deviceType))
+    ids.matches(device.kind, device.deviceType)
   }
 }

@@ -3,9 +3,16 @@ import Machine
 import Sysfs
 
 /// A queue device (`/sys/devices/ap/card05/05.0004`).
+///
+/// A full architecture has 65,536 of them, and a bulk configuration change adds or removes
+/// 65,280 at once, so a queue device is only its own state: its directory is made when it is
+/// first looked up (``directory``), and what the directory shows (the bus's attributes, the
+/// bound driver's, the `driver` and `subsystem` links) is computed from the bus's and the
+/// driver's tables then (``APDeviceLinks``), as kernfs shows a kobject's attributes.
 public final class APQueue {
   public let apqn: APQN
-  public unowned let card: APCard
+  /// The card device (held strongly: a card holds none of its queues, the bus's table does).
+  public let card: APCard
   public var config = true
   public var chkstop = false
   /// The driver bound now (`dev->driver`), or nil.
@@ -46,12 +53,47 @@ public final class APQueue {
   public var resetRequested: Bool { smState == .resetStart || smState == .resetWait }
   /// Requests processed (`total_request_count` of `struct ap_queue`).
   public var requestCount: UInt64 = 0
-  public let directory: SysfsDirectory
+  /// The directory, once someone looked the queue up.
+  private var madeDirectory: SysfsDirectory?
 
-  init(apqn: APQN, card: APCard, directory: SysfsDirectory) {
+  init(apqn: APQN, card: APCard) {
     self.apqn = apqn
     self.card = card
-    self.directory = directory
+  }
+
+  /// The queue's directory, a child of its card's that the card's directory serves from the
+  /// bus's table: made at the first lookup and kept, so that it stays the same directory (the
+  /// same inode) while the device lives. Everything in it is computed when looked up.
+  public var directory: SysfsDirectory {
+    if let d = madeDirectory { return d }
+    let d = card.directory.makeComputedDirectory(name)
+    d.provideChildren(APDeviceLinks.deviceLinks, owner: self)
+    madeDirectory = d
+    return d
+  }
+
+  /// The directory if someone has looked the queue up.
+  var existingDirectory: SysfsDirectory? { madeDirectory }
+
+  /// Where the device is (`/devices/ap/card05/05.0004`), for its events.
+  var devicePath: APDevicePath { .queue(apqn) }
+
+  /// The child `name` of the queue's directory has vanished from the tables (the `driver` link,
+  /// an attribute of a driver's group): the removal journal is told, without making the
+  /// directory to tell it.
+  func childRemoved(_ name: @autoclosure () -> String) {
+    if let d = madeDirectory {
+      d.computedChildRemoved(name())
+    } else {
+      card.directory.computedChildRemoved(name(), inChild: self.name)
+    }
+  }
+
+  /// A driver's group no longer applies to the queue (its remove): each attribute is journaled
+  /// as a removed group's are, when the journal records.
+  func groupRemoved(_ group: SysfsAttributeGroup) {
+    guard card.directory.recordsRemovals else { return }
+    for a in group.attributes { childRemoved(a.name) }
   }
 
   /// `05.0004`
@@ -66,7 +108,7 @@ public final class APQueue {
 
   var ueventObject: UEventObject {
     .device(
-      devpath: directory.path, subsystem: "ap", variables: ueventVariables, logName: name,
+      devpath: devicePath.string, subsystem: "ap", variables: ueventVariables, logName: name,
       logDriver: driver?.name ?? "ap")
   }
 }

@@ -1,5 +1,6 @@
 import APModel
 import Machine
+import Sysfs
 import SystemPackage
 
 /// How vfio_ap follows the host: queues that come to it and go from it (probe and remove), and
@@ -11,7 +12,7 @@ extension VFIOAPDriver: APDriverOperations {
   /// vfio_ap takes the queues the masks do not reserve for the host.
   var isDefault: Bool { false }
   /// `ap_queue_ids`: queue devices of CEX4 onwards.
-  var ids: [APDeviceID] { Self.apQueueIDs }
+  var ids: APDeviceIDTable { Self.apQueueIDs }
   static let apQueueIDs = APDeviceID.cex4Onwards(.queue)
 
   func probe(_ device: APDevice) throws(Errno) {
@@ -23,19 +24,25 @@ extension VFIOAPDriver: APDriverOperations {
     if case .queue(let q) = device { removeQueue(q) }
   }
 
+  /// The `status` attribute of a queue bound to vfio_ap, showing vfio_ap's record of it.
+  func queueGroups(_ q: APQueue) -> [SysfsBoundGroup] {
+    guard let v = queues[q.apqn.rawValue] else { return [] }
+    return [SysfsBoundGroup(MdevAttributes.queueGroup, owner: v)]
+  }
+
   /// `vfio_ap_mdev_resource_in_use`.
   func inUse(apm: APMask, aqm: APMask) -> Bool { resourceInUse(apm: apm, aqm: aqm) }
 
-  /// `vfio_ap_mdev_probe_queue`: vfio_ap's record of the queue, its `status` attribute, and the
+  /// `vfio_ap_mdev_probe_queue`: vfio_ap's record of the queue, its `status` attribute (served
+  /// from the record when the queue's directory is looked up: ``queueGroups(_:)``), and the
   /// link to the mdev that holds its APQN. Unless a configuration change for that mdev is in
   /// progress (then `onScanComplete` handles it once), the mdev is filtered again and its guest
   /// updated.
   func probeQueue(_ q: APQueue) {
     let v = VFIOAPQueue(apqn: q.apqn, driver: self)
     queues[q.apqn.rawValue] = v
-    q.directory.addGroup(MdevAttributes.queueGroup, owner: v)
     guard let m = owner(of: q.apqn) else { return }
-    linkAPQN(m, q.apqn)
+    link(m, v)
     if m.hasPendingAdditions { return }
     let (changed, filtered) = filterMatrix(m)
     if changed {
@@ -48,7 +55,7 @@ extension VFIOAPDriver: APDriverOperations {
   /// guest (one update) and the adapter's other linked queues are reset; a queue not in a guest
   /// is reset if it is still in the host's configuration. Then it is unlinked.
   func removeQueue(_ q: APQueue) {
-    q.directory.removeGroup(MdevAttributes.queueGroup)
+    q.groupRemoved(MdevAttributes.queueGroup)
     guard let v = queues[q.apqn.rawValue] else { return }
     let m = v.matrixMdev
     let apid = q.apqn.apid

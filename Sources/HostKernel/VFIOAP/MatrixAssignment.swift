@@ -191,8 +191,13 @@ extension VFIOAPDriver {
   /// `vfio_ap_mdev_link_apqn`: a queue bound to vfio_ap joins the mdev's table.
   func linkAPQN(_ m: MediatedDevice, _ apqn: APQN) {
     guard let v = queue(apqn) else { return }
+    link(m, v)
+  }
+
+  /// The link itself, for a queue whose record the caller has (the probe has just made it).
+  func link(_ m: MediatedDevice, _ v: VFIOAPQueue) {
     v.matrixMdev = m
-    m.queues[apqn.rawValue] = v
+    m.queues[v.apqn.rawValue] = v
   }
 
   // MARK: - Control domains

@@ -53,20 +53,28 @@ final class Zcrypt {
 
   /// `zcrypt_cex4_queue_probe`: the AP bus's state machine starts for the queue
   /// (`ap_queue_init_state`), which joins zcrypt online (`zcrypt_queue_register`) with zcrypt's
-  /// attributes and the CCA or EP11 group by the card's function bits.
+  /// attributes and the CCA or EP11 group by the card's function bits. The groups are served
+  /// from this table when the queue's directory is looked up (``attributeGroups(_:)``): the probe
+  /// itself only records the queue, once for each of the 65,536 of a full architecture.
   func probeQueue(_ q: APQueue) {
     bus.initQueueState(q)
-    let zq = ZcryptQueue(queue: q, zcrypt: self, registeredCard: cards[q.apqn.apid])
-    queues[q.apqn.rawValue] = zq
-    q.directory.addGroup(ZcryptAttributes.queueGroup, owner: zq)
-    for g in ZcryptAttributes.queueGroups(q.card.functions) { q.directory.addGroup(g, owner: zq) }
+    if queues.isEmpty { queues.reserveCapacity(bus.expectedQueueCount) }
+    queues[q.apqn.rawValue] = ZcryptQueue(queue: q, registeredCard: cards[q.apqn.apid])
   }
 
   /// `zcrypt_cex4_queue_remove`: the CCA or EP11 group, then `zcrypt_queue_unregister`.
   func removeQueue(_ q: APQueue) {
-    for g in ZcryptAttributes.queueGroups(q.card.functions) { q.directory.removeGroup(g) }
-    q.directory.removeGroup(ZcryptAttributes.queueGroup)
+    for g in ZcryptAttributes.queueGroups(q.card.functions) { q.groupRemoved(g) }
+    q.groupRemoved(ZcryptAttributes.queueGroup)
     queues[q.apqn.rawValue] = nil
+  }
+
+  /// The groups `zcrypt_cex4_queue_probe` gave a queue zcrypt holds: zcrypt's own, then the CCA
+  /// or EP11 group, each showing zcrypt's record of the queue.
+  func attributeGroups(_ q: APQueue) -> [SysfsBoundGroup] {
+    guard let zq = queues[q.apqn.rawValue] else { return [] }
+    return [SysfsBoundGroup(ZcryptAttributes.queueGroup, owner: zq)]
+      + ZcryptAttributes.queueGroups(q.card.functions).map { SysfsBoundGroup($0, owner: zq) }
   }
 }
 
@@ -85,18 +93,21 @@ final class ZcryptCard {
 
 /// What zcrypt keeps of a queue it drives (`struct zcrypt_queue`).
 final class ZcryptQueue {
-  unowned let queue: APQueue
-  unowned let zcrypt: Zcrypt
+  /// The queue device (held strongly: the device holds nothing of zcrypt's).
+  let queue: APQueue
   /// The card zcrypt had for the queue's adapter when the queue joined (`zq->zcard`).
   let registeredCard: ZcryptCard?
   /// zcrypt's online switch for the queue. New queues are online.
   var online = true
 
-  init(queue: APQueue, zcrypt: Zcrypt, registeredCard: ZcryptCard?) {
+  init(queue: APQueue, registeredCard: ZcryptCard?) {
     self.queue = queue
-    self.zcrypt = zcrypt
     self.registeredCard = registeredCard
   }
+
+  /// zcrypt, reached through the device's kernel (a reference of its own would cost each of
+  /// 65,536 records an unowned count).
+  var zcrypt: Zcrypt { queue.card.bus.kernel.zcrypt }
 
   /// The zcrypt card of the queue's adapter: the one zcrypt has now, or, while the card is
   /// unbound from `cex4card`, the one the queue joined.
@@ -139,6 +150,8 @@ final class CEX4QueueDriver: APDriverOperations {
   func remove(_ device: APDevice) {
     if case .queue(let q) = device { zcrypt.removeQueue(q) }
   }
+
+  func queueGroups(_ q: APQueue) -> [SysfsBoundGroup] { zcrypt.attributeGroups(q) }
 }
 
 // What the rest of the system reads of zcrypt's switches through the devices.
