@@ -142,10 +142,12 @@ public final class HostKernel {
   /// exactly `variables`), without resolving the file's path. The bus sends one per device it
   /// adds, removes, binds or unbinds: 131,072 at a full-architecture boot, so the record keeps
   /// the device's numbers and the variables' values and writes the text only when the event is
-  /// read.
-  func deviceUEvent(_ action: UEvent.Action, _ device: APDevicePath, _ variables: APDeviceUEventVariables) {
+  /// read; the values are taken only when the event is recorded.
+  func deviceUEvent(
+    _ action: UEvent.Action, _ device: APDevicePath, _ variables: @autoclosure () -> APDeviceUEventVariables
+  ) {
     if recordsUEvents {
-      uevents.send(action, apDevice: device, variables)
+      uevents.send(action, apDevice: device, variables())
     } else {
       uevents.sendUnrecorded()
     }

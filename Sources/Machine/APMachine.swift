@@ -203,10 +203,10 @@ public final class APMachine {
   }
 
   /// What a reset (ZAPQ or RAPQ) answers before it touches the queue: an injected busy, or
-  /// rc 02 while a reset is under way; `started` tells whether the reset then goes ahead. An
-  /// injected checkstop stops the adapter once the reset is accepted.
-  private func beginReset(_ apqn: APQN, _ q: APQueueState) -> (code: APResponseCode, started: Bool) {
-    if resetRunning(q) { return (.resetInProgress, false) }
+  /// rc 02 while a reset is under way (`running`); `started` tells whether the reset then goes
+  /// ahead. An injected checkstop stops the adapter once the reset is accepted.
+  private func beginReset(_ apqn: APQN, _ running: Bool) -> (code: APResponseCode, started: Bool) {
+    if running { return (.resetInProgress, false) }
     switch takeFault(apqn) {
     case .busy: return (.busy, false)
     case .resetInProgress: return (.resetInProgress, true)
@@ -226,7 +226,7 @@ public final class APMachine {
   /// Records a leak when `authority` reaches a queue that holds another owner's state.
   private func touch(_ apqn: APQN, _ authority: APAuthority) {
     let who = authority.owner
-    if let previous = queues[apqn].owner, previous != who {
+    if let previous = queues.read(apqn, { $0.owner }), previous != who {
       leaks.append((apqn, from: previous, to: who))
     }
   }
@@ -242,15 +242,14 @@ public final class APMachine {
       if rc == .queueNotAvailable { return (.rc(rc), nil) }
       return (.rc(rc), info(apqn))
     }
-    let q = queues[apqn]
-    if resetRunning(q) {
-      return (APQueueStatus(queueEmpty: true, responseCode: .resetInProgress), info(apqn))
+    let info = info(apqn)
+    let status = queues.read(apqn) { q in
+      if resetRunning(q) { return APQueueStatus(queueEmpty: true, responseCode: .resetInProgress) }
+      return APQueueStatus(
+        queueEmpty: q.isEmpty, repliesWaiting: !q.replies.isEmpty,
+        queueFull: q.requests.count + q.replies.count >= info!.queueDepth, irqEnabled: interruptsOn(q))
     }
-    let status = APQueueStatus(
-      queueEmpty: q.isEmpty, repliesWaiting: !q.replies.isEmpty,
-      queueFull: q.requests.count + q.replies.count >= gate(apqn.apid)!.info.queueDepth,
-      irqEnabled: interruptsOn(q))
-    return (status, info(apqn))
+    return (status, info)
   }
 
   func info(_ apqn: APQN) -> TAPQInfo? {
@@ -263,7 +262,7 @@ public final class APMachine {
   public func zapq(_ apqn: APQN, _ authority: APAuthority) -> APQueueStatus {
     count(.zapq)
     if let rc = reach(apqn, authority) { return .rc(rc) }
-    let (code, started) = beginReset(apqn, queues[apqn])
+    let (code, started) = beginReset(apqn, queues.read(apqn) { resetRunning($0) })
     guard started else { return .rc(code) }
     let deadline = resetDeadline(apqn)
     queues.update(apqn) { q in
@@ -285,7 +284,7 @@ public final class APMachine {
     count(.rapq)
     if let rc = reach(apqn, authority) { return .rc(rc) }
     touch(apqn, authority)
-    let (code, started) = beginReset(apqn, queues[apqn])
+    let (code, started) = beginReset(apqn, queues.read(apqn) { resetRunning($0) })
     guard started else { return .rc(code) }
     let deadline = resetDeadline(apqn)
     queues.update(apqn) { q in
@@ -308,7 +307,7 @@ public final class APMachine {
     guard definition.facilities.aqic else { return .rc(.requiredFacilityNotInstalled) }
     if let rc = reach(apqn, authority) { return .rc(rc) }
     if enable && notificationAddress == 0 { return .rc(.invalidAddress) }
-    if resetRunning(queues[apqn]) { return .rc(.resetInProgress) }
+    if queues.read(apqn, { resetRunning($0) }) { return .rc(.resetInProgress) }
     let latency = gate(apqn.apid)!.irqLatency
     let enabledAt = enable && latency > 0 ? now + latency : nil
     let q = queues.update(apqn) { q in

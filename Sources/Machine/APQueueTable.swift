@@ -16,6 +16,16 @@ struct APQueueTable {
     return i >= 0 && i < states.count ? states[i] : APQueueState()
   }
 
+  /// Reads the state of `apqn` where it is, without copying it out (its message arrays and
+  /// owner would be retained and released at every instruction).
+  func read<R>(_ apqn: APQN, _ body: (APQueueState) -> R) -> R {
+    let i = apqn.rawValue
+    return i >= 0 && i < states.count ? body(states[i]) : body(Self.fresh)
+  }
+
+  /// What a queue never changed reads as.
+  private static let fresh = APQueueState()
+
   /// Changes the state of `apqn` in place.
   mutating func update<R>(_ apqn: APQN, _ body: (inout APQueueState) -> R) -> R {
     let i = apqn.rawValue

@@ -7,7 +7,11 @@ import SystemPackage
 /// `aqmask` that reserve APQNs for the default drivers, driver binding, and the bus scan that
 /// follows the LPAR's AP configuration.
 public final class APBus {
-  unowned let kernel: HostKernel
+  /// The kernel, which makes the bus at boot and holds it as long as it lives; a bus is used only
+  /// through its kernel. Unchecked (`unowned(unsafe)`): the bus sends events and reads the kernel's
+  /// state for every device it adds, binds, unbinds and removes, 65,536 of each at a
+  /// full-architecture boot, and a checked reference costs two atomic count changes each time.
+  unowned(unsafe) let kernel: HostKernel
   /// The CPU the bus's AP instructions run on: all it knows of the hardware comes from there.
   /// The kernel's, kept here: the state machine issues several instructions for every queue a
   /// default driver binds, and each would reach the kernel through an unowned reference.
@@ -312,7 +316,7 @@ public final class APBus {
 
   func removeCard(_ apid: APID) {
     guard let card = cards[apid] else { return }
-    for q in 0...255 where queues[APQN(apid, q).rawValue] != nil { removeQueue(APQN(apid, q)) }
+    for dom in 0...255 { if let q = queues[apid << 8 | dom] { removeQueue(q) } }
     if card.boundDriver != nil { unbind(.card(card)) }
     // `device_del` announces the removal while the device is still there.
     kernel.deviceUEvent(.remove, card.devicePath, card.ueventParts)
@@ -335,6 +339,11 @@ public final class APBus {
 
   func removeQueue(_ apqn: APQN) {
     guard let q = queues[apqn.rawValue] else { return }
+    removeQueue(q)
+  }
+
+  /// `ap_queue_device_unregister` of a queue in the table.
+  private func removeQueue(_ q: APQueue) {
     if q.boundDriver != nil { unbind(.queue(q)) }
     // `device_del` announces the removal while the device is still there.
     kernel.deviceUEvent(.remove, q.devicePath, q.ueventParts)
@@ -346,7 +355,7 @@ public final class APBus {
     busDevices.computedChildRemoved(q.name)
     // The override goes with the device (`ap_device_release`).
     if q.driverOverride != nil { driverOverrideCount -= 1 }
-    queues[apqn.rawValue] = nil
+    queues[q.apqn.rawValue] = nil
   }
 
   // MARK: - Binding

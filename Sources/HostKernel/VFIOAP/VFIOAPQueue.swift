@@ -7,9 +7,13 @@ import Machine
 /// device knows nothing of them.
 final class VFIOAPQueue {
   let apqn: APQN
-  unowned let driver: VFIOAPDriver
-  /// The mdev the queue is linked to, if any.
-  weak var matrixMdev: MediatedDevice?
+  /// vfio_ap, whose tables alone hold the record. Unchecked (`unowned(unsafe)`), as is the mdev:
+  /// a bulk configuration change makes and drops 65,280 records, and a checked or weak
+  /// reference costs atomic count changes (on objects with side tables) at each.
+  unowned(unsafe) let driver: VFIOAPDriver
+  /// The mdev the queue is linked to, if any: set by the link, cleared by every unlink, and an
+  /// mdev is dropped only after it has unlinked its queues (``VFIOAPDriver/removeMdev(_:)``).
+  unowned(unsafe) var matrixMdev: MediatedDevice?
   /// The response code of the last reset (ZAPQ) vfio_ap issued; 00 until the first.
   var resetResponseCode: APResponseCode = .normal
 

@@ -7,8 +7,11 @@ import SystemPackage
 /// card's `zqueues`), with their online switches, and the two drivers of `zcrypt_cex4.c` that
 /// put them there. The AP bus knows none of this: it calls the drivers' operations.
 final class Zcrypt {
-  unowned let kernel: HostKernel
-  var bus: APBus { kernel.apBus }
+  /// The kernel and its bus, which make zcrypt at boot and hold it as long as they live.
+  /// Unchecked (`unowned(unsafe)`), as the bus's own reference to the kernel: the queue probe
+  /// reaches the bus for each of the 65,536 queues of a full architecture.
+  unowned(unsafe) let kernel: HostKernel
+  unowned(unsafe) let bus: APBus
 
   /// The cards bound to `cex4card`, by adapter.
   private(set) var cards: [APID: ZcryptCard] = [:]
@@ -21,6 +24,7 @@ final class Zcrypt {
   /// the kernel boots, the card driver first.
   init(kernel: HostKernel) {
     self.kernel = kernel
+    bus = kernel.apBus
     cardDriver = CEX4CardDriver(zcrypt: self)
     queueDriver = CEX4QueueDriver(zcrypt: self)
     kernel.apBus.registerDriver(cardDriver)
@@ -116,7 +120,9 @@ final class ZcryptQueue {
 
 /// zcrypt's card driver (`zcrypt_cex4_card_driver`): a default driver for CEX4+ cards.
 final class CEX4CardDriver: APDriverOperations {
-  unowned let zcrypt: Zcrypt
+  /// zcrypt, which makes its drivers and lives as long as they are registered (unchecked, as
+  /// zcrypt's own references).
+  unowned(unsafe) let zcrypt: Zcrypt
   init(zcrypt: Zcrypt) { self.zcrypt = zcrypt }
 
   let driver = APDriver.cex4card
@@ -135,7 +141,8 @@ final class CEX4CardDriver: APDriverOperations {
 
 /// zcrypt's queue driver (`zcrypt_cex4_queue_driver`): a default driver for CEX4+ queues.
 final class CEX4QueueDriver: APDriverOperations {
-  unowned let zcrypt: Zcrypt
+  /// zcrypt (unchecked, as the card driver's).
+  unowned(unsafe) let zcrypt: Zcrypt
   init(zcrypt: Zcrypt) { self.zcrypt = zcrypt }
 
   let driver = APDriver.cex4queue
