@@ -19,7 +19,7 @@ public final class APBus {
 
   public private(set) var cards: [APID: APCard] = [:]
   /// Queue devices by APQN raw value.
-  public private(set) var queues: [Int: APQueue] = [:]
+  public private(set) var queues = APQueueDevices()
   /// The APQNs `apmask x aqmask` reserve for the default (zcrypt) drivers. All ones at boot.
   public private(set) var apmask = APMask.all()
   public private(set) var aqmask = APMask.all()
@@ -175,7 +175,6 @@ public final class APBus {
     }
     if apDomain < 0 || !configuration.aqm.contains(apDomain) { selectDomain() }
     expectedQueueCount = Self.queueCount(configuration, maxAdapterID: maxAdapterID, maxDomainID: maxDomainID)
-    queues.reserveCapacity(expectedQueueCount)
     for apid in 0...maxAdapterID { scanAdapter(apid) }
     // Cards beyond the limit (the limit shrank) go too.
     for apid in cards.keys where apid > maxAdapterID { removeCard(apid) }
@@ -189,8 +188,8 @@ public final class APBus {
   }
 
   /// How many queue devices the configuration the last scan read has room for: what the tables
-  /// of the bus and of its drivers reserve before a scan fills them (a full architecture's
-  /// 65,536 would otherwise grow each table a dozen times).
+  /// of the bus's drivers reserve before a scan fills them (a full architecture's 65,536 would
+  /// otherwise grow a dictionary a dozen times).
   private(set) var expectedQueueCount = 0
 
   static func queueCount(_ config: APMatrix, maxAdapterID: Int, maxDomainID: Int) -> Int {

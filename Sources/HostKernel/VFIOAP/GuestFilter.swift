@@ -7,13 +7,10 @@ extension VFIOAPDriver {
   /// scratch by the shared rule (``VFIOAPFilter/filterMatrix(_:host:previous:queue:)``), where a
   /// usable queue is one linked to the mdev whose last reset completed (rc 00, 03 or 04).
   /// Returns whether the APCB changed and the adapters dropped that the guest had before.
-  ///
-  /// A queue is linked to `m` when vfio_ap's record of it names `m` (which is when `m`'s table
-  /// holds it): found in the dense table, as a bulk change filters 255 mdevs of 256 APQNs each.
   func filterMatrix(_ m: MediatedDevice) -> (changed: Bool, filtered: APMask) {
     let f = VFIOAPFilter.filterMatrix(m.matrix, host: info, previous: m.shadowAPCB) {
       apqn -> VFIOAPQueueFilterReason? in
-      if let q = queues[apqn.rawValue], q.matrixMdev === m {
+      if let q = m.queues[apqn.rawValue] {
         return q.resetResponseCode.isResetComplete ? nil : .resetIncomplete(q.resetResponseCode)
       }
       guard let device = bus.queue(apqn) else { return .missing }
