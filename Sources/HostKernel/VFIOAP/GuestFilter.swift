@@ -7,10 +7,12 @@ extension VFIOAPDriver {
   /// scratch by the shared rule (``VFIOAPFilter/filterMatrix(_:host:previous:queue:)``), where a
   /// usable queue is one linked to the mdev whose last reset completed (rc 00, 03 or 04).
   /// Returns whether the APCB changed and the adapters dropped that the guest had before.
+  /// (A bulk change filters 255 mdevs of 256 APQNs each: the linked queue is found in the
+  /// dense table, and the link told without retaining the mdev.)
   func filterMatrix(_ m: MediatedDevice) -> (changed: Bool, filtered: APMask) {
     let f = VFIOAPFilter.filterMatrix(m.matrix, host: info, previous: m.shadowAPCB) {
       apqn -> VFIOAPQueueFilterReason? in
-      if let q = m.queues[apqn.rawValue] {
+      if let q = queues[apqn.rawValue], q.isLinked(to: m) {
         return q.resetResponseCode.isResetComplete ? nil : .resetIncomplete(q.resetResponseCode)
       }
       guard let device = bus.queue(apqn) else { return .missing }

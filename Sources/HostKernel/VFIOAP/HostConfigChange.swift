@@ -70,9 +70,7 @@ extension VFIOAPDriver: APDriverOperations {
     if !done && info.apm.contains(apid) && info.aqm.contains(apqi) {
       resetQueue(v)
     }
-    if let m {
-      m.queues[q.apqn.rawValue] = nil
-    }
+    // The record, and with it the link, goes.
     queues[q.apqn.rawValue] = nil
   }
 

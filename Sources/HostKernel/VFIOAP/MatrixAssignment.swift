@@ -122,8 +122,7 @@ extension VFIOAPDriver {
   func unlinkAdapter(_ m: MediatedDevice, _ apid: APID) -> [VFIOAPQueue] {
     var inGuest: [VFIOAPQueue] = []
     for apqi in m.matrix.aqm {
-      let apqn = APQN(apid, apqi)
-      if let q = m.queues.removeValue(forKey: apqn.rawValue) {
+      if let q = m.linkedQueue(APQN(apid, apqi)) {
         if m.shadowAPCB.apm.contains(apid) && m.shadowAPCB.aqm.contains(apqi) { inGuest.append(q) }
         q.matrixMdev = nil
       }
@@ -179,8 +178,7 @@ extension VFIOAPDriver {
   func unlinkDomain(_ m: MediatedDevice, _ apqi: APQI) -> [VFIOAPQueue] {
     var inGuest: [VFIOAPQueue] = []
     for apid in m.matrix.apm {
-      let apqn = APQN(apid, apqi)
-      if let q = m.queues.removeValue(forKey: apqn.rawValue) {
+      if let q = m.linkedQueue(APQN(apid, apqi)) {
         if m.shadowAPCB.apm.contains(apid) && m.shadowAPCB.aqm.contains(apqi) { inGuest.append(q) }
         q.matrixMdev = nil
       }
@@ -195,10 +193,7 @@ extension VFIOAPDriver {
   }
 
   /// The link itself, for a queue whose record the caller has (the probe has just made it).
-  func link(_ m: MediatedDevice, _ v: VFIOAPQueue) {
-    v.matrixMdev = m
-    m.queues[v.apqn.rawValue] = v
-  }
+  func link(_ m: MediatedDevice, _ v: VFIOAPQueue) { v.matrixMdev = m }
 
   // MARK: - Control domains
 

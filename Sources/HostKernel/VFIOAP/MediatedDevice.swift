@@ -15,8 +15,25 @@ public final class MediatedDevice {
   /// The guest's AP configuration (`guest_matrix`): the assigned matrix filtered against the
   /// host's configuration and the queues bound to vfio_ap. Kept even with no guest attached.
   public internal(set) var shadowAPCB = APMatrix()
-  /// Linked queues by APQN raw value: assigned here, present, and bound to vfio_ap.
-  var queues: [Int: VFIOAPQueue] = [:]
+  /// The linked queues, by ascending APQN: those of the assigned APQNs that are present and
+  /// bound to vfio_ap, whose records name this mdev (``VFIOAPQueue/matrixMdev``). Found in
+  /// vfio_ap's dense table rather than kept in one of the mdev's own: a bulk configuration change
+  /// links and unlinks 65,280 queues at once.
+  var queues: [VFIOAPQueue] {
+    var linked: [VFIOAPQueue] = []
+    for apid in matrix.apm {
+      for apqi in matrix.aqm {
+        if let q = driver.queues[apid << 8 | apqi], q.isLinked(to: self) { linked.append(q) }
+      }
+    }
+    return linked
+  }
+
+  /// The linked queue of `apqn`, if it is linked here.
+  func linkedQueue(_ apqn: APQN) -> VFIOAPQueue? {
+    guard let q = driver.queues[apqn.rawValue], q.isLinked(to: self) else { return nil }
+    return q
+  }
   /// The VM the device is attached to while open.
   public internal(set) var kvm: KVMVirtualMachine?
   /// Adapters, domains and control domains the host configuration gained that this mdev has
@@ -60,5 +77,5 @@ public final class MediatedDevice {
   static let boundUEventVariables = ["DRIVER=" + VFIOAPDriver.mdevDriverName]
 
   /// The APQNs of the linked queues, ascending.
-  public var linkedAPQNs: [APQN] { queues.keys.sorted().map { APQN(rawValue: $0) } }
+  public var linkedAPQNs: [APQN] { queues.map(\.apqn) }
 }

@@ -33,7 +33,7 @@ extension VFIOAPDriver {
   /// Resets the linked queues of the given adapters (`reset_queues_for_apids`).
   func resetQueues(_ m: MediatedDevice, apids: APMask) {
     guard !apids.isEmpty else { return }
-    resetQList(m.queues.values.filter { apids.contains($0.apqn.apid) }.sorted { $0.apqn < $1.apqn })
+    resetQList(m.queues.filter { apids.contains($0.apqn.apid) })
   }
 
   /// Resets every linked queue (`vfio_ap_mdev_reset_queues`); false (EIO) when any queue's
@@ -42,7 +42,7 @@ extension VFIOAPDriver {
   /// only gets the warning, as in Linux 6.6 and later.
   @discardableResult
   func resetQueues(_ m: MediatedDevice) -> Bool {
-    let qs = m.queues.values.sorted { $0.apqn < $1.apqn }
+    let qs = m.queues
     resetQList(qs)
     return qs.allSatisfy { $0.resetResponseCode == .normal }
   }

@@ -218,8 +218,7 @@ public final class VFIOAPDriver {
   }
 
   func unlinkFromQueues(_ m: MediatedDevice) {
-    for q in m.queues.values { q.matrixMdev = nil }
-    m.queues.removeAll()
+    for q in m.queues { q.matrixMdev = nil }
   }
 
   // MARK: - Ownership index

@@ -107,7 +107,7 @@ extension VFIOAPDriver {
   public func handlePQAPAQIC(vm: KVMVirtualMachine, apqn: APQN, enable: Bool, notificationAddress: UInt64)
     -> APQueueStatus
   {
-    guard let m = mdevs.values.first(where: { $0.kvm === vm }), m.queues[apqn.rawValue] != nil else {
+    guard let m = mdevs.values.first(where: { $0.kvm === vm }), m.linkedQueue(apqn) != nil else {
       return .rc(.queueNotAvailable)
     }
     if enable && notificationAddress == 0 { return .rc(.invalidAddress) }
