@@ -31,7 +31,8 @@ struct APQueueTable {
     let i = apqn.rawValue
     precondition(i >= 0 && i <= 0xffff, "APQN out of range")
     if i >= states.count {
-      states.append(contentsOf: repeatElement(APQueueState(), count: i + 1 - states.count))
+      // By whole adapters: a boot changes every queue of an adapter in turn.
+      states.append(contentsOf: repeatElement(APQueueState(), count: (i | 0xff) + 1 - states.count))
     }
     return body(&states[i])
   }

@@ -174,7 +174,6 @@ public final class APBus {
       for d in drivers { d.onConfigChanged(old: old, new: new) }
     }
     if apDomain < 0 || !configuration.aqm.contains(apDomain) { selectDomain() }
-    expectedQueueCount = Self.queueCount(configuration, maxAdapterID: maxAdapterID, maxDomainID: maxDomainID)
     for apid in 0...maxAdapterID { scanAdapter(apid) }
     // Cards beyond the limit (the limit shrank) go too.
     for apid in cards.keys where apid > maxAdapterID { removeCard(apid) }
@@ -185,19 +184,6 @@ public final class APBus {
     scanCount += 1
     checkBindingsComplete()
     nextScanTime = kernel.now + UInt64(configTime) * 1_000_000_000
-  }
-
-  /// How many queue devices the configuration the last scan read has room for: what the tables
-  /// of the bus's drivers reserve before a scan fills them (a full architecture's 65,536 would
-  /// otherwise grow a dictionary a dozen times).
-  private(set) var expectedQueueCount = 0
-
-  static func queueCount(_ config: APMatrix, maxAdapterID: Int, maxDomainID: Int) -> Int {
-    var adapters = 0
-    var domains = 0
-    for a in config.apm where a <= maxAdapterID { adapters += 1 }
-    for d in config.aqm where d <= maxDomainID { domains += 1 }
-    return adapters * domains
   }
 
   /// `ap_select_domain`: the lowest usage domain in the configuration and in aqmask.
@@ -466,7 +452,12 @@ public final class APBus {
     let waits =
       !failed && q.initialized && q.config && !q.chkstop
       && (q.smState == .resetWait || q.smState == .setIRQWait)
-    if waits { waitingQueues.insert(q.apqn.rawValue) } else { waitingQueues.remove(q.apqn.rawValue) }
+    // Most queues never wait (no reset or interrupt latency): no hashing for them.
+    if waits {
+      waitingQueues.insert(q.apqn.rawValue)
+    } else if !waitingQueues.isEmpty {
+      waitingQueues.remove(q.apqn.rawValue)
+    }
   }
 
   /// One step of `ap_jumptable` for a poll event; false when it put the queue in the error

@@ -26,9 +26,9 @@ public final class VFIOAPDriver {
   /// The mdevs by UUID.
   public private(set) var mdevs: [String: MediatedDevice] = [:]
   /// The queues bound to vfio_ap, by APQN raw value: vfio_ap's own data for each, from its
-  /// probe to its remove. Dense, as ``owners`` is: a bulk configuration change probes and
-  /// removes 65,280 queues at once, and a slot costs no hashing.
-  var queues = ContiguousArray<VFIOAPQueue?>(repeating: nil, count: 65536)
+  /// probe to its remove. Dense: a bulk configuration change probes and removes 65,280 queues
+  /// at once, and a slot costs no hashing.
+  var queues = APQNTable<VFIOAPQueue>()
   var nextSequence = 0
   /// The rate limit of the `Waited %dms for reset of queue` notice (`pr_notice_ratelimited`).
   var resetWaitNotices = RateLimit()

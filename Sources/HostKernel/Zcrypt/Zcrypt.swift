@@ -15,8 +15,9 @@ final class Zcrypt {
 
   /// The cards bound to `cex4card`, by adapter.
   private(set) var cards: [APID: ZcryptCard] = [:]
-  /// The queues bound to `cex4queue`, by APQN raw value.
-  private(set) var queues: [Int: ZcryptQueue] = [:]
+  /// The queues bound to `cex4queue`, by APQN raw value (dense: a full-architecture boot
+  /// probes 65,536).
+  private(set) var queues = APQNTable<ZcryptQueue>()
   private(set) var cardDriver: CEX4CardDriver!
   private(set) var queueDriver: CEX4QueueDriver!
 
@@ -62,7 +63,6 @@ final class Zcrypt {
   /// itself only records the queue, once for each of the 65,536 of a full architecture.
   func probeQueue(_ q: APQueue) {
     bus.initQueueState(q)
-    if queues.isEmpty { queues.reserveCapacity(bus.expectedQueueCount) }
     queues[q.apqn.rawValue] = ZcryptQueue(queue: q, registeredCard: cards[q.apqn.apid])
   }
 
