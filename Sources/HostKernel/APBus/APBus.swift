@@ -47,6 +47,22 @@ public final class APBus {
   /// The registered drivers in registration order, the order `bus_for_each_drv` walks them
   /// and `device_attach` tries them.
   private(set) var drivers: [any APDriverOperations] = []
+  /// What `ap_bus_match` and `ap_device_probe` ask of each driver in ``drivers`` (the same
+  /// order), kept as plain values: attaching a device tries the drivers in turn, 65,536 times at
+  /// a full-architecture boot, and asking each driver object would retain and release it.
+  private var driverTraits: [DriverTraits] = []
+
+  struct DriverTraits {
+    let ids: APDeviceIDTable
+    let isDefault: Bool
+    let name: String
+
+    init(_ d: any APDriverOperations) {
+      ids = d.ids
+      isDefault = d.isDefault
+      name = d.driver.name
+    }
+  }
   var driverDirectories: [APDriver: SysfsDirectory] = [:]
   /// The owners of the driver directories' `bind`/`unbind` (sysfs holds owners weakly).
   var driverHandles: [APDriverHandle] = []
@@ -81,6 +97,7 @@ public final class APBus {
     dir.provideChildren(APDeviceLinks.driverDevices, owner: handle)
     driverDirectories[d.driver] = dir
     drivers.append(d)
+    driverTraits.append(DriverTraits(d))
     for apid in cards.keys.sorted() {
       if let c = cards[apid], c.boundDriver == nil, matches(d, .card(c)) { try? bind(.card(c), d) }
     }
@@ -356,16 +373,25 @@ public final class APBus {
 
   /// The part of `ap_device_probe` that looks at a queue: the override, else the masks.
   func probeAllows(_ d: any APDriverOperations, _ q: APQueue) -> Bool {
-    if let o = q.driverOverride { return o == d.driver.name }
+    probeAllows(DriverTraits(d), q)
+  }
+
+  func probeAllows(_ d: DriverTraits, _ q: APQueue) -> Bool {
+    if let o = q.driverOverride { return o == d.name }
     return d.isDefault == isReservedForHost(q.apqn)
   }
 
   /// `device_attach`: the first registered driver that matches binds the device.
   func attach(_ device: APDevice) {
     guard device.boundDriver == nil else { return }
-    for d in drivers where matches(d, device) {
+    let traits = driverTraits
+    let kind = device.kind
+    let type = device.deviceType
+    for i in traits.indices where traits[i].ids.matches(kind, type) {
+      // ``matches(_:_:)``, asked of the traits: the ids, then for a queue the probe's rule.
+      if case .queue(let q) = device, !probeAllows(traits[i], q) { continue }
       do {
-        try bind(device, d)
+        try bind(device, drivers[i])
         return
       } catch {
         continue
