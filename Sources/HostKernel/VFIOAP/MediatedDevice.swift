@@ -20,10 +20,12 @@ public final class MediatedDevice {
   /// vfio_ap's dense table rather than kept in one of the mdev's own: a bulk configuration change
   /// links and unlinks 65,280 queues at once.
   var queues: [VFIOAPQueue] {
+    // The table once, not through the driver at each APQN (up to 65,536).
+    let table = driver.queues
     var linked: [VFIOAPQueue] = []
     for apid in matrix.apm {
       for apqi in matrix.aqm {
-        if let q = driver.queues[apid << 8 | apqi], q.isLinked(to: self) { linked.append(q) }
+        if let q = table[apid << 8 | apqi], q.isLinked(to: self) { linked.append(q) }
       }
     }
     return linked
