@@ -221,7 +221,14 @@ public final class FUSESession: Sendable {
     let mode = flags & O_ACCMODE
     try fileSystem.open(n, read: mode != O_WRONLY, write: mode != O_RDONLY)
     if flags & O_TRUNC != 0 { try fileSystem.truncate(n, to: 0) }
-    return FUSEWire.openOut(fh: newHandle(Handle(node: n)), openFlags: FUSEWire.OpenFlags.directIO)
+    // A read is generated anew at every open, so readers bypass the page cache (direct I/O). A
+    // write-only open goes through it, written through at once (no writeback cache), so each
+    // write(2) is still one WRITE of the same bytes and returns the store's errno; what it buys
+    // is `file_remove_privs`, which marks the inode S_NOSEC (FUSE_HANDLE_KILLPRIV_V2 sets
+    // SB_NOSEC) after asking once for security.capability. Later truncating opens skip
+    // `dentry_needs_remove_privs`'s GETXATTR until the attributes are refreshed.
+    let openFlags = mode == O_WRONLY ? 0 : FUSEWire.OpenFlags.directIO
+    return FUSEWire.openOut(fh: newHandle(Handle(node: n)), openFlags: openFlags)
   }
 
   /// READ: at offset 0 the file is generated anew; later offsets continue the same generation,
