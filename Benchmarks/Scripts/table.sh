@@ -16,14 +16,13 @@ pkg-config --exists fuse3 || {
   exit 1
 }
 BIN=.build/release
-# The daemon as it is deployed: the Swift libraries linked in (--static-swift-stdlib, so only the
-# pages it runs are mapped) and its relative relocations packed (lld's RELR, glibc >= 2.36). Its
-# own build directory: these flags would otherwise rebuild the harness's modules each time.
+# The daemon as it is deployed: one static executable (-static-executable: the Swift libraries,
+# libstdc++ and glibc linked in, no shared library's symbol tables, relocations or neighbouring
+# pages mapped). Its own build directory: the flag would otherwise rebuild the harness's modules.
 DAEMON=.build/daemon/release
 if [ "${SKIP_BUILD:-0}" = 0 ]; then
   # One build at a time.
-  timeout 1800 swift build -c release --product apvirt --scratch-path .build/daemon --static-swift-stdlib \
-    -Xswiftc -use-ld=lld -Xlinker -z -Xlinker pack-relative-relocs >&2
+  timeout 1800 swift build -c release --product apvirt --scratch-path .build/daemon -Xswiftc -static-executable >&2
   timeout 1800 swift build -c release --product APVirtTable >&2
   # shellcheck disable=SC2046
   cc -O2 -Wall -o $BIN/sysfs-ref Reference/sysfs-ref.c $(pkg-config --cflags --libs fuse3)
