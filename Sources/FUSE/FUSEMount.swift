@@ -161,8 +161,30 @@ public struct FUSEMount: Sendable {
     while target.count > 1 && target.hasSuffix("/") { target.removeLast() }
     return text.split(separator: "\n").contains { line in
       let fields = line.split(separator: " ")
-      return fields.count > 4 && fields[4].replacingOccurrences(of: "\\040", with: " ") == target
+      return fields.count > 4 && unescapingSpaces(fields[4]) == target
     }
+  }
+
+  /// A mountinfo path with its `\040` (a space, as the kernel escapes it) put back: the bytes
+  /// replaced left to right, without Foundation's `replacingOccurrences` (CFString's search code,
+  /// pages the daemon would keep mapped for this alone).
+  static func unescapingSpaces(_ field: Substring) -> String {
+    let escape: [UInt8] = Array("\\040".utf8)
+    guard field.utf8.contains(escape[0]) else { return String(field) }
+    let bytes = Array(field.utf8)
+    var out: [UInt8] = []
+    out.reserveCapacity(bytes.count)
+    var i = 0
+    while i < bytes.count {
+      if bytes[i] == escape[0] && bytes[i...].starts(with: escape) {
+        out.append(UInt8(ascii: " "))
+        i += escape.count
+      } else {
+        out.append(bytes[i])
+        i += 1
+      }
+    }
+    return String(decoding: out, as: UTF8.self)
   }
 
   /// The whole of a /proc file. Foundation's `String(contentsOfFile:)` trusts the size that

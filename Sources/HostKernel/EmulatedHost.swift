@@ -1,6 +1,7 @@
 import Foundation
 import Machine
 import Synchronization
+import Sysfs
 import SystemPackage
 
 /// The emulated host as a shared, thread-safe service: one ``HostKernel`` behind one lock.
@@ -11,7 +12,7 @@ import SystemPackage
 /// call back in. A `remove` of an mdev that a VMM holds open waits with the lock released, as the
 /// kernel waits holding nothing, and repeats its request to the VMM about every 10 seconds.
 public final class EmulatedHost: Sendable {
-  private let kernel: Mutex<HostKernel>
+  @usableFromInline let kernel: Mutex<HostKernel>
   /// Wakes a blocked `remove` when a device is closed; `releases` counts the closes, so that a
   /// close between the kernel's answer and the wait is not missed.
   private let released = NSCondition()
@@ -28,7 +29,9 @@ public final class EmulatedHost: Sendable {
     self.init(kernel: HostKernel(definition: definition))
   }
 
-  /// Runs `body` on the kernel under the lock, then delivers the signals it raised.
+  /// Runs `body` on the kernel under the lock, then delivers the signals it raised. Inlinable,
+  /// so that a caller in another module (a FUSE request) runs it specialized for its types.
+  @inlinable
   public func withKernel<T: Sendable, E: Error>(_ body: (HostKernel) throws(E) -> T) throws(E) -> T {
     let (result, signals): (Result<T, E>, [@Sendable () -> Void]) = kernel.withLock { k in
       let r: Result<T, E>
@@ -52,13 +55,25 @@ public final class EmulatedHost: Sendable {
   /// waits here, without the lock, until the VMM releases the device.
   @discardableResult
   public func write(_ path: String, _ bytes: [UInt8]) throws(Errno) -> Int {
+    try store(bytes) { (k) throws(Errno) in try k.sysfs.write(path, bytes) }
+  }
+
+  /// Writes a sysfs attribute node (resolved once, as a FUSE LOOKUP resolves it), as
+  /// ``write(_:_:)-(String,_)`` writes a path: a blocked write waits the same way.
+  @discardableResult
+  public func write(_ node: SysfsNode, _ bytes: [UInt8]) throws(Errno) -> Int {
+    try store(bytes) { (k) throws(Errno) in try k.sysfs.write(node, bytes) }
+  }
+
+  /// One store, repeated while the kernel blocks it (see ``write(_:_:)-(String,_)``).
+  private func store(_ bytes: [UInt8], _ write: (HostKernel) throws(Errno) -> Int) throws(Errno) -> Int {
     var blocked = false
     while true {
       released.lock()
       let seen = releases
       released.unlock()
       do {
-        return try withKernel { (k) throws(Errno) in try k.sysfs.write(path, bytes) }
+        return try withKernel { (k) throws(Errno) in try write(k) }
       } catch  where blocked && error == .noSuchFileOrDirectory {
         // The device was released and the kernel finished the remove we were waiting for.
         return bytes.count

@@ -75,7 +75,13 @@ public enum MachineDefinitionLoader {
     func fail(_ m: String) -> MachineDefinitionError { MachineDefinitionError(source: source, message: m) }
     let node: Node?
     do {
-      node = try Yams.compose(yaml: text)
+      // Yams's default resolver decides each plain scalar's tag with seven NSRegularExpressions
+      // (ICU's regex engine, tens of pages of code and data for the daemon to keep mapped) at
+      // every mapping lookup. Nothing here needs a resolved tag: values are read as text
+      // (`string`), and `bool` looks at the scalar's own tag, which only a key's comparison
+      // resolves; keys compare as their text under either resolver, as none of the known keys
+      // reads as a number, a boolean or null.
+      node = try Yams.compose(yaml: text, .basic)
     } catch {
       throw fail("not valid YAML: \(error)")
     }

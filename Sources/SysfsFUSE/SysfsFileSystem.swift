@@ -86,10 +86,15 @@ public final class SysfsFileSystem: FileSystem {
   }
 
   public func write(_ path: String, _ data: [UInt8]) throws(Errno) -> Int {
+    try store(path, data) { () throws(Errno) in try host.write(path, data) }
+  }
+
+  /// One store by `write`, told to ``onStore`` and followed by ``afterWrite``.
+  func store(_ path: String, _ data: [UInt8], _ write: () throws(Errno) -> Int) throws(Errno) -> Int {
     defer { afterWrite() }
-    guard let onStore else { return try host.write(path, data) }
+    guard let onStore else { return try write() }
     do throws(Errno) {
-      let n = try host.write(path, data)
+      let n = try write()
       onStore(path, data, nil)
       return n
     } catch {
@@ -114,7 +119,12 @@ public final class SysfsFileSystem: FileSystem {
   }
 
   /// The sysfs node `node` stands for; nil for a node made without one (then its path serves).
-  func sysfsNode(_ node: FileNode) -> SysfsNode? { node.reference as? SysfsNode }
+  /// SysfsNode is final: comparing the class is the whole cast, without the runtime's
+  /// dynamic cast on every request.
+  func sysfsNode(_ node: FileNode) -> SysfsNode? {
+    guard let r = node.reference, type(of: r) == SysfsNode.self else { return nil }
+    return unsafeDowncast(r, to: SysfsNode.self)
+  }
 
   public func lookUp(_ name: String, in parent: FileNode) throws(Errno) -> (FileNode, FileAttributes) {
     let (child, info) = try host.withKernel { (k) throws(Errno) -> (SysfsNode, SysfsNodeInfo) in
@@ -155,11 +165,12 @@ public final class SysfsFileSystem: FileSystem {
     return try host.withKernel { (k) throws(Errno) in try k.sysfs.read(n) }
   }
 
-  /// A store goes by the node's path through ``EmulatedHost/write(_:_:)``: a `remove` that the
-  /// kernel blocks until the VMM releases the device waits there, without the lock, and asks the
-  /// VMM again about every 10 seconds; that loop is the host's.
+  /// A store goes by the node through ``EmulatedHost/write(_:_:)-(SysfsNode,_)``: a `remove`
+  /// that the kernel blocks until the VMM releases the device waits there, without the lock, and
+  /// asks the VMM again about every 10 seconds; that loop is the host's.
   public func write(_ node: FileNode, _ data: [UInt8]) throws(Errno) -> Int {
-    try write(node.path, data)
+    guard let n = sysfsNode(node) else { return try write(node.path, data) }
+    return try store(node.path, data) { () throws(Errno) in try host.write(n, data) }
   }
 
   public func truncate(_ node: FileNode, to size: UInt64) throws(Errno) {

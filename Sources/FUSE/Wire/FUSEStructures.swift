@@ -67,11 +67,9 @@ public enum FUSEWire {
 
   /// `struct fuse_init_out`: 64 bytes from 7.23 on (24 before).
   public static func initOut(
-    minor: UInt32, maxReadahead: UInt32, flags: UInt32, maxWrite: UInt32, maxPages: UInt16
-  )
-    -> [UInt8]
-  {
-    var w = WireWriter(capacity: 64)
+    into w: inout some WireSink, minor: UInt32, maxReadahead: UInt32, flags: UInt32, maxWrite: UInt32,
+    maxPages: UInt16
+  ) {
     w.write(kernelVersion)
     w.write(minor)
     w.write(maxReadahead)
@@ -85,11 +83,10 @@ public enum FUSEWire {
       w.write(UInt16(0))  // map_alignment
       w.zeros(32)  // flags2, max_stack_depth, unused[6]
     }
-    return w.bytes
   }
 
   /// `struct fuse_attr`: 88 bytes.
-  public static func encodeAttr(_ a: FileAttributes, into w: inout WireWriter) {
+  public static func encodeAttr(_ a: FileAttributes, into w: inout some WireSink) {
     w.write(a.inode)
     w.write(a.size)
     w.write((a.size + 511) / 512)  // blocks
@@ -109,10 +106,9 @@ public enum FUSEWire {
   }
 
   /// `struct fuse_entry_out`: 128 bytes.
-  public static func entryOut(nodeid: UInt64, attr: FileAttributes, entryValid: Timeout, attrValid: Timeout)
-    -> [UInt8]
-  {
-    var w = WireWriter(capacity: 128)
+  public static func entryOut(
+    into w: inout some WireSink, nodeid: UInt64, attr: FileAttributes, entryValid: Timeout, attrValid: Timeout
+  ) {
     w.write(nodeid)
     w.write(UInt64(0))  // generation
     w.write(entryValid.seconds)
@@ -120,29 +116,33 @@ public enum FUSEWire {
     w.write(entryValid.nanoseconds)
     w.write(attrValid.nanoseconds)
     encodeAttr(attr, into: &w)
-    return w.bytes
   }
 
   /// `struct fuse_attr_out`: 104 bytes.
-  public static func attrOut(_ attr: FileAttributes, valid: Timeout) -> [UInt8] {
-    var w = WireWriter(capacity: 104)
+  public static func attrOut(into w: inout some WireSink, _ attr: FileAttributes, valid: Timeout) {
     w.write(valid.seconds)
     w.write(valid.nanoseconds)
     w.write(UInt32(0))
     encodeAttr(attr, into: &w)
-    return w.bytes
   }
 
   /// `FUSE_GETATTR_FH` in `fuse_getattr_in.getattr_flags`: the request names an open file.
   public static let getattrFH: UInt32 = 1 << 0
 
   /// `struct fuse_open_out`: 16 bytes.
-  public static func openOut(fh: HandleID, openFlags: UInt32) -> [UInt8] {
-    var w = WireWriter(capacity: 16)
-    w.write(fh.rawValue)
-    w.write(openFlags)
-    w.write(UInt32(0))
-    return w.bytes
+  public struct OpenOut: Sendable, Hashable {
+    public var fh: HandleID
+    public var openFlags: UInt32
+
+    public func encode(into w: inout some WireSink) {
+      w.write(fh.rawValue)
+      w.write(openFlags)
+      w.write(UInt32(0))
+    }
+  }
+
+  public static func openOut(fh: HandleID, openFlags: UInt32) -> OpenOut {
+    OpenOut(fh: fh, openFlags: openFlags)
   }
 
   public enum OpenFlags {
@@ -180,19 +180,15 @@ public enum FUSEWire {
   }
 
   /// `struct fuse_write_out`: 8 bytes.
-  public static func writeOut(size: UInt32) -> [UInt8] {
-    var w = WireWriter(capacity: 8)
+  public static func writeOut(into w: inout some WireSink, size: UInt32) {
     w.write(size)
     w.write(UInt32(0))
-    return w.bytes
   }
 
   /// `struct fuse_getxattr_out`: the size a GETXATTR or LISTXATTR with a zero size asks for.
-  public static func getxattrOut(size: UInt32) -> [UInt8] {
-    var w = WireWriter(capacity: 8)
+  public static func getxattrOut(into w: inout some WireSink, size: UInt32) {
     w.write(size)
     w.write(UInt32(0))
-    return w.bytes
   }
 
   /// `struct fuse_setattr_in` (the fields used: valid, fh, size).
@@ -211,29 +207,27 @@ public enum FUSEWire {
   }
 
   /// `struct fuse_kstatfs` inside `fuse_statfs_out`: 80 bytes.
-  public static func statfsOut() -> [UInt8] {
-    var w = WireWriter(capacity: 80)
+  public static func statfsOut(into w: inout some WireSink) {
     w.zeros(40)  // blocks, bfree, bavail, files, ffree
     w.write(UInt32(4096))  // bsize
     w.write(UInt32(255))  // namelen
     w.write(UInt32(4096))  // frsize
     w.write(UInt32(0))
     w.zeros(24)
-    return w.bytes
   }
 
   /// Appends one `struct fuse_dirent` (padded to 8 bytes); false when it would exceed `limit`.
   public static func appendDirent(
-    _ w: inout WireWriter, inode: UInt64, offset: UInt64, kind: FileKind, name: String, limit: Int
+    _ w: inout some WireSink, inode: UInt64, offset: UInt64, kind: FileKind, name: String, limit: Int
   ) -> Bool {
-    let nameBytes = Array(name.utf8)
-    let size = (24 + nameBytes.count + 7) & ~7
-    guard w.bytes.count + size <= limit else { return false }
+    let length = name.utf8.count
+    let size = (24 + length + 7) & ~7
+    guard w.count + size <= limit else { return false }
     w.write(inode)
     w.write(offset)
-    w.write(UInt32(nameBytes.count))
+    w.write(UInt32(length))
     w.write(kind.direntType)
-    w.write(bytes: nameBytes)
+    w.write(utf8: name)
     w.pad(to: 8)
     return true
   }

@@ -236,8 +236,17 @@ struct DaemonLogHandler: LogHandler {
     let n = buf.withUnsafeMutableBufferPointer { b in
       b.withMemoryRebound(to: CChar.self) { strftime($0.baseAddress, $0.count, "%Y-%m-%dT%H:%M:%S%z", &tm) }
     }
-    let text = "\(String(decoding: buf[..<n], as: UTF8.self)) \(event.level): \(event.message)\n"
-    FileHandle.standardError.write(Data(text.utf8))
+    var text = "\(String(decoding: buf[..<n], as: UTF8.self)) \(event.level): \(event.message)\n"
+    // One write(2) of the line (a store logs one per store): no Data, no FileHandle.
+    text.withUTF8 { line in
+      var done = 0
+      while done < line.count {
+        let w = write(2, line.baseAddress! + done, line.count - done)
+        if w < 0 && errno == EINTR { continue }
+        guard w > 0 else { return }
+        done += w
+      }
+    }
   }
 }
 

@@ -168,7 +168,7 @@ final class HostDaemon: Sendable {
       },
       onStore: { [logger] path, data, error in
         // What `echo VALUE > FILE` did, as a user following the host wants to see it.
-        let value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+        let value = Self.storedValue(data)
         let result = error.map { "\($0.symbolicName) (\(String(cString: strerror($0.rawValue))))" } ?? "ok"
         logger.info("store \(path.dropFirst()) \"\(value)\": \(result)")
       })
@@ -220,6 +220,20 @@ final class HostDaemon: Sendable {
     // it) sees the mdevs udev's mdevctl started and the scenario's guests.
     Thread.detachNewThread { [self] in self.serveControl() }
     logger.info("sysfs mounted at \(paths.mount); control socket \(paths.controlSocket); ready")
+  }
+
+  /// A store's bytes as the log shows them: the text without the newlines around it, as
+  /// `trimmingCharacters(in: .newlines)` cuts them (U+000A to U+000D at either end of ASCII
+  /// text: byte by byte, without Foundation, for what nearly every store writes).
+  static func storedValue(_ data: [UInt8]) -> String {
+    guard data.allSatisfy({ $0 < 0x80 }) else {
+      return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+    }
+    var start = data.startIndex
+    var end = data.endIndex
+    while start < end && (0x0A...0x0D).contains(data[start]) { start += 1 }
+    while end > start && (0x0A...0x0D).contains(data[end - 1]) { end -= 1 }
+    return String(decoding: data[start..<end], as: UTF8.self)
   }
 
   static func log(_ steps: [BootStep], _ logger: Logger) {

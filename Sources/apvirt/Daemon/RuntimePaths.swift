@@ -13,13 +13,16 @@ struct RuntimePaths {
 
   /// The mount the commands use when none is given: `APVIRT_MOUNT`, else the default. One
   /// variable points every command of a shell (and the emulators it starts) at one host.
-  static var environmentMount: String {
-    ProcessInfo.processInfo.environment["APVIRT_MOUNT"].flatMap { $0.isEmpty ? nil : $0 } ?? defaultMount
-  }
+  static var environmentMount: String { environment("APVIRT_MOUNT") ?? defaultMount }
 
   /// The state directory when none is given: `APVIRT_STATE`, else the default.
-  static var environmentState: String {
-    ProcessInfo.processInfo.environment["APVIRT_STATE"].flatMap { $0.isEmpty ? nil : $0 } ?? defaultState
+  static var environmentState: String { environment("APVIRT_STATE") ?? defaultState }
+
+  /// A variable's value, nil when unset or empty. `getenv`, not `ProcessInfo`'s dictionary of the
+  /// whole environment: every command reads these two, the daemon included, at start.
+  static func environment(_ name: String) -> String? {
+    guard let value = getenv(name), value.pointee != 0 else { return nil }
+    return String(cString: value)
   }
 
   init(mount: String = defaultMount, state: String = defaultState) {
