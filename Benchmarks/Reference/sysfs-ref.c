@@ -9,9 +9,8 @@
  *   /devices/vfio_ap/matrix/UUID/assign_domain        0200, takes a number 0-255 (kstrtoul)
  *   /devices/vfio_ap/matrix/UUID/matrix               0444, "05.0005\n"
  *
- * Every file reports st_size 4096 as sysfs does and every open that reads is direct_io, so that
- * contents are never cached and every read(2) is a READ request (a write-only open is written
- * through the page cache, as apvirt's are); read at offset 0 generates the content
+ * Every file reports st_size 4096 as sysfs does and is opened with direct_io, so that contents
+ * are never cached and every read(2) is a READ request; read at offset 0 generates the content
  * anew. Entries and attributes are valid for 1 s (apvirt's daemon policy). The capabilities
  * asked for are apvirt's: atomic O_TRUNC, parallel dirops, dont_mask, big writes with
  * max_write 128 KiB (libfuse 3.14 cannot negotiate HANDLE_KILLPRIV_V2: see README.md). FLUSH is
@@ -201,9 +200,7 @@ static void ref_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) 
     fuse_reply_err(req, EACCES);
     return;
   }
-  /* apvirt's policy: direct I/O for every open that reads; a write-only open is written
-   * through the page cache (no writeback cache), still one WRITE per write(2). */
-  fi->direct_io = acc != O_WRONLY;
+  fi->direct_io = 1;
   fi->keep_cache = 0;
   fuse_reply_open(req, fi);
 }
