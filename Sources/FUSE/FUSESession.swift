@@ -78,44 +78,32 @@ public final class FUSESession: Sendable {
   public func requestCount(_ op: FUSEOpcode) -> Int { counters.count(of: op.rawValue) }
 
   /// Serves the connection with `threads` threads until it ends (unmount, DESTROY). Returns when
-  /// every thread has stopped. One thread at a time reads the connection, more when requests
-  /// queue up or one request holds it (see ``ServingThreads``).
+  /// every thread has stopped.
   public func serve(threads: Int = 4) {
-    let count = max(1, threads)
-    let serving = ServingThreads(count: count)
     let group = DispatchGroup()
-    for i in 0..<count {
+    for _ in 0..<max(1, threads) {
       group.enter()
       let t = Thread { [self] in
-        self.serveLoop(i, serving)
+        self.serveLoop()
         group.leave()
       }
       t.stackSize = 1 << 20
       t.start()
     }
-    if count > 1 {
-      let watch = Thread { serving.watch() }
-      watch.stackSize = 1 << 16
-      watch.start()
-    }
     group.wait()
   }
 
-  /// Thread `i`'s loop: when it is its turn, read a request into the thread's buffer, answer it
-  /// from the thread's reply buffer with one write(2). Nothing is allocated per request but what
-  /// the file system allocates.
-  func serveLoop(_ i: Int, _ serving: ServingThreads) {
-    guard serving.take(i) else { return }
+  /// One thread's loop: read a request into the thread's buffer, answer it from the thread's
+  /// reply buffer with one write(2). Nothing is allocated per request but what the file system
+  /// allocates.
+  func serveLoop() {
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 16)
     var reply = ReplyBuffer(capacity: Self.bufferSize)
     defer {
       buffer.deallocate()
       reply.deallocate()
     }
-    // Reads in a row that found their request waiting.
-    var streak = 0
     while true {
-      let before = ServingThreads.now()
       let n: Int
       do {
         n = try device.read(into: buffer, retryOnInterrupt: true)
@@ -125,37 +113,16 @@ public final class FUSESession: Sendable {
           continue
         }
         // ENODEV: the file system was unmounted.
-        serving.end()
         return
       } catch {
-        serving.end()
         return
       }
-      if n == 0 {
-        serving.end()
-        return
-      }
-      let waiting = ServingThreads.now() - before < ServingThreads.waitingRequest
-      streak = waiting ? streak + 1 : 0
-      if streak >= ServingThreads.busyStreak {
-        streak = 0
-        serving.wakeHelper()
-      }
-      serving.progress[i].step()
+      if n == 0 { return }
       if respond(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), into: &reply) {
         // ENOENT: the request was interrupted meanwhile; nothing to do.
         send(reply.sealed)
       }
-      serving.progress[i].step()
-      if destroyed.load(ordering: .relaxed) {
-        serving.end()
-        return
-      }
-      // A helper that found no request waiting, or a holder whose connection was handed on while
-      // it answered, waits for its turn again.
-      if !waiting && serving.holder.load(ordering: .relaxed) != i {
-        guard serving.take(i) else { return }
-      }
+      if destroyed.load(ordering: .relaxed) { return }
     }
   }
 
