@@ -37,6 +37,17 @@ struct MachineDefinitionLoaderTests {
     #expect(d.adapters[0x0b].serial == "93AADF0B")
   }
 
+  @Test(
+    "the embedded default built in code is the machine its YAML (apvirt machine) and Examples/default.yaml describe"
+  )
+  func embeddedDefaultIsItsYAML() throws {
+    let parsed = try MachineDefinitionLoader.parse(yaml: embeddedDefaultYAML, source: "<embedded default>")
+    #expect(MachineDefinition.embeddedDefault == parsed)
+    let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().appendingPathComponent("Examples/default.yaml").path
+    #expect(try MachineDefinitionLoader.load(path: example) == parsed)
+  }
+
   @Test("kernel: the version's text as written (6.10 is not 6.1), anything else refused")
   func kernelKey() throws {
     let d = try MachineDefinitionLoader.parse(
