@@ -7,9 +7,10 @@ public typealias APQueueDevices = APQNTable<APQueue>
 /// APQN), `mapValues`, and a subscript by raw value. The AP bus keeps its queue devices in one,
 /// zcrypt and vfio_ap their records of the queues they drive: a full-architecture boot adds
 /// 65,536 queues and a bulk configuration change adds or removes 65,280 at once, and each is
-/// looked up by its APQN several times on the way. A slot costs no hashing, and a table of
-/// 65,536 entries takes a quarter of a dictionary's memory; a table of a few adapters' queues
-/// takes their slots only.
+/// looked up by its APQN several times on the way; vfio_ap's ownership index (which mdev holds
+/// an APQN) is one too. A slot costs no hashing, and a table of 65,536 entries takes a quarter
+/// of a dictionary's memory; a table of a few adapters' entries takes their slots only (none
+/// before the first: nothing is written at boot for an index that stays empty).
 public struct APQNTable<Element: AnyObject> {
   private var slots = ContiguousArray<Element?>()
   /// The entries in the table.

@@ -35,7 +35,7 @@ public final class VFIOAPDriver {
   /// Which mdev's assigned matrix holds each APQN (by raw value). Sharing is forbidden, so each
   /// APQN has at most one owner, and the sharing check of the rules looks up the APQNs a store
   /// adds here instead of walking every mdev.
-  var owners = APQNSlots<MediatedDevice>()
+  var owners = APQNTable<MediatedDevice>()
   /// The host's AP configuration as vfio_ap knows it (`matrix_dev->info`): updated when the AP
   /// bus reports a configuration change.
   public internal(set) var info: APMatrix
