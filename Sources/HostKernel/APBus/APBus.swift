@@ -366,17 +366,14 @@ public final class APBus {
   /// to that driver; otherwise reserved APQNs bind only to default drivers and the others only
   /// to non-default ones. A card binds to any driver whose ids match it.
   func matches(_ d: any APDriverOperations, _ device: APDevice) -> Bool {
-    guard d.matchesType(of: device) else { return false }
+    matches(DriverTraits(d), device)
+  }
+
+  /// ``matches(_:_:)-(any APDriverOperations,_)`` asked of a driver's traits.
+  func matches(_ d: DriverTraits, _ device: APDevice) -> Bool {
+    guard d.ids.matches(device.kind, device.deviceType) else { return false }
     guard case .queue(let q) = device else { return true }
-    return probeAllows(d, q)
-  }
-
-  /// The part of `ap_device_probe` that looks at a queue: the override, else the masks.
-  func probeAllows(_ d: any APDriverOperations, _ q: APQueue) -> Bool {
-    probeAllows(DriverTraits(d), q)
-  }
-
-  func probeAllows(_ d: DriverTraits, _ q: APQueue) -> Bool {
+    // The part of `ap_device_probe` that looks at a queue: the override, else the masks.
     if let o = q.driverOverride { return o == d.name }
     return d.isDefault == isReservedForHost(q.apqn)
   }
@@ -385,11 +382,7 @@ public final class APBus {
   func attach(_ device: APDevice) {
     guard device.boundDriver == nil else { return }
     let traits = driverTraits
-    let kind = device.kind
-    let type = device.deviceType
-    for i in traits.indices where traits[i].ids.matches(kind, type) {
-      // ``matches(_:_:)``, asked of the traits: the ids, then for a queue the probe's rule.
-      if case .queue(let q) = device, !probeAllows(traits[i], q) { continue }
+    for i in traits.indices where matches(traits[i], device) {
       do {
         try bind(device, drivers[i])
         return
