@@ -39,29 +39,17 @@ final class HandleTable: Sendable {
 
 /// Counts of requests by opcode: one atomic counter per opcode (those of `linux/fuse.h` are all
 /// below 64), so that counting takes no lock.
-final class RequestCounters: @unchecked Sendable {
-  static let slots = 64
-  /// `slots` atomics, allocated once and freed with the counters.
-  private let counts: UnsafeMutablePointer<Atomic<Int>>
-
-  init() {
-    counts = .allocate(capacity: Self.slots)
-    for i in 0..<Self.slots { (counts + i).initialize(to: Atomic(0)) }
-  }
-
-  deinit {
-    counts.deinitialize(count: Self.slots)
-    counts.deallocate()
-  }
+final class RequestCounters: Sendable {
+  private let counts = InlineArray<64, Atomic<Int>> { _ in Atomic(0) }
 
   /// One more request of `opcode` (an opcode the protocol does not have is not counted).
   func increment(_ opcode: UInt32) {
-    guard opcode < Self.slots else { return }
+    guard opcode < counts.count else { return }
     counts[Int(opcode)].add(1, ordering: .relaxed)
   }
 
   func count(of opcode: UInt32) -> Int {
-    guard opcode < Self.slots else { return 0 }
+    guard opcode < counts.count else { return 0 }
     return counts[Int(opcode)].load(ordering: .relaxed)
   }
 }
