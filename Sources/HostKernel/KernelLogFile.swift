@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import SystemPackage
 
 #if canImport(Glibc)
   import Glibc
@@ -107,14 +108,11 @@ public final class KernelLogFile: Sendable {
     let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
     guard fd >= 0 else { return false }
     defer { close(fd) }
-    let bytes = Array(text.utf8)
-    var done = 0
-    while done < bytes.count {
-      let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
-      if n < 0 && errno == EINTR { continue }
-      guard n > 0 else { return false }
-      done += n
+    do {
+      _ = try FileDescriptor(rawValue: fd).writeAll(text.utf8)
+      return true
+    } catch {
+      return false
     }
-    return true
   }
 }

@@ -5,6 +5,7 @@ import Logging
 import Machine
 import Scenario
 import Synchronization
+import SystemPackage
 
 #if canImport(Glibc)
   import Glibc
@@ -238,15 +239,7 @@ struct DaemonLogHandler: LogHandler {
     }
     var text = "\(String(decoding: buf[..<n], as: UTF8.self)) \(event.level): \(event.message)\n"
     // One write(2) of the line (a store logs one per store): no Data, no FileHandle.
-    text.withUTF8 { line in
-      var done = 0
-      while done < line.count {
-        let w = write(2, line.baseAddress! + done, line.count - done)
-        if w < 0 && errno == EINTR { continue }
-        guard w > 0 else { return }
-        done += w
-      }
-    }
+    text.withUTF8 { line in _ = try? FileDescriptor.standardError.writeAll(UnsafeRawBufferPointer(line)) }
   }
 }
 
