@@ -60,6 +60,9 @@ public struct KernelLog: Sendable {
   public var lineCapacity: Int { max(1, capacity / 32) }
 
   public mutating func append(_ text: String, at time: UInt64) {
+    // The line count's bound is kept before the line comes, so that the ring keeps no slot
+    // beyond it.
+    while ring.count >= lineCapacity { byteCount -= ring.removeOldest()?.text.utf8.count ?? 0 }
     ring.append(Entry(time: time, text: text))
     byteCount += text.utf8.count
     trim()
@@ -208,9 +211,14 @@ public struct UEventRing: Sendable, RandomAccessCollection {
   }
 
   private mutating func send(_ entry: Entry) -> UInt64 {
-    let seq = ring.append(entry)
-    trim()
-    return seq
+    // The oldest goes before the newest comes, so that the ring never holds more than
+    // `capacity` events, nor keeps slots for more.
+    guard capacity > 0 else {
+      ring.skip()
+      return lastSeqnum
+    }
+    while ring.count >= capacity { ring.removeOldest() }
+    return ring.append(entry)
   }
 
   /// Numbers an event without keeping it (recording is off).

@@ -22,11 +22,16 @@ public struct SequenceRing<Element: Sendable>: Sendable {
     public var next: UInt64
   }
 
-  /// The kept records, oldest first, from `head` on; the slots before `head` are dropped ones not
-  /// yet compacted away. Sequence numbers increase along it, with gaps where a number was
-  /// skipped.
-  private var storage: [Record] = []
+  /// The slots, used as a circle: the kept records are the `count` slots from `head` on,
+  /// wrapping at the end, oldest first; the other slots are empty (nil). Sequence numbers
+  /// increase along the circle, with gaps where a number was skipped. A full circle grows (the
+  /// array's own doubling, at the end once the records are put in order again), so it settles
+  /// at the most records the owner ever kept at once: an owner that drops the oldest before it
+  /// appends at its bound keeps exactly that many slots, each written once per record.
+  private var slots: ContiguousArray<Record?> = []
   private var head = 0
+  /// How many records are kept.
+  public private(set) var count = 0
   /// The sequence number the next record gets.
   public private(set) var nextSeq: UInt64
 
@@ -34,14 +39,31 @@ public struct SequenceRing<Element: Sendable>: Sendable {
     nextSeq = firstSeq
   }
 
+  /// The slot of the kept record at `offset` from the oldest.
+  private func slot(_ offset: Int) -> Int {
+    let i = head + offset
+    return i < slots.count ? i : i - slots.count
+  }
+
   /// The sequence number of the oldest kept record (``nextSeq`` when none is kept).
-  public var firstSeq: UInt64 { head < storage.count ? storage[head].seq : nextSeq }
+  public var firstSeq: UInt64 { count > 0 ? slots[head]!.seq : nextSeq }
 
   /// Adds a record and returns its sequence number.
   @discardableResult
   public mutating func append(_ element: Element) -> UInt64 {
     let seq = nextSeq
-    storage.append(Record(seq: seq, element: element))
+    let record = Record(seq: seq, element: element)
+    if count < slots.count {
+      slots[slot(count)] = record
+    } else {
+      if head != 0 {
+        // Full and wrapped: put the records in order so that the new slots follow the newest.
+        slots = ContiguousArray(slots[head...] + slots[..<head])
+        head = 0
+      }
+      slots.append(record)
+    }
+    count += 1
     nextSeq += 1
     return seq
   }
@@ -50,44 +72,58 @@ public struct SequenceRing<Element: Sendable>: Sendable {
   /// learn they missed it.
   public mutating func skip() { nextSeq += 1 }
 
-  /// Drops the oldest kept record.
+  /// Drops the oldest kept record (its slot lets go of it at once).
   @discardableResult
   public mutating func removeOldest() -> Element? {
-    guard head < storage.count else { return nil }
-    let e = storage[head].element
-    head += 1
-    // Compact once the dropped slots are half the storage: each record moves at most once per
-    // halving, so dropping stays amortised O(1).
-    if head >= 64 && head * 2 >= storage.count {
-      storage.removeFirst(head)
-      head = 0
-    }
+    guard count > 0 else { return nil }
+    let e = slots[head]!.element
+    slots[head] = nil
+    head = slot(1)
+    count -= 1
+    if count == 0 { head = 0 }
     return e
   }
 
   /// Drops every kept record; the numbering goes on.
   public mutating func removeAll() {
-    storage = []
+    slots = []
     head = 0
+    count = 0
   }
 
-  public var count: Int { storage.count - head }
   public var isEmpty: Bool { count == 0 }
 
   /// The kept records, oldest first.
-  public var kept: ArraySlice<Record> { storage[head...] }
+  public var kept: Kept { Kept(slots: slots, head: head, count: count) }
+
+  /// The kept records of a ring, oldest first (a copy: the ring may change while they are
+  /// walked).
+  public struct Kept: RandomAccessCollection, Sendable {
+    let slots: ContiguousArray<Record?>
+    let head: Int
+    public let count: Int
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { count }
+    public subscript(position: Int) -> Record {
+      precondition(position >= 0 && position < count, "index out of range")
+      let i = head + position
+      return slots[i < slots.count ? i : i - slots.count]!
+    }
+  }
 
   /// The records numbered `seq` or later. `missed` counts the numbers from `seq` on that have no
   /// record any more (dropped, or skipped).
   public func records(from seq: UInt64) -> Follow {
+    let kept = self.kept
     // Binary search for the first kept record at or after `seq`.
-    var lo = head
-    var hi = storage.count
+    var lo = 0
+    var hi = kept.count
     while lo < hi {
       let mid = (lo + hi) / 2
-      if storage[mid].seq < seq { lo = mid + 1 } else { hi = mid }
+      if kept[mid].seq < seq { lo = mid + 1 } else { hi = mid }
     }
-    let records = Array(storage[lo...])
+    let records = Array(kept[lo...])
     let expected = seq < nextSeq ? nextSeq - seq : 0
     return Follow(records: records, missed: expected - UInt64(records.count), next: max(seq, nextSeq))
   }

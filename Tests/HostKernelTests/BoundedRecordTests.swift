@@ -100,6 +100,54 @@ struct BoundedRecordTests {
     #expect(f.missed == 1)
   }
 
+  /// The ring keeps its records in a circle of slots: whatever the mix of appends, skips and
+  /// drops, what it keeps and what a follower gets and misses are those of a plain list of the
+  /// records (the model).
+  @Test func theRingAnswersAsAListWhenItWrapsAndGrows() {
+    var ring = SequenceRing<Int>(firstSeq: 10)
+    var model: [(seq: UInt64, element: Int)] = []
+    var next: UInt64 = 10
+    var rng = SystemRandomNumberGenerator()
+    for step in 0..<5000 {
+      // Phases that keep about 5, 40 and 300 records, so that the circle wraps while small and
+      // grows while wrapped.
+      let bound = step < 1500 ? 5 : step < 3000 ? 40 : 300
+      switch Int.random(in: 0..<10, using: &rng) {
+      case 0:
+        ring.skip()
+        next += 1
+      case 1, 2, 3:
+        if model.count > bound / 2 {
+          #expect(ring.removeOldest() == model.removeFirst().element)
+        }
+      default:
+        #expect(ring.append(step) == next)
+        model.append((next, step))
+        next += 1
+        while model.count > bound {
+          #expect(ring.removeOldest() == model.removeFirst().element)
+        }
+      }
+      #expect(ring.count == model.count)
+      #expect(ring.nextSeq == next)
+      #expect(ring.firstSeq == (model.first?.seq ?? next))
+      if step % 97 == 0 {
+        #expect(ring.kept.map(\.seq) == model.map(\.seq))
+        #expect(ring.kept.map(\.element) == model.map(\.element))
+        for from in [UInt64(0), model.first?.seq ?? next, (model.first?.seq ?? next) + 3, next, next + 5] {
+          let f = ring.records(from: from)
+          let expected = model.filter { $0.seq >= from }
+          #expect(f.records.map(\.seq) == expected.map(\.seq))
+          #expect(f.missed == (from < next ? next - from : 0) - UInt64(expected.count))
+          #expect(f.next == max(from, next))
+        }
+      }
+    }
+    #expect(ring.removeOldest() != nil || model.isEmpty)
+    ring.removeAll()
+    #expect(ring.isEmpty && ring.kept.isEmpty && ring.firstSeq == ring.nextSeq)
+  }
+
   @Test func theKernelsUEventRecordIsBoundedAndNumbersEveryEvent() throws {
     let k = HostKernel()
     // The boot alone sends more uevents than the record keeps (3072 queues, 12 cards).
