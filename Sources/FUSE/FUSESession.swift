@@ -257,15 +257,15 @@ public final class FUSESession: Sendable {
     let mode = flags & O_ACCMODE
     try fileSystem.open(n, read: mode != O_WRONLY, write: mode != O_RDONLY)
     if flags & O_TRUNC != 0 { try fileSystem.truncate(n, to: 0) }
-    // A read is generated anew at every open, so readers bypass the page cache (direct I/O), and
-    // so do writers, whose write(2) is then one WRITE of the same bytes with the store's errno
-    // and nothing cached. A truncating write-only open (`echo 5 > attr`) goes through the page
-    // cache instead, written through at once (no writeback cache), so each write(2) is still
-    // one WRITE of the same bytes with the store's errno; what it buys is `file_remove_privs`,
-    // which marks the inode S_NOSEC (FUSE_HANDLE_KILLPRIV_V2 sets SB_NOSEC) after asking once
-    // for security.capability, so that later truncating opens skip `dentry_needs_remove_privs`'s
-    // GETXATTR until the attributes are refreshed. Other writers skip the cache: a cached write
-    // costs a page-cache page filled at the write and dropped at the next open.
+    // Opens bypass the page cache (direct I/O): a read is generated anew at every open, and a
+    // write(2) is one WRITE of the same bytes, returning the store's errno. A truncating
+    // write-only open (`echo 5 > attr`) goes through the cache instead, written through at once
+    // (no writeback cache), so its write(2) is still that one WRITE. What the cache buys is
+    // `file_remove_privs`, which marks the inode S_NOSEC (FUSE_HANDLE_KILLPRIV_V2 sets
+    // SB_NOSEC) after asking once for security.capability, so that later truncating opens skip
+    // `dentry_needs_remove_privs`'s GETXATTR until the attributes are refreshed. Other writers
+    // gain nothing from it and would pay a page-cache page filled at the write and dropped at the
+    // next open.
     let openFlags = mode == O_WRONLY && flags & O_TRUNC != 0 ? 0 : FUSEWire.OpenFlags.directIO
     return FUSEWire.openOut(fh: newHandle(Handle(node: n)), openFlags: openFlags)
   }

@@ -54,9 +54,7 @@ public enum FUSENotification: Sendable, Hashable {
 
   func header(body: Int) -> WireWriter {
     var w = WireWriter(capacity: 16 + body)
-    w.write(UInt32(16 + body))
-    w.write(code)
-    w.write(UInt64(0))
+    FUSEWire.outHeader(into: &w, len: 16 + body, error: code, unique: 0)
     return w
   }
 }

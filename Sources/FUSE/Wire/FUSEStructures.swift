@@ -26,13 +26,13 @@ public enum FUSEWire {
     }
   }
 
-  /// `struct fuse_out_header`: 16 bytes. `error` is 0 or a negated errno.
-  public static func outHeader(len: Int, error: Int32, unique: UInt64) -> [UInt8] {
-    var w = WireWriter(capacity: 16)
+  /// `struct fuse_out_header`: 16 bytes. `error` is 0 or a negated errno (a notification's
+  /// code, with `unique` 0). A reply's header is written by ``ReplyBuffer/seal(error:unique:)``
+  /// in front of its payload once the payload's length is known.
+  public static func outHeader(into w: inout some WireSink, len: Int, error: Int32, unique: UInt64) {
     w.write(UInt32(len))
     w.write(error)
     w.write(unique)
-    return w.bytes
   }
 
   /// `struct fuse_init_in` (the first 16 bytes, which every version has).
