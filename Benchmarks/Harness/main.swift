@@ -27,24 +27,28 @@ struct Options {
       case "--ref": i += 1; reference = args[i]
       case "--apvirt": i += 1; apvirt = args[i]
       case "--threads": i += 1; threads = Int(args[i]) ?? 4
-      case "all": parts.formUnion(["fuse", "engine", "up"])
-      case "fuse", "engine", "up": parts.insert(args[i])
+      case "all": parts.formUnion(["fuse", "work", "engine", "up"])
+      case "fuse", "work", "engine", "up": parts.insert(args[i])
       default:
         FileHandle.standardError.write(
           Data(
-            "usage: apvirt-table [all|fuse|engine|up] --ref SYSFS-REF [--apvirt APVIRT] [--threads N]\n".utf8)
+            "usage: apvirt-table [all|fuse|work|engine|up] --ref SYSFS-REF [--apvirt APVIRT] [--threads N]\n"
+              .utf8)
         )
         exit(2)
       }
       i += 1
     }
-    if parts.isEmpty { parts = ["fuse", "engine", "up"] }
+    if parts.isEmpty { parts = ["fuse", "work", "engine", "up"] }
   }
 }
 
 // Never die on a write to a closed pipe (a server that went away): the error is reported instead.
 signal(SIGPIPE, SIG_IGN)
 let options = Options(Array(CommandLine.arguments.dropFirst()))
+// FUSE_CPU=N: Scripts/table.sh runs the harness under `taskset -c N`, so that every thread and
+// server inherits the one CPU (see Benchmarks/README.md, "One CPU"); the harness only says so.
+let pinnedCPU = ProcessInfo.processInfo.environment["FUSE_CPU"].flatMap { Int($0) }
 guard geteuid() == 0 else {
   note("needs root (mount(2) of the FUSE file systems)")
   exit(1)
@@ -85,8 +89,18 @@ if options.parts.contains("fuse") {
   let st = rows.settings
   printTable(
     "FUSE rows (\(st.batches) interleaved batches; per batch and server \(st.cycles) cycles, \(st.echoes) echoes, "
-      + "\(st.readerSeconds) s per parallel-reader sample; \(options.threads) server threads)",
+      + "\(st.readerSeconds) s per parallel-reader sample; \(options.threads) server threads"
+      + (pinnedCPU.map { "; every thread and server on CPU \($0) (FUSE_CPU)" } ?? "") + ")",
     rows.lines(results))
+}
+
+if options.parts.contains("work") {
+  do {
+    printTable("Server work (in process, no kernel)", try WorkRows().run())
+  } catch {
+    note("\(error)")
+    failed = true
+  }
 }
 
 if options.parts.contains("engine") {

@@ -117,11 +117,21 @@ public struct APMask: Hashable, Sendable, Sequence, CustomStringConvertible {
 
   /// `0x` and 64 lower-case hex digits: the four words printed with `%016lx`.
   public var hexString: String {
-    "0x"
-      + [w0, w1, w2, w3].map { word in
-        let s = String(word, radix: 16)
-        return String(repeating: "0", count: 16 - s.count) + s
-      }.joined()
+    // Written digit by digit into the string's own storage: every read of apmask, aqmask or an
+    // mdev's matrix formats masks, and the map-and-join of per-word strings was a third of it.
+    String(unsafeUninitializedCapacity: 66) { out in
+      out[0] = UInt8(ascii: "0")
+      out[1] = UInt8(ascii: "x")
+      let digits: StaticString = "0123456789abcdef"
+      for k in 0..<4 {
+        let word = self[word: k]
+        for d in 0..<16 {
+          let nibble = Int(truncatingIfNeeded: word >> UInt64(60 - 4 * d)) & 0xf
+          out[2 + 16 * k + d] = digits.utf8Start[nibble]
+        }
+      }
+      return 66
+    }
   }
 
   /// The kernel's `"0x%08x"` x 8 form of the QCI masks in `/sys/bus/ap`: identical digits.

@@ -10,6 +10,13 @@ public enum KernelNumber {
     Array(bytes.prefix { $0 != 0 })
   }
 
+  /// The same of an array: the array itself when it holds no NUL (what nearly every store
+  /// writes), without a copy.
+  public static func cString(_ bytes: [UInt8]) -> [UInt8] {
+    guard let nul = bytes.firstIndex(of: 0) else { return bytes }
+    return Array(bytes[..<nul])
+  }
+
   @inlinable
   public static func isHexDigit(_ c: UInt8) -> Bool { hexValue(c) != nil }
 
@@ -80,7 +87,15 @@ public enum KernelNumber {
   /// number, at most one trailing newline, nothing else. Syntax errors are `EINVAL`, values over
   /// 64 bits `ERANGE`.
   public static func kstrtoul(_ bytes: some Collection<UInt8>) throws(Errno) -> UInt64 {
-    let s = cString(bytes)
+    try kstrtoul(cString: cString(bytes))
+  }
+
+  /// `kstrtoul` of a store's bytes as they come (an array: see ``cString(_:)-([UInt8])``).
+  public static func kstrtoul(_ bytes: [UInt8]) throws(Errno) -> UInt64 {
+    try kstrtoul(cString: cString(bytes))
+  }
+
+  static func kstrtoul(cString s: [UInt8]) throws(Errno) -> UInt64 {
     var i = 0
     if i < s.count && s[i] == UInt8(ascii: "+") { i += 1 }
     let (base, start) = fixupRadix(s, at: i)

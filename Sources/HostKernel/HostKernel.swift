@@ -38,7 +38,12 @@ public final class HostKernel {
   /// Whose kernel this is: the LPAR's (the host), or a KVM guest's.
   public let role: Role
   /// The IOMMU groups by id, and `/sys/kernel/iommu_groups`, which `iommu_init` creates at boot.
-  public internal(set) var iommuGroups: [Int: IOMMUGroup] = [:]
+  public internal(set) var iommuGroups: [Int: IOMMUGroup] = [:] {
+    didSet { iommuGroupChanges &+= 1 }
+  }
+  /// Counts the changes to ``iommuGroups``: what follows the groups (`/dev/vfio`'s nodes) looks
+  /// again only when it moved.
+  public private(set) var iommuGroupChanges: UInt64 = 0
   /// The ids in use in ``iommuGroups``, to find the lowest free one at once.
   var iommuGroupIDs = IDAllocator()
   lazy var iommuGroupsDirectory: SysfsDirectory = sysfs.makeDirectories("/kernel/iommu_groups")

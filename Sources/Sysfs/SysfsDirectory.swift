@@ -18,11 +18,14 @@ public final class SysfsDirectory {
 
   public let name: String
   public private(set) weak var parent: SysfsDirectory?
-  var children: [String: Child] = [:]
-  var groups: [(group: SysfsAttributeGroup, owner: OwnerReference)] = []
+  private(set) var children: [String: Child] = [:]
+  private(set) var groups: [(group: SysfsAttributeGroup, owner: OwnerReference)] = []
   /// The children computed from their owner's tables (see ``SysfsChildProvider``), bound to an
   /// owner held weakly as attribute groups are: nil when there are none.
-  var provided: (provider: any SysfsChildProvider, owner: OwnerReference)?
+  private(set) var provided: (provider: any SysfsChildProvider, owner: OwnerReference)?
+  /// Counts the changes to the stored children, the groups and the provider: a child found
+  /// while it is unchanged is found again (see ``child(_:stable:)``), so a node can keep it.
+  private(set) var version: UInt64 = 0
   /// Where removals are recorded, shared by the whole tree.
   let journal: SysfsJournal
 
@@ -57,6 +60,7 @@ public final class SysfsDirectory {
     if case .directory(let d)? = children[name] { return d }
     let d = SysfsDirectory(name: name, parent: self, journal: journal)
     children[name] = .directory(d)
+    version &+= 1
     return d
   }
 
@@ -69,6 +73,7 @@ public final class SysfsDirectory {
   /// Adds a symlink whose target is relative to this directory (`../../devices/ap/card05`).
   public func symlink(_ name: String, to target: String) {
     // One hash of the name: the replaced child, if any, comes back from the update.
+    version &+= 1
     guard let replaced = children.updateValue(.symlink(target), forKey: name) else { return }
     journal.removed(self, name)
     // A directory replaced by a link: no path reaches it any more (it keeps its parent and its
@@ -114,12 +119,14 @@ public final class SysfsDirectory {
   public func attribute(_ attribute: SysfsAttribute, owner: AnyObject) {
     let replaced = children.updateValue(
       .attribute(attribute, OwnerReference(object: owner)), forKey: attribute.name)
+    version &+= 1
     if case .directory? = replaced { journal.detachments &+= 1 }
   }
 
   /// Binds a group of attributes to `owner`.
   public func addGroup(_ group: SysfsAttributeGroup, owner: AnyObject) {
     groups.append((group, OwnerReference(object: owner)))
+    version &+= 1
   }
 
   /// Unbinds a group.
@@ -135,6 +142,7 @@ public final class SysfsDirectory {
       }
     }
     guard found else { return }
+    version &+= 1
     if journal.recording { for a in group.attributes { journal.removed(self, a.name) } }
   }
 
@@ -149,6 +157,7 @@ public final class SysfsDirectory {
   /// shadow an attribute of a group.
   public func provideChildren(_ provider: any SysfsChildProvider, owner: AnyObject) {
     provided = (provider, OwnerReference(object: owner))
+    version &+= 1
   }
 
   /// The computed child `name` has just vanished from its owner's tables (a device removed, a
@@ -248,13 +257,24 @@ public final class SysfsDirectory {
       journal.detachments &+= 1
     }
     children[name] = nil
+    version &+= 1
   }
 
   public func contains(_ name: String) -> Bool { child(name) != nil }
 
   func child(_ name: String) -> Child? {
+    var stable = false
+    return child(name, stable: &stable)
+  }
+
+  /// The child `name`; `stable` tells whether the same child is found for as long as
+  /// ``version`` stays the same and, for an attribute, its owner lives: a stored child, or a
+  /// group's attribute in a directory without a provider (whose computed children, which would
+  /// shadow it, change with their owner's tables, unseen here).
+  func child(_ name: String, stable: inout Bool) -> Child? {
     if let c = children[name] {
       if case .attribute(_, let o) = c, o.object == nil { return nil }
+      stable = true
       return c
     }
     if let p = provided, let owner = p.owner.object {
@@ -279,6 +299,7 @@ public final class SysfsDirectory {
     while i > 0 {
       i -= 1
       if let a = groups[i].group.byName[name], groups[i].owner.object != nil {
+        stable = provided == nil
         return .attribute(a, groups[i].owner)
       }
     }

@@ -15,9 +15,32 @@ public final class SysfsNode: @unchecked Sendable {
   public let directory: SysfsDirectory
   public let name: String?
 
+  // What `name` was last found to be in `directory`, kept while the directory's
+  // ``SysfsDirectory/version`` is `foundVersion` and the child is stable there (see
+  // ``SysfsDirectory/child(_:stable:)``): an open, a read and a write of the node then find it
+  // without a lookup by name, and copy no owner's weak reference. The owner stays weak here too.
+  var foundVersion: UInt64 = 0
+  var foundAttribute: SysfsAttribute?
+  weak var foundOwner: AnyObject?
+  var foundTarget: String?
+
   public init(directory: SysfsDirectory, name: String? = nil) {
     self.directory = directory
     self.name = name
+  }
+
+  func found(attribute: SysfsAttribute, owner: AnyObject, at version: UInt64) {
+    foundAttribute = attribute
+    foundOwner = owner
+    foundTarget = nil
+    foundVersion = version
+  }
+
+  func found(target: String, at version: UInt64) {
+    foundAttribute = nil
+    foundOwner = nil
+    foundTarget = target
+    foundVersion = version
   }
 
   /// The absolute path the node was resolved from.
@@ -84,16 +107,30 @@ extension SysfsTree {
     let dir = node.directory
     guard isAttached(dir) else { return try resolve(node.path, followLast: followLast) }
     guard let name = node.name else { return .directory(dir) }
-    guard let c = dir.child(name) else { throw .noSuchFileOrDirectory }
+    if node.foundVersion == dir.version {
+      // An owner gone since falls through: the directory may show the name from another group.
+      if let a = node.foundAttribute, let object = node.foundOwner { return .attribute(a, object, in: dir) }
+      if let target = node.foundTarget { return try resolve(link: target, in: dir, followLast: followLast) }
+    }
+    var stable = false
+    guard let c = dir.child(name, stable: &stable) else { throw .noSuchFileOrDirectory }
     switch c {
     case .directory(let d): return .directory(d)
     case .attribute(let a, let owner):
       guard let object = owner.object else { throw .noSuchFileOrDirectory }
+      if stable { node.found(attribute: a, owner: object, at: dir.version) }
       return .attribute(a, object, in: dir)
     case .symlink(let target):
-      if !followLast { return .symlink(target, in: dir) }
-      return try resolve(target, from: dir, followLast: true, depth: 1)
+      if stable { node.found(target: target, at: dir.version) }
+      return try resolve(link: target, in: dir, followLast: followLast)
     }
+  }
+
+  private func resolve(link target: String, in dir: SysfsDirectory, followLast: Bool) throws(Errno)
+    -> Resolved
+  {
+    if !followLast { return .symlink(target, in: dir) }
+    return try resolve(target, from: dir, followLast: true, depth: 1)
   }
 
   /// `lstat` of a node.

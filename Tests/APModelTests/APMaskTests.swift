@@ -41,6 +41,19 @@ struct APMaskTests {
     }
   }
 
+  @Test("hexString is each word printed with %016lx, for any bits")
+  func hexStringOfAnyWords() {
+    var rng = SystemRandomNumberGenerator()
+    for _ in 0..<500 {
+      let words = (rng.next() as UInt64, rng.next() as UInt64, rng.next() as UInt64, rng.next() as UInt64)
+      let expected = [words.0, words.1, words.2, words.3].map { word in
+        let digits = String(word, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+      }
+      #expect(APMask(words: words).hexString == "0x" + expected.joined())
+    }
+  }
+
   @Test("iteration is ascending")
   func iteration() {
     let m = APMask([200, 3, 64, 0, 255, 63, 128])

@@ -229,17 +229,40 @@ struct DaemonLogHandler: LogHandler {
     set { metadata[key] = newValue }
   }
 
+  /// The last second's time stamp, shared by the handler's copies.
+  let stamps = TimeStamps()
+
   func log(event: LogEvent) {
+    let message = event.message.description
+    var text = stamps.now()
+    text.reserveCapacity(text.utf8.count + 12 + message.utf8.count)
+    text += " "
+    text += event.level.rawValue
+    text += ": "
+    text += message
+    text += "\n"
+    // One write(2) of the line (a store logs one per store): no Data, no FileHandle.
+    text.withUTF8 { line in _ = try? FileDescriptor.standardError.writeAll(UnsafeRawBufferPointer(line)) }
+  }
+}
+
+/// The local time as the log writes it (`2026-12-02T01:02:03+0000`), formatted once a second:
+/// a store logs a line, and `localtime_r` and `strftime` cost more than the rest of the line.
+final class TimeStamps: Sendable {
+  private let last = Mutex<(second: time_t, text: String)>((-1, ""))
+
+  func now() -> String {
     var t = time(nil)
+    if let text = last.withLock({ $0.second == t ? $0.text : nil }) { return text }
     var tm = tm()
     localtime_r(&t, &tm)
     var buf = [UInt8](repeating: 0, count: 32)
     let n = buf.withUnsafeMutableBufferPointer { b in
       b.withMemoryRebound(to: CChar.self) { strftime($0.baseAddress, $0.count, "%Y-%m-%dT%H:%M:%S%z", &tm) }
     }
-    var text = "\(String(decoding: buf[..<n], as: UTF8.self)) \(event.level): \(event.message)\n"
-    // One write(2) of the line (a store logs one per store): no Data, no FileHandle.
-    text.withUTF8 { line in _ = try? FileDescriptor.standardError.writeAll(UnsafeRawBufferPointer(line)) }
+    let text = String(decoding: buf[..<n], as: UTF8.self)
+    last.withLock { $0 = (t, text) }
+    return text
   }
 }
 

@@ -35,6 +35,8 @@ final class HostDaemon: Sendable {
   var isStopping: Bool { stopping.load(ordering: .relaxed) }
   private let finished = DispatchSemaphore(value: 0)
   let dmesgSync: KernelLogFile
+  /// The log file, `/dev/vfio` and the uevent listeners, which follow every store.
+  let followers: KernelFollowers
   let guests: GuestRegistry
   /// Held for the daemon's life: no second daemon on the same directories.
   let runtimeLock: DirectoryLock
@@ -158,19 +160,14 @@ final class HostDaemon: Sendable {
     // nodes and the uevents: a node is there before the uevent that makes a listener look.
     let syncLog = KernelLogFile(host: host, path: paths.dmesg)
     dmesgSync = syncLog
-    let events = broadcaster
-    let nodes = vfioNodes
+    let followers = KernelFollowers(log: syncLog, nodes: vfioNodes, events: broadcaster)
+    self.followers = followers
     let notifyHost = host
     let fs = SysfsFileSystem(
       host: host,
-      afterWrite: {
-        Self.follow(notifyHost, log: syncLog, nodes: nodes, events: events)
-      },
+      afterWrite: { followers.follow(notifyHost) },
       onStore: { [logger] path, data, error in
-        // What `echo VALUE > FILE` did, as a user following the host wants to see it.
-        let value = Self.storedValue(data)
-        let result = error.map { "\($0.symbolicName) (\(String(cString: strerror($0.rawValue))))" } ?? "ok"
-        logger.info("store \(path.dropFirst()) \"\(value)\": \(result)")
+        logger.info(Logger.Message(stringLiteral: Self.storeLine(path, data, error)))
       })
     // The kernel may cache entries and attributes for a second: what a store removes is
     // invalidated at once (FUSE_NOTIFY_INVAL_ENTRY), what it adds is never cached as missing, and
@@ -220,6 +217,22 @@ final class HostDaemon: Sendable {
     // it) sees the mdevs udev's mdevctl started and the scenario's guests.
     Thread.detachNewThread { [self] in self.serveControl() }
     logger.info("sysfs mounted at \(paths.mount); control socket \(paths.controlSocket); ready")
+  }
+
+  /// What `echo VALUE > FILE` did, as a user following the host wants to see it:
+  /// `store bus/ap/apmask "-5": ok`, or the errno it failed with. Appended piece by piece into
+  /// one string: the line is written before the store's reply, so it is on every store's path.
+  static func storeLine(_ path: String, _ data: [UInt8], _ error: Errno?) -> String {
+    let value = storedValue(data)
+    let result = error.map { "\($0.symbolicName) (\(String(cString: strerror($0.rawValue))))" } ?? "ok"
+    var line = "store "
+    line.reserveCapacity(line.utf8.count + path.utf8.count + value.utf8.count + result.utf8.count + 4)
+    line += path.dropFirst()
+    line += " \""
+    line += value
+    line += "\": "
+    line += result
+    return line
   }
 
   /// A store's bytes as the log shows them: the text without the newlines around it, as
@@ -317,16 +330,7 @@ final class HostDaemon: Sendable {
 
   /// After anything that may have logged or raised uevents: the log file and the listeners.
   func syncDmesg() {
-    Self.follow(host, log: dmesgSync, nodes: vfioNodes, events: broadcaster)
-  }
-
-  /// Brings what follows the kernel up to date: the log file, `/dev/vfio`, the uevent listeners.
-  static func follow(
-    _ host: EmulatedHost, log: KernelLogFile, nodes: VFIODeviceNodes?, events: UEventBroadcaster?
-  ) {
-    log.sync()
-    if let nodes { nodes.sync(groups: host.withKernel { Set($0.iommuGroups.keys) }) }
-    events?.flush(host)
+    followers.follow(host)
   }
 
   func writePidFile() {
