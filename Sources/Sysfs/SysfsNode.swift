@@ -19,10 +19,12 @@ public final class SysfsNode: @unchecked Sendable {
   // ``SysfsDirectory/version`` is `foundVersion` and the child is stable there (see
   // ``SysfsDirectory/child(_:stable:)``): an open, a read and a write of the node then find it
   // without a lookup by name, and copy no owner's weak reference. The owner stays weak here too.
-  var foundVersion: UInt64 = 0
-  var foundAttribute: SysfsAttribute?
-  weak var foundOwner: AnyObject?
-  var foundTarget: String?
+  // Read and set only under the tree's lock, one access at a time: unchecked for exclusivity, so
+  // that a request pays no runtime check for each.
+  @exclusivity(unchecked) var foundVersion: UInt64 = 0
+  @exclusivity(unchecked) var foundAttribute: SysfsAttribute?
+  @exclusivity(unchecked) weak var foundOwner: AnyObject?
+  @exclusivity(unchecked) var foundTarget: String?
 
   public init(directory: SysfsDirectory, name: String? = nil) {
     self.directory = directory
