@@ -31,6 +31,14 @@ final class TimedClient {
     return nil
   }
 
+  /// The next event named `name`, skipping other lines; nil if none came in time.
+  func event(_ name: String) -> String? {
+    while let l = line() {
+      if l.hasPrefix("{\"event\": \"\(name)\"") { return l }
+    }
+    return nil
+  }
+
   /// Closes once. (The test process runs every suite at once: a second close could hit a
   /// descriptor number another test has been given since.)
   func close() {
@@ -98,6 +106,8 @@ struct TransportReliabilityTests {
     // And the guest can still quit.
     busy.send("{\"execute\": \"quit\"}\n")
     #expect(busy.reply() == "{\"return\": {}}")
+    // As in QEMU, the quit takes effect after its reply has gone out, and SHUTDOWN says so.
+    #expect(busy.event("SHUTDOWN") != nil)
     #expect(g.isQuit)
   }
 
