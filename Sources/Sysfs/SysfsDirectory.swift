@@ -75,8 +75,8 @@ public final class SysfsDirectory {
 
   /// Adds a symlink whose target is relative to this directory (`../../devices/ap/card05`).
   public func symlink(_ name: String, to target: String) {
-    // One hash of the name: the replaced child, if any, comes back from the update.
     version &+= 1
+    // One hash of the name: the replaced child, if any, comes back from the update.
     guard let replaced = children.updateValue(.symlink(target), forKey: name) else { return }
     journal.removed(self, name)
     // A directory replaced by a link: no path reaches it any more (it keeps its parent and its

@@ -34,16 +34,12 @@ final class HostDaemon: Sendable {
   /// Whether the daemon is stopping (or stopped), and why.
   var isStopping: Bool { stopping.load(ordering: .relaxed) }
   private let finished = DispatchSemaphore(value: 0)
-  let dmesgSync: KernelLogFile
-  /// The log file, `/dev/vfio` and the uevent listeners, which follow every store.
+  /// The log file, `/dev/vfio`'s nodes (nil where they cannot be made: no CAP_MKNOD) and the
+  /// uevent broadcaster (`--udev-events`), which follow every store.
   let followers: KernelFollowers
   let guests: GuestRegistry
   /// Held for the daemon's life: no second daemon on the same directories.
   let runtimeLock: DirectoryLock
-  /// Sends the kernel's uevents to libudev listeners (`--udev-events`), or nil.
-  let broadcaster: UEventBroadcaster?
-  /// `/dev/vfio`'s nodes, or nil where they cannot be made (no CAP_MKNOD).
-  let vfioNodes: VFIODeviceNodes?
   let stateLock: DirectoryLock
   /// What ran at boot besides the kernel (the persistent masks' udev rule, mdevctl's auto-start
   /// mdevs), and how it went: `apvirt status` shows it.
@@ -74,7 +70,6 @@ final class HostDaemon: Sendable {
   ) throws {
     self.paths = paths
     self.logger = logger
-    let fm = FileManager.default
     do throws(RuntimeError) {
       let runtime = try paths.prepareRuntime(group: group)
       runtimeLock = try DirectoryLock(directory: runtime, role: "runtime")
@@ -139,6 +134,7 @@ final class HostDaemon: Sendable {
       throw StartError(description: "\(error)")
     }
     // What udevd would re-broadcast, from now on (libudev listeners enumerate what exists).
+    let broadcaster: UEventBroadcaster?
     if udevEvents {
       do throws(UEventBroadcaster.Failure) {
         broadcaster = try UEventBroadcaster(after: host.withKernel { $0.uevents.lastSeqnum })
@@ -150,6 +146,7 @@ final class HostDaemon: Sendable {
     } else {
       broadcaster = nil
     }
+    let vfioNodes: VFIODeviceNodes?
     do throws(VFIODeviceNodes.Failure) {
       vfioNodes = try VFIODeviceNodes(directory: paths.vfioDevices)
     } catch {
@@ -158,9 +155,8 @@ final class HostDaemon: Sendable {
     }
     // The log file follows every store (a refused assignment logs why), and so do the device
     // nodes and the uevents: a node is there before the uevent that makes a listener look.
-    let syncLog = KernelLogFile(host: host, path: paths.dmesg)
-    dmesgSync = syncLog
-    let followers = KernelFollowers(log: syncLog, nodes: vfioNodes, events: broadcaster)
+    let followers = KernelFollowers(
+      log: KernelLogFile(host: host, path: paths.dmesg), nodes: vfioNodes, events: broadcaster)
     self.followers = followers
     let notifyHost = host
     let fs = SysfsFileSystem(
