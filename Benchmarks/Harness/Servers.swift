@@ -185,7 +185,9 @@ final class InProcessServer: BenchServer {
   var writePath: String { mountPoint + assignDomainSubpath }
   var readPath: String { mountPoint + apmaskSubpath }
 
-  init(threads: Int) throws {
+  /// The embedded default machine with the mdev every server has: adapter 5 given to vfio_ap,
+  /// the mdev made, adapter 5 and domain 5 assigned.
+  static func makeHost() throws -> EmulatedHost {
     let host = EmulatedHost(definition: .embeddedDefault)
     let mdev = "/devices/vfio_ap/matrix/\(mdevUUID)"
     func put(_ path: String, _ text: String) throws { _ = try host.write(path, Array(text.utf8)) }
@@ -193,6 +195,14 @@ final class InProcessServer: BenchServer {
     try put("/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create", mdevUUID + "\n")
     try put(mdev + "/assign_adapter", "5\n")
     try put(mdev + "/assign_domain", "5\n")
+    return host
+  }
+
+  /// The daemon's cache policy: entries and attributes for 1 s.
+  static let cache = FUSESession.CachePolicy(entry: Timeout(seconds: 1), attributes: Timeout(seconds: 1))
+
+  init(threads: Int) throws {
+    let host = try Self.makeHost()
     self.host = host
     mountPoint = try makeTemporaryDirectory("apvirt-table-inproc")
     do {
@@ -201,9 +211,7 @@ final class InProcessServer: BenchServer {
       rmdir(mountPoint)
       throw HarnessError("\(error)")
     }
-    session = FUSESession(
-      fd: mount.fd, fileSystem: SysfsFileSystem(host: host),
-      cache: .init(entry: Timeout(seconds: 1), attributes: Timeout(seconds: 1)))
+    session = FUSESession(fd: mount.fd, fileSystem: SysfsFileSystem(host: host), cache: Self.cache)
     let (session, served) = (session, served)
     let thread = Thread {
       session.serve(threads: threads)

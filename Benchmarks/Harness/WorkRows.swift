@@ -1,8 +1,5 @@
-import APModel
 import FUSE
 import Foundation
-import HostKernel
-import Machine
 import SysfsFUSE
 
 #if canImport(Glibc)
@@ -20,16 +17,9 @@ struct WorkRows {
   let perSample = 100
 
   func run() throws -> [TableLine] {
-    let host = EmulatedHost(definition: .embeddedDefault)
-    func put(_ path: String, _ text: String) throws { _ = try host.write(path, Array(text.utf8)) }
-    try put("/bus/ap/apmask", "-5\n")
-    try put("/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create", mdevUUID + "\n")
-    try put("/devices/vfio_ap/matrix/\(mdevUUID)/assign_adapter", "5\n")
-    try put("/devices/vfio_ap/matrix/\(mdevUUID)/assign_domain", "5\n")
     // No connection: `handle` returns each reply, and nothing here is removed, so nothing is sent.
     let session = FUSESession(
-      fd: -1, fileSystem: SysfsFileSystem(host: host),
-      cache: .init(entry: Timeout(seconds: 1), attributes: Timeout(seconds: 1)))
+      fd: -1, fileSystem: SysfsFileSystem(host: try InProcessServer.makeHost()), cache: InProcessServer.cache)
     var wire = RequestWriter()
     _ = try wire.send(session, wire.initRequest())
     func lookUp(_ path: String) throws -> UInt64 {
