@@ -289,17 +289,11 @@ public final class FUSESession: Sendable {
 
   func write(_ wr: FUSEWire.WriteIn, _ data: [UInt8], into reply: inout ReplyBuffer) throws(Errno) {
     guard let n = handles[wr.fh]?.node else { throw .badFileDescriptor }
-    let count: Int
-    do throws(Errno) {
-      count = try fileSystem.write(n, data)
-    } catch {
-      sendInvalidations()
-      throw error
-    }
+    let outcome = fileSystem.store(n, data)
     // A store can remove nodes (an mdev's `remove`): the kernel must forget them before the
     // writer can look again. The writer holds no directory lock, so this cannot deadlock.
-    sendInvalidations()
-    FUSEWire.writeOut(into: &reply, size: UInt32(count))
+    sendInvalidations(outcome.invalidations)
+    FUSEWire.writeOut(into: &reply, size: UInt32(try outcome.result.get()))
   }
 
   func release(_ fh: HandleID) {
@@ -353,7 +347,11 @@ public final class FUSESession: Sendable {
   /// parent with it. The kernel would then never FORGET either node (not before memory pressure),
   /// and the node table would grow by two nodes for every mdev removed.
   public func sendInvalidations() {
-    let paths = fileSystem.takeInvalidations()
+    sendInvalidations(fileSystem.takeInvalidations())
+  }
+
+  /// Tells the kernel to drop its cached entries for `paths`, which the file system removed.
+  func sendInvalidations(_ paths: [String]) {
     guard !paths.isEmpty else { return }
     var messages: [FUSENotification] = []
     state.withLock { s in

@@ -129,8 +129,24 @@ public protocol FileSystem: Sendable {
   func read(_ node: FileNode) throws(Errno) -> [UInt8]
   /// One write to a file node.
   func write(_ node: FileNode, _ data: [UInt8]) throws(Errno) -> Int
+  /// A WRITE as the session serves it: the write, and the paths that stopped existing by then
+  /// (``takeInvalidations()``), so that a file system behind one lock can answer both from one
+  /// hold of it. The invalidations come with a failed write too (a store can fail after it
+  /// removed something).
+  func store(_ node: FileNode, _ data: [UInt8]) -> StoreOutcome
   /// A change of size of a node.
   func truncate(_ node: FileNode, to size: UInt64) throws(Errno)
+}
+
+/// What a WRITE did: the count written or the errno, and what the kernel must forget.
+public struct StoreOutcome: Sendable {
+  public var result: Result<Int, Errno>
+  public var invalidations: [String]
+
+  public init(result: Result<Int, Errno>, invalidations: [String]) {
+    self.result = result
+    self.invalidations = invalidations
+  }
 }
 
 extension FileSystem {
@@ -149,5 +165,14 @@ extension FileSystem {
   }
   public func read(_ node: FileNode) throws(Errno) -> [UInt8] { try read(node.path) }
   public func write(_ node: FileNode, _ data: [UInt8]) throws(Errno) -> Int { try write(node.path, data) }
+  public func store(_ node: FileNode, _ data: [UInt8]) -> StoreOutcome {
+    let result: Result<Int, Errno>
+    do throws(Errno) {
+      result = .success(try write(node, data))
+    } catch {
+      result = .failure(error)
+    }
+    return StoreOutcome(result: result, invalidations: takeInvalidations())
+  }
   public func truncate(_ node: FileNode, to size: UInt64) throws(Errno) { try truncate(node.path, to: size) }
 }

@@ -14,9 +14,11 @@ import SystemPackage
 public final class EmulatedHost: Sendable {
   @usableFromInline let kernel: Mutex<HostKernel>
   /// Wakes a blocked `remove` when a device is closed; `releases` counts the closes, so that a
-  /// close between the kernel's answer and the wait is not missed.
+  /// close between the kernel's answer and the wait is not missed. A store reads the count
+  /// without the condition's lock (every store does; only a blocked one waits); a close adds to
+  /// it under the lock, so a waiter that checks it under the lock misses no close.
   private let released = NSCondition()
-  nonisolated(unsafe) private var releases = 0
+  private let releases = Atomic<Int>(0)
   /// How long a blocked `remove` waits between two requests to the VMM.
   public let requestInterval: Duration
 
@@ -55,35 +57,57 @@ public final class EmulatedHost: Sendable {
   /// waits here, without the lock, until the VMM releases the device.
   @discardableResult
   public func write(_ path: String, _ bytes: [UInt8]) throws(Errno) -> Int {
-    try store(bytes) { (k) throws(Errno) in try k.sysfs.write(path, bytes) }
+    try store(bytes, { (k) throws(Errno) in try k.sysfs.write(path, bytes) }, then: { _ in }).get()
   }
 
   /// Writes a sysfs attribute node (resolved once, as a FUSE LOOKUP resolves it), as
   /// ``write(_:_:)-(String,_)`` writes a path: a blocked write waits the same way.
   @discardableResult
   public func write(_ node: SysfsNode, _ bytes: [UInt8]) throws(Errno) -> Int {
-    try store(bytes) { (k) throws(Errno) in try k.sysfs.write(node, bytes) }
+    try store(bytes, { (k) throws(Errno) in try k.sysfs.write(node, bytes) }, then: { _ in }).get()
   }
 
-  /// One store, repeated while the kernel blocks it (see ``write(_:_:)-(String,_)``).
-  private func store(_ bytes: [UInt8], _ write: (HostKernel) throws(Errno) -> Int) throws(Errno) -> Int {
+  /// Writes a sysfs attribute node as ``write(_:_:)-(SysfsNode,_)`` does, then runs `then` on
+  /// the kernel in the same hold of the lock (to take what the store removed, to look whether
+  /// it logged), so that a FUSE WRITE takes the lock once. Not generic: the caller's closure
+  /// keeps what it takes, and the store runs as compiled here, in any module.
+  public func write(
+    _ node: SysfsNode, _ bytes: [UInt8], then: (HostKernel) -> Void
+  ) -> Result<Int, Errno> {
+    store(bytes, { (k) throws(Errno) in try k.sysfs.write(node, bytes) }, then: then)
+  }
+
+  /// One store, repeated while the kernel blocks it (see ``write(_:_:)-(String,_)``), and
+  /// `then` after each try, under the same hold of the lock.
+  private func store(
+    _ bytes: [UInt8], _ write: (HostKernel) throws(Errno) -> Int, then: (HostKernel) -> Void
+  ) -> Result<Int, Errno> {
     var blocked = false
     while true {
-      released.lock()
-      let seen = releases
-      released.unlock()
-      do {
-        return try withKernel { (k) throws(Errno) in try write(k) }
-      } catch  where blocked && error == .noSuchFileOrDirectory {
+      let seen = releases.load(ordering: .acquiring)
+      let result = withKernel { k -> Result<Int, Errno> in
+        let r: Result<Int, Errno>
+        do throws(Errno) {
+          r = .success(try write(k))
+        } catch {
+          r = .failure(error)
+        }
+        then(k)
+        return r
+      }
+      switch result {
+      case .failure(.noSuchFileOrDirectory) where blocked:
         // The device was released and the kernel finished the remove we were waiting for.
-        return bytes.count
-      } catch  where error == VFIOAPDriver.blockedUntilReleased {
+        return .success(bytes.count)
+      case .failure(VFIOAPDriver.blockedUntilReleased):
         blocked = true
         // Wait for a close, or for the time to ask the VMM again.
         let deadline = Date(timeIntervalSinceNow: requestInterval.seconds)
         released.lock()
-        while releases == seen && released.wait(until: deadline) {}
+        while releases.load(ordering: .acquiring) == seen && released.wait(until: deadline) {}
         released.unlock()
+      default:
+        return result
       }
     }
   }
@@ -94,7 +118,7 @@ public final class EmulatedHost: Sendable {
       if let m = k.vfioAP.mdev(uuid) { k.vfioAP.closeDevice(m) }
     }
     released.lock()
-    releases += 1
+    releases.add(1, ordering: .releasing)
     released.broadcast()
     released.unlock()
   }

@@ -17,8 +17,9 @@ import SystemPackage
 /// request on a known node resolves no path. The path-addressed methods stay for other callers.
 public final class SysfsFileSystem: FileSystem {
   let host: EmulatedHost
-  /// Called after every write (a store can log, change the tree, raise signals).
-  let afterWrite: @Sendable () -> Void
+  /// What follows every write outside the kernel (a store can log, change the tree, raise
+  /// uevents).
+  let followUp: StoreFollowUp
   /// Told of every store: the path, the bytes written, and the errno it failed with (nil when
   /// it succeeded), for a daemon's log.
   let onStore: (@Sendable (_ path: String, _ data: [UInt8], _ error: Errno?) -> Void)?
@@ -27,11 +28,11 @@ public final class SysfsFileSystem: FileSystem {
   let owner = (uid: getuid(), gid: getgid())
 
   public init(
-    host: EmulatedHost, afterWrite: @escaping @Sendable () -> Void = {},
+    host: EmulatedHost, followUp: StoreFollowUp = .none,
     onStore: (@Sendable (_ path: String, _ data: [UInt8], _ error: Errno?) -> Void)? = nil
   ) {
     self.host = host
-    self.afterWrite = afterWrite
+    self.followUp = followUp
     self.onStore = onStore
   }
 
@@ -86,21 +87,26 @@ public final class SysfsFileSystem: FileSystem {
   }
 
   public func write(_ path: String, _ data: [UInt8]) throws(Errno) -> Int {
-    try store(path, data) { () throws(Errno) in try host.write(path, data) }
+    let result: Result<Int, Errno>
+    do throws(Errno) {
+      result = .success(try host.write(path, data))
+    } catch {
+      result = .failure(error)
+    }
+    let due = followUp.isDue.map { isDue in host.withKernel { isDue($0) } } ?? true
+    told(path, data, result, follow: due)
+    return try result.get()
   }
 
-  /// One store by `write`, told to ``onStore`` and followed by ``afterWrite``.
-  func store(_ path: String, _ data: [UInt8], _ write: () throws(Errno) -> Int) throws(Errno) -> Int {
-    defer { afterWrite() }
-    guard let onStore else { return try write() }
-    do throws(Errno) {
-      let n = try write()
-      onStore(path, data, nil)
-      return n
-    } catch {
-      onStore(path, data, error)
-      throw error
+  /// A store told to ``onStore`` and followed by ``followUp``.
+  func told(_ path: String, _ data: [UInt8], _ result: Result<Int, Errno>, follow: Bool) {
+    if let onStore {
+      switch result {
+      case .success: onStore(path, data, nil)
+      case .failure(let e): onStore(path, data, e)
+      }
     }
+    if follow { followUp.follow() }
   }
 
   public func takeInvalidations() -> [String] {
@@ -165,15 +171,57 @@ public final class SysfsFileSystem: FileSystem {
     return try host.withKernel { (k) throws(Errno) in try k.sysfs.read(n) }
   }
 
-  /// A store goes by the node through ``EmulatedHost/write(_:_:)-(SysfsNode,_)``: a `remove`
-  /// that the kernel blocks until the VMM releases the device waits there, without the lock, and
-  /// asks the VMM again about every 10 seconds; that loop is the host's.
+  /// A store goes by the node through ``EmulatedHost/write(_:_:then:)``: a `remove` that the
+  /// kernel blocks until the VMM releases the device waits there, without the lock, and asks the
+  /// VMM again about every 10 seconds; that loop is the host's.
   public func write(_ node: FileNode, _ data: [UInt8]) throws(Errno) -> Int {
-    guard let n = sysfsNode(node) else { return try write(node.path, data) }
-    return try store(node.path, data) { () throws(Errno) in try host.write(n, data) }
+    try store(node, data).result.get()
+  }
+
+  /// The store, what it removed and whether there is anything to follow, in one hold of the
+  /// host's lock; the follow-up and the log after it.
+  public func store(_ node: FileNode, _ data: [UInt8]) -> StoreOutcome {
+    guard let n = sysfsNode(node) else {
+      let result: Result<Int, Errno>
+      do throws(Errno) {
+        result = .success(try write(node.path, data))
+      } catch {
+        result = .failure(error)
+      }
+      return StoreOutcome(result: result, invalidations: takeInvalidations())
+    }
+    let isDue = followUp.isDue
+    // Taken after each try: a blocked `remove` tries again, and what the earlier tries removed
+    // must not be lost.
+    var removed: [String] = []
+    var due = false
+    let result = host.write(n, data) { k in
+      removed += k.sysfs.takeRemovedPaths()
+      due = due || (isDue?(k) ?? true)
+    }
+    told(node.path, data, result, follow: due)
+    return StoreOutcome(result: result, invalidations: removed)
   }
 
   public func truncate(_ node: FileNode, to size: UInt64) throws(Errno) {
     _ = try attributes(of: node)
   }
+}
+
+/// What follows a store outside the kernel: a daemon's log file, device nodes and uevent
+/// listeners, which only need a look when the kernel logged, made a group or raised an event.
+public struct StoreFollowUp: Sendable {
+  /// Asked under the host's lock right after the store: whether ``follow`` has anything to do.
+  /// Nil: it always has.
+  public var isDue: (@Sendable (HostKernel) -> Bool)?
+  /// Run after the lock is released, when ``isDue`` said so.
+  public var follow: @Sendable () -> Void
+
+  public init(isDue: (@Sendable (HostKernel) -> Bool)?, follow: @escaping @Sendable () -> Void) {
+    self.isDue = isDue
+    self.follow = follow
+  }
+
+  /// Nothing follows.
+  public static let none = StoreFollowUp(isDue: { _ in false }, follow: {})
 }

@@ -67,6 +67,17 @@ final class Daemon {
   var wrapper: [String] = []
   var log: String { (try? String(contentsOfFile: root + "/up.log", encoding: .utf8)) ?? "" }
 
+  /// The log once it holds `text`, or as it is after 5 s: a store's line comes a few
+  /// milliseconds after its reply, as a journal's does.
+  func log(waitingFor text: String) -> String {
+    for _ in 0..<500 {
+      let l = log
+      if l.contains(text) { return l }
+      usleep(10_000)
+    }
+    return log
+  }
+
   /// More options for `apvirt up` (`--udev-events`).
   var options: [String] = []
 

@@ -119,15 +119,16 @@ struct UsabilityTests {
     #expect(lines.contains("adapter 0b CEX8A Accelerator"), "\(r.stdout)")
     #expect(lines.contains("mdev \(u1): matrix 05.0004; control domains 0007; no guest"), "\(r.stdout)")
     #expect(!r.stdout.contains(" \n"), "trailing spaces")
-    // Each store is in the daemon's log with its result; a refused one with its errno.
+    // Each store is in the daemon's log with its result; a refused one with its errno. The
+    // stores' lines come shortly after their replies, in order.
     _ = try d.bash("echo 0x99 > /sys/devices/vfio_ap/matrix/\(u1)/assign_adapter")
-    #expect(d.log.contains("info: store bus/ap/apmask \"-5\": ok"), "\(d.log)")
-    #expect(
-      d.log.contains(
-        "info: store devices/vfio_ap/matrix/\(u1)/assign_adapter \"0x99\": EADDRNOTAVAIL (Cannot assign requested address)"
-      ), "\(d.log)")
-    #expect(!d.log.contains("[apvirt]"))
-    #expect(!d.log.contains("control: status"))
+    let refused =
+      "info: store devices/vfio_ap/matrix/\(u1)/assign_adapter \"0x99\": EADDRNOTAVAIL (Cannot assign requested address)"
+    let log = d.log(waitingFor: refused)
+    #expect(log.contains("info: store bus/ap/apmask \"-5\": ok"), "\(log)")
+    #expect(log.contains(refused), "\(log)")
+    #expect(!log.contains("[apvirt]"))
+    #expect(!log.contains("control: status"))
   }
 
   @Test func statusShowsTheFirmwaresLatenciesAndFaults() throws {

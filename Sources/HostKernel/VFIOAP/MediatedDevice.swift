@@ -53,7 +53,11 @@ public final class MediatedDevice {
   /// A `remove` is waiting for the VMM to close the device.
   public internal(set) var removalPending = false
   let directory: SysfsDirectory
-  unowned let driver: VFIOAPDriver
+  /// vfio_ap, which makes the mdev and drops it at its removal. Unchecked (`unowned(unsafe)`), as
+  /// the queues' is: every store to the mdev's attributes goes through it, and a checked
+  /// reference to an object with a side table (the driver owns sysfs attributes, held weakly)
+  /// costs a slow-path count change at each.
+  unowned(unsafe) let driver: VFIOAPDriver
   /// The IOMMU group vfio gave the device when vfio_ap registered it.
   public internal(set) var iommuGroup: IOMMUGroup?
 

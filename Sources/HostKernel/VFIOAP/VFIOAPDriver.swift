@@ -10,7 +10,11 @@ import SystemPackage
 /// assignment (``VFIOAPDriver/assignAdapter(_:_:)`` and its siblings), guest filtering, queue
 /// resets, host configuration changes, and the vfio device side.
 public final class VFIOAPDriver {
-  unowned let kernel: HostKernel
+  /// The kernel, which makes the driver at boot and holds it as long as it lives. Unchecked
+  /// (`unowned(unsafe)`), as the bus's: every store to an mdev reaches the kernel through it,
+  /// and the kernel has a side table (its clock holds it weakly), so a checked reference costs a
+  /// slow-path count change at each.
+  unowned(unsafe) let kernel: HostKernel
   var machine: APMachine { kernel.machine }
   var bus: APBus { kernel.apBus }
 

@@ -20,7 +20,9 @@ struct Up: ParsableCommand {
       AP bus, zcrypt, vfio_ap and KVM, and mounts the kernel's sysfs at --mount (DIR/bus/ap, \
       DIR/devices/ap, DIR/devices/vfio_ap, DIR/bus/mdev, DIR/class/mdev_bus). The AP bus scans \
       every config_time seconds in real time. mdevs that mdevctl defined in the state directory \
-      (STATE/etc/mdevctl.d) with "start": "auto" are started at boot, as udev does on a real host.
+      (STATE/etc/mdevctl.d) with "start": "auto" are started at boot, as udev does on a real host. \
+      Its log, on standard error, says what it does and each sysfs store with its result (that \
+      line comes within 10 ms of the store, as a journal's do).
 
       At boot the masks come from --cmdline (ap.apmask=, ap.aqmask=) and then from the \
       persistent masks of `apvirt chzdev -p`; `apvirt status` says what ran at boot and what \
@@ -131,7 +133,8 @@ struct Up: ParsableCommand {
   }
 
   func run() throws {
-    LoggingSystem.bootstrap { DaemonLogHandler(label: $0) }
+    let log = DaemonLog()
+    LoggingSystem.bootstrap { DaemonLogHandler(label: $0, log: log) }
     var logger = Logger(label: "apvirt")
     logger.logLevel = .info
     // What the daemon creates is its own unless a mode says otherwise: a umask of 000 in the
@@ -186,7 +189,7 @@ struct Up: ParsableCommand {
         group: gid, udevEvents: udevEvents,
         parameters: (try? cmdline.map { try KernelParameters(commandLine: $0) }) ?? KernelParameters(),
         profile: profile, scenario: scenarioBoot,
-        logger: logger)
+        logger: logger, log: log)
     } catch {
       logger.error("\(error)")
       throw ExitCode.failure
@@ -214,55 +217,6 @@ final class Stopper: Sendable {
       return s.pending
     }
     if let pending { daemon.stop(reason: pending) }
-  }
-}
-
-/// The daemon's log on standard error: `TIME LEVEL: MESSAGE`, one line each, without the
-/// label and source that StreamLogHandler repeats (`info apvirt: [apvirt] ...`).
-struct DaemonLogHandler: LogHandler {
-  let label: String
-  var logLevel: Logger.Level = .info
-  var metadata: Logger.Metadata = [:]
-
-  subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-    get { metadata[key] }
-    set { metadata[key] = newValue }
-  }
-
-  /// The last second's time stamp, shared by the handler's copies.
-  let stamps = TimeStamps()
-
-  func log(event: LogEvent) {
-    let message = event.message.description
-    var text = stamps.now()
-    text.reserveCapacity(text.utf8.count + 12 + message.utf8.count)
-    text += " "
-    text += event.level.rawValue
-    text += ": "
-    text += message
-    text += "\n"
-    // One write(2) of the line (a store logs one per store): no Data, no FileHandle.
-    text.withUTF8 { line in _ = try? FileDescriptor.standardError.writeAll(UnsafeRawBufferPointer(line)) }
-  }
-}
-
-/// The local time as the log writes it (`2026-12-02T01:02:03+0000`), formatted once a second:
-/// a store logs a line, and `localtime_r` and `strftime` cost more than the rest of the line.
-final class TimeStamps: Sendable {
-  private let last = Mutex<(second: time_t, text: String)>((-1, ""))
-
-  func now() -> String {
-    var t = time(nil)
-    if let text = last.withLock({ $0.second == t ? $0.text : nil }) { return text }
-    var tm = tm()
-    localtime_r(&t, &tm)
-    var buf = [UInt8](repeating: 0, count: 32)
-    let n = buf.withUnsafeMutableBufferPointer { b in
-      b.withMemoryRebound(to: CChar.self) { strftime($0.baseAddress, $0.count, "%Y-%m-%dT%H:%M:%S%z", &tm) }
-    }
-    let text = String(decoding: buf[..<n], as: UTF8.self)
-    last.withLock { $0 = (t, text) }
-    return text
   }
 }
 

@@ -19,6 +19,8 @@ final class HostDaemon: Sendable {
   let paths: RuntimePaths
   let host: EmulatedHost
   let logger: Logger
+  /// Where `logger`'s messages go, and each store's line (``DaemonLog/store(_:_:_:)``).
+  let log: DaemonLog
   let mount: FUSEMount
   let session: FUSESession
   let guestsMount: FUSEMount
@@ -66,10 +68,11 @@ final class HostDaemon: Sendable {
     definition: MachineDefinition, paths: RuntimePaths, threads: Int, group: gid_t? = nil,
     udevEvents: Bool = false, parameters: KernelParameters = KernelParameters(),
     profile: KernelProfile = .newest, scenario: ScenarioBoot? = nil,
-    logger: Logger
+    logger: Logger, log: DaemonLog
   ) throws {
     self.paths = paths
     self.logger = logger
+    self.log = log
     do throws(RuntimeError) {
       let runtime = try paths.prepareRuntime(group: group)
       runtimeLock = try DirectoryLock(directory: runtime, role: "runtime")
@@ -159,12 +162,14 @@ final class HostDaemon: Sendable {
       log: KernelLogFile(host: host, path: paths.dmesg), nodes: vfioNodes, events: broadcaster)
     self.followers = followers
     let notifyHost = host
+    // Each store's line, unless the log's level leaves out `info`: written by the log shortly
+    // after the store's reply, not before it.
+    var onStore: (@Sendable (String, [UInt8], Errno?) -> Void)?
+    if logger.logLevel <= .info { onStore = { @Sendable path, data, error in log.store(path, data, error) } }
     let fs = SysfsFileSystem(
       host: host,
-      afterWrite: { followers.follow(notifyHost) },
-      onStore: { [logger] path, data, error in
-        logger.info(Logger.Message(stringLiteral: Self.storeLine(path, data, error)))
-      })
+      followUp: StoreFollowUp(isDue: { followers.isDue($0) }, follow: { followers.follow(notifyHost) }),
+      onStore: onStore)
     // The kernel may cache entries and attributes for a second: what a store removes is
     // invalidated at once (FUSE_NOTIFY_INVAL_ENTRY), what it adds is never cached as missing, and
     // file contents are never cached (direct I/O), so readers see every change.
@@ -213,36 +218,6 @@ final class HostDaemon: Sendable {
     // it) sees the mdevs udev's mdevctl started and the scenario's guests.
     Thread.detachNewThread { [self] in self.serveControl() }
     logger.info("sysfs mounted at \(paths.mount); control socket \(paths.controlSocket); ready")
-  }
-
-  /// What `echo VALUE > FILE` did, as a user following the host wants to see it:
-  /// `store bus/ap/apmask "-5": ok`, or the errno it failed with. Appended piece by piece into
-  /// one string: the line is written before the store's reply, so it is on every store's path.
-  static func storeLine(_ path: String, _ data: [UInt8], _ error: Errno?) -> String {
-    let value = storedValue(data)
-    let result = error.map { "\($0.symbolicName) (\(String(cString: strerror($0.rawValue))))" } ?? "ok"
-    var line = "store "
-    line.reserveCapacity(line.utf8.count + path.utf8.count + value.utf8.count + result.utf8.count + 4)
-    line += path.dropFirst()
-    line += " \""
-    line += value
-    line += "\": "
-    line += result
-    return line
-  }
-
-  /// A store's bytes as the log shows them: the text without the newlines around it, as
-  /// `trimmingCharacters(in: .newlines)` cuts them (U+000A to U+000D at either end of ASCII
-  /// text: byte by byte, without Foundation, for what nearly every store writes).
-  static func storedValue(_ data: [UInt8]) -> String {
-    guard data.allSatisfy({ $0 < 0x80 }) else {
-      return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
-    }
-    var start = data.startIndex
-    var end = data.endIndex
-    while start < end && (0x0A...0x0D).contains(data[start]) { start += 1 }
-    while end > start && (0x0A...0x0D).contains(data[end - 1]) { end -= 1 }
-    return String(decoding: data[start..<end], as: UTF8.self)
   }
 
   static func log(_ steps: [BootStep], _ logger: Logger) {
@@ -302,6 +277,8 @@ final class HostDaemon: Sendable {
     // the empty mount points, the log of a kernel that is gone, exec's scratch directory.
     unlink(paths.dmesg)
     for dir in [paths.mount, paths.guests, paths.runtime + "/realsys"] { rmdir(dir) }
+    // The last stores' lines, before `apvirt up` exits.
+    log.flush()
     finished.signal()
   }
 

@@ -7,8 +7,8 @@ import Synchronization
 ///
 /// Nearly every store changes none of the three (an assignment that changes nothing, a read-only
 /// attribute refused), so one look under the kernel's lock at three counters decides whether
-/// there is anything to follow: a store then takes the lock once more, not three times, and
-/// builds no set of group ids.
+/// there is anything to follow: a store looks in the hold of the lock it stored in
+/// (``isDue(_:)``), and builds no set of group ids.
 final class KernelFollowers: Sendable {
   let log: KernelLogFile
   let nodes: VFIODeviceNodes?
@@ -29,12 +29,20 @@ final class KernelFollowers: Sendable {
     self.events = events
   }
 
+  static func marks(_ k: HostKernel) -> Marks {
+    Marks(
+      nextLogLine: k.log.nextSeq, lastUEvent: k.uevents.lastSeqnum, iommuGroupChanges: k.iommuGroupChanges)
+  }
+
+  /// Whether ``follow(_:)`` has anything to do, asked with the kernel's lock held (a store asks
+  /// in the hold it stored in).
+  func isDue(_ k: HostKernel) -> Bool {
+    let now = Self.marks(k)
+    return followed.withLock { $0 != now }
+  }
+
   func follow(_ host: EmulatedHost) {
-    let now = host.withKernel { k in
-      Marks(
-        nextLogLine: k.log.nextSeq, lastUEvent: k.uevents.lastSeqnum,
-        iommuGroupChanges: k.iommuGroupChanges)
-    }
+    let now = host.withKernel { Self.marks($0) }
     // Followed already, by a follow that looked after the same counters: nothing changed since.
     if followed.withLock({ $0 == now }) { return }
     log.sync()

@@ -1,0 +1,126 @@
+import Foundation
+import SystemPackage
+import Testing
+
+@testable import apvirt
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The daemon's log as a reader of `apvirt up`'s standard error sees it: the stores' lines and
+/// swift-log's messages, their order, their delay, and what a reader that falls behind loses.
+@Suite("The daemon's log: store lines and messages")
+struct DaemonLogTests {
+  /// A pipe whose read end never blocks; the log writes into the other end.
+  final class Pipe {
+    let read: Int32
+    let write: Int32
+
+    init() {
+      var fds: [Int32] = [0, 0]
+      precondition(pipe(&fds) == 0)
+      read = fds[0]
+      write = fds[1]
+      _ = fcntl(read, F_SETFL, fcntl(read, F_GETFL) | O_NONBLOCK)
+    }
+
+    deinit {
+      close(read)
+      close(write)
+    }
+
+    /// Everything written so far.
+    func drain() -> String {
+      var out: [UInt8] = []
+      var buf = [UInt8](repeating: 0, count: 4096)
+      while true {
+        let n = buf.withUnsafeMutableBytes { Glibc.read(read, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        out += buf[..<n]
+      }
+      return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The lines written so far, without their time stamps (`2026-12-02T01:02:03+0000 `).
+    func lines() -> [String] {
+      drain().split(separator: "\n").map { line in
+        let stamp = line.prefix(while: { $0 != " " })
+        #expect(stamp.count == 24, "\(line)")
+        return String(line.dropFirst(stamp.count + 1))
+      }
+    }
+  }
+
+  @Test func aStoreLineSaysWhatWasWrittenAndHowItWent() {
+    let pipe = Pipe()
+    let log = DaemonLog(output: FileDescriptor(rawValue: pipe.write), storeDelay: .seconds(60))
+    log.store("/bus/ap/apmask", Array("-5\n".utf8), nil)
+    log.store("/devices/vfio_ap/matrix/u1/assign_adapter", Array("0x99\n".utf8), .addressNotAvailable)
+    // Only the newlines around the value go; inner ones and other spaces stay.
+    log.store("/bus/ap/aqmask", Array("\n +1 \r\n".utf8), .invalidArgument)
+    log.store("/bus/ap/apmask", Array("\u{00e9}5\n".utf8), .invalidArgument)
+    log.flush()
+    #expect(
+      pipe.lines() == [
+        "info: store bus/ap/apmask \"-5\": ok",
+        "info: store devices/vfio_ap/matrix/u1/assign_adapter \"0x99\": EADDRNOTAVAIL (Cannot assign requested address)",
+        "info: store bus/ap/aqmask \" +1 \": EINVAL (Invalid argument)",
+        "info: store bus/ap/apmask \"\u{00e9}5\": EINVAL (Invalid argument)",
+      ])
+  }
+
+  @Test func theStoresLinesComeOnTheirOwnAfterTheirDelay() throws {
+    let pipe = Pipe()
+    let log = DaemonLog(output: FileDescriptor(rawValue: pipe.write), storeDelay: .milliseconds(5))
+    log.store("/bus/ap/apmask", Array("-5\n".utf8), nil)
+    var text = ""
+    for _ in 0..<500 where !text.contains("\n") {
+      usleep(10_000)
+      text += pipe.drain()
+    }
+    #expect(text.hasSuffix(" info: store bus/ap/apmask \"-5\": ok\n"), "\(text)")
+    // A second batch is written too: the writer waits again after each.
+    log.store("/bus/ap/aqmask", Array("-7\n".utf8), nil)
+    text = ""
+    for _ in 0..<500 where !text.contains("\n") {
+      usleep(10_000)
+      text += pipe.drain()
+    }
+    #expect(text.hasSuffix(" info: store bus/ap/aqmask \"-7\": ok\n"), "\(text)")
+  }
+
+  @Test func aMessageComesAfterTheStoresLoggedBeforeIt() {
+    let pipe = Pipe()
+    let log = DaemonLog(output: FileDescriptor(rawValue: pipe.write), storeDelay: .seconds(60))
+    log.store("/bus/ap/apmask", Array("-5".utf8), nil)
+    log.store("/bus/ap/apmask", Array("-6".utf8), nil)
+    log.write(.notice, "stopping: signal 15")
+    log.store("/bus/ap/apmask", Array("-7".utf8), nil)
+    #expect(
+      pipe.lines() == [
+        "info: store bus/ap/apmask \"-5\": ok", "info: store bus/ap/apmask \"-6\": ok",
+        "notice: stopping: signal 15",
+      ])
+    log.flush()
+    #expect(pipe.lines() == ["info: store bus/ap/apmask \"-7\": ok"])
+  }
+
+  @Test func aReaderThatFallsBehindLosesLinesAndIsToldHowMany() {
+    let pipe = Pipe()
+    // Each line is 24 + 37 bytes: two fit in 150.
+    let log = DaemonLog(
+      output: FileDescriptor(rawValue: pipe.write), storeDelay: .seconds(60), pendingLimit: 150)
+    for _ in 0..<10 { log.store("/bus/ap/apmask", Array("-5".utf8), nil) }
+    log.flush()
+    #expect(
+      pipe.lines() == [
+        "info: store bus/ap/apmask \"-5\": ok", "info: store bus/ap/apmask \"-5\": ok",
+        "warning: 8 store lines lost: the log's reader fell 150 bytes behind",
+      ])
+    // The count starts again.
+    log.store("/bus/ap/apmask", Array("-5".utf8), nil)
+    log.flush()
+    #expect(pipe.lines() == ["info: store bus/ap/apmask \"-5\": ok"])
+  }
+}
