@@ -8,15 +8,30 @@ import SystemPackage
   import Glibc
 #endif
 
-/// The emulated host's sysfs tree served as a FUSE ``FileSystem``: the adapter between the
-/// generic FUSE server and the generic sysfs tree, which know nothing of each other. The daemon
-/// and the FUSE benchmarks serve the same adapter.
+/// A sysfs tree of the emulated machine served as a FUSE ``FileSystem``: the adapter between the
+/// generic FUSE server and the generic sysfs tree, which know nothing of each other. The host's
+/// tree (the daemon's mount, the FUSE benchmarks) and each guest's own (the guests' mount, one
+/// tree per guest under its name) are served by this one adapter; only how a request reaches
+/// the tree differs (``Tree``).
 ///
 /// A LOOKUP resolves one name in its parent's ``SysfsNode`` and hands the child's node to the
 /// session as the ``FileNode``'s reference; GETATTR, OPEN, READ and READDIR take it back, so a
 /// request on a known node resolves no path. The path-addressed methods stay for other callers.
 public final class SysfsFileSystem: FileSystem {
+  /// Whose tree is served.
+  public enum Tree: Sendable {
+    /// The host kernel's. A store goes through ``EmulatedHost/write(_:_:then:)`` (a blocked
+    /// `remove` waits there), followed by ``followUp`` and told to ``onStore``.
+    case host
+    /// A guest's own kernel's, in its slot: ENOENT while that kernel is not running. Its inode
+    /// numbers are the tree's XOR `inodeTag`, so that trees of several guests in one mount do
+    /// not share numbers.
+    case guest(GuestKernelSlot, inodeTag: UInt64)
+  }
+
   let host: EmulatedHost
+  let tree: Tree
+  let inodeTag: UInt64
   /// What follows every write outside the kernel (a store can log, change the tree, raise
   /// uevents).
   let followUp: StoreFollowUp
@@ -28,23 +43,40 @@ public final class SysfsFileSystem: FileSystem {
   let owner = (uid: getuid(), gid: getgid())
 
   public init(
-    host: EmulatedHost, followUp: StoreFollowUp = .none,
+    host: EmulatedHost, tree: Tree = .host, followUp: StoreFollowUp = .none,
     onStore: (@Sendable (_ path: String, _ data: [UInt8], _ error: Errno?) -> Void)? = nil
   ) {
     self.host = host
+    self.tree = tree
+    if case .guest(_, let tag) = tree { inodeTag = tag } else { inodeTag = 0 }
     self.followUp = followUp
     self.onStore = onStore
   }
 
+  /// Runs `body` on the served tree under the host's lock (which a guest's kernel runs under
+  /// too), then delivers the signals raised.
+  @inline(__always)
+  func withTree<T: Sendable>(_ body: (SysfsTree) throws(Errno) -> T) throws(Errno) -> T {
+    switch tree {
+    case .host:
+      return try host.withKernel { (k) throws(Errno) -> T in try body(k.sysfs) }
+    case .guest(let slot, _):
+      return try host.withGuestKernel(slot) { (_, g) throws(Errno) -> T in
+        guard let g else { throw .noSuchFileOrDirectory }
+        return try body(g.sysfs)
+      }
+    }
+  }
+
   public func attributes(of path: String) throws(Errno) -> FileAttributes {
-    attributes(try host.withKernel { (k) throws(Errno) in try k.sysfs.info(path, followLast: false) })
+    attributes(try withTree { (t) throws(Errno) in try t.info(path, followLast: false) })
   }
 
   func attributes(_ info: SysfsNodeInfo) -> FileAttributes {
     // Owned by whoever runs the daemon: root on a real host, the user for an unprivileged one.
     var a = FileAttributes(
-      kind: Self.kind(info.kind), permissions: info.mode, size: UInt64(info.size), inode: info.inode,
-      time: bootTime)
+      kind: Self.kind(info.kind), permissions: info.mode, size: UInt64(info.size),
+      inode: info.inode ^ inodeTag, time: bootTime)
     a.uid = owner.uid
     a.gid = owner.gid
     return a
@@ -59,34 +91,36 @@ public final class SysfsFileSystem: FileSystem {
   }
 
   public func entries(of path: String) throws(Errno) -> [FileSystemEntry] {
-    try host.withKernel { (k) throws(Errno) in
+    try withTree { (t) throws(Errno) in
       let base = path == "/" ? "" : path
-      return try k.sysfs.list(path).map { (e) throws(Errno) in
+      return try t.list(path).map { (e) throws(Errno) in
         let kind: FileKind =
           switch e.kind {
           case .directory: .directory
           case .symlink: .symlink
           case .attribute: .regular
           }
-        let inode = try k.sysfs.info(base + "/" + e.name, followLast: false).inode
+        // glibc skips entries whose inode is 0: each has its real one.
+        let inode = try t.info(base + "/" + e.name, followLast: false).inode ^ inodeTag
         return FileSystemEntry(name: e.name, kind: kind, inode: inode)
       }
     }
   }
 
   public func readLink(_ path: String) throws(Errno) -> String {
-    try host.withKernel { (k) throws(Errno) in try k.sysfs.readlink(path) }
+    try withTree { (t) throws(Errno) in try t.readlink(path) }
   }
 
   public func open(_ path: String, read: Bool, write: Bool) throws(Errno) {
-    try host.withKernel { (k) throws(Errno) in try k.sysfs.checkOpen(path, read: read, write: write) }
+    try withTree { (t) throws(Errno) in try t.checkOpen(path, read: read, write: write) }
   }
 
   public func read(_ path: String) throws(Errno) -> [UInt8] {
-    try host.read(path)
+    try withTree { (t) throws(Errno) in try t.read(path) }
   }
 
   public func write(_ path: String, _ data: [UInt8]) throws(Errno) -> Int {
+    guard case .host = tree else { return try withTree { (t) throws(Errno) in try t.write(path, data) } }
     let result: Result<Int, Errno>
     do throws(Errno) {
       result = .success(try host.write(path, data))
@@ -110,7 +144,7 @@ public final class SysfsFileSystem: FileSystem {
   }
 
   public func takeInvalidations() -> [String] {
-    host.withKernel { $0.sysfs.takeRemovedPaths() }
+    (try? withTree { $0.takeRemovedPaths() }) ?? []
   }
 
   /// `O_TRUNC` on a sysfs attribute changes nothing, as on a real host.
@@ -120,8 +154,9 @@ public final class SysfsFileSystem: FileSystem {
 
   // MARK: - Nodes
 
+  /// The tree's root; for a guest whose kernel is not running, a node that answers ENOENT.
   public func rootNode() -> FileNode {
-    FileNode(path: "/", reference: host.withKernel { $0.sysfs.rootNode })
+    FileNode(path: "/", reference: try? withTree { $0.rootNode })
   }
 
   /// The sysfs node `node` stands for; nil for a node made without one (then its path serves).
@@ -133,42 +168,42 @@ public final class SysfsFileSystem: FileSystem {
   }
 
   public func lookUp(_ name: String, in parent: FileNode) throws(Errno) -> (FileNode, FileAttributes) {
-    let (child, info) = try host.withKernel { (k) throws(Errno) -> (SysfsNode, SysfsNodeInfo) in
+    let (child, info) = try withTree { (t) throws(Errno) -> (SysfsNode, SysfsNodeInfo) in
       let p: SysfsNode
-      if let n = sysfsNode(parent) { p = n } else { p = try k.sysfs.node(at: parent.path) }
-      let c = try k.sysfs.node(name, in: p)
-      return (c, try k.sysfs.info(c))
+      if let n = sysfsNode(parent) { p = n } else { p = try t.node(at: parent.path) }
+      let c = try t.node(name, in: p)
+      return (c, try t.info(c))
     }
     return (FileNode(path: parent.childPath(name), reference: child), attributes(info))
   }
 
   public func attributes(of node: FileNode) throws(Errno) -> FileAttributes {
     guard let n = sysfsNode(node) else { return try attributes(of: node.path) }
-    return attributes(try host.withKernel { (k) throws(Errno) in try k.sysfs.info(n) })
+    return attributes(try withTree { (t) throws(Errno) in try t.info(n) })
   }
 
   public func entries(of node: FileNode) throws(Errno) -> [FileSystemEntry] {
     guard let n = sysfsNode(node) else { return try entries(of: node.path) }
-    return try host.withKernel { (k) throws(Errno) in
-      try k.sysfs.entries(n).map {
-        FileSystemEntry(name: $0.entry.name, kind: Self.kind($0.entry.kind), inode: $0.inode)
+    return try withTree { (t) throws(Errno) in
+      try t.entries(n).map {
+        FileSystemEntry(name: $0.entry.name, kind: Self.kind($0.entry.kind), inode: $0.inode ^ inodeTag)
       }
     }
   }
 
   public func readLink(_ node: FileNode) throws(Errno) -> String {
     guard let n = sysfsNode(node) else { return try readLink(node.path) }
-    return try host.withKernel { (k) throws(Errno) in try k.sysfs.readlink(n) }
+    return try withTree { (t) throws(Errno) in try t.readlink(n) }
   }
 
   public func open(_ node: FileNode, read: Bool, write: Bool) throws(Errno) {
     guard let n = sysfsNode(node) else { return try open(node.path, read: read, write: write) }
-    try host.withKernel { (k) throws(Errno) in try k.sysfs.checkOpen(n, read: read, write: write) }
+    try withTree { (t) throws(Errno) in try t.checkOpen(n, read: read, write: write) }
   }
 
   public func read(_ node: FileNode) throws(Errno) -> [UInt8] {
     guard let n = sysfsNode(node) else { return try read(node.path) }
-    return try host.withKernel { (k) throws(Errno) in try k.sysfs.read(n) }
+    return try withTree { (t) throws(Errno) in try t.read(n) }
   }
 
   /// A store goes by the node through ``EmulatedHost/write(_:_:then:)``: a `remove` that the
@@ -189,6 +224,20 @@ public final class SysfsFileSystem: FileSystem {
         result = .failure(error)
       }
       return StoreOutcome(result: result, invalidations: takeInvalidations())
+    }
+    guard case .host = tree else {
+      var removed: [String] = []
+      let result: Result<Int, Errno>
+      do throws(Errno) {
+        result = .success(
+          try withTree { (t) throws(Errno) -> Int in
+            defer { removed = t.takeRemovedPaths() }
+            return try t.write(n, data)
+          })
+      } catch {
+        result = .failure(error)
+      }
+      return StoreOutcome(result: result, invalidations: removed)
     }
     let isDue = followUp.isDue
     // Taken after each try: a blocked `remove` tries again, and what the earlier tries removed

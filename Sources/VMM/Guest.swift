@@ -35,7 +35,7 @@ public final class Guest: Sendable {
   let quitSignal = DispatchSemaphore(value: 0)
   /// The guest's own kernel, which runs on its vCPU under the VM's APCB. The machine is shared,
   /// so the kernel runs under the host's lock (``withKernel(_:)``).
-  let kernel = GuestKernelSlot()
+  public let kernel = GuestKernelSlot()
 
   struct State {
     var device: VFIOAPDevice?

@@ -86,6 +86,17 @@ struct GuestViewTests {
     #expect(try d.apvirt(["guest", "guest2", "dqap", "05.0004"]).stdout == "rc=10 (NO_PENDING_REPLY)\n")
     #expect(try d.bash("ls /run/apvirt 2>/dev/null; true").status == 0)
     #expect(try run("/bin/ls", [d.runtime + "/guests"]).stdout == "guest1\nguest2\n")
+    // Each guest's tree has inode numbers of its own, and what one guest's store changes the
+    // other's tree does not show.
+    let masks = ["guest1", "guest2"].map { d.runtime + "/guests/\($0)/bus/ap/ap_usage_domain_mask" }
+    let inodes = try run("/usr/bin/stat", ["-c", "%i"] + masks).stdout.split(separator: "\n")
+    #expect(inodes.count == 2 && inodes[0] != inodes[1], "\(inodes)")
+    let scans = ["guest1", "guest2"].map { d.runtime + "/guests/\($0)/bus/ap/scans" }
+    let before = try run("/bin/cat", scans).stdout
+    #expect(try run("/bin/bash", ["-c", "echo 1 > \(scans[1])"]).status == 0)
+    let after = try run("/bin/cat", scans).stdout.split(separator: "\n")
+    let was = before.split(separator: "\n")
+    #expect(after.count == 2 && after[0] == was[0] && Int(after[1])! > Int(was[1])!, "\(was) \(after)")
   }
 
   /// Issue 11, 1: what cannot be an instruction, an APQN or a payload is refused before anything
