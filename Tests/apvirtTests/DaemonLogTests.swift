@@ -52,75 +52,117 @@ struct DaemonLogTests {
     }
   }
 
-  @Test func aStoreLineSaysWhatWasWrittenAndHowItWent() {
+  /// Runs `body` with a log writing into a fresh pipe. The pipe outlives the log: once the log
+  /// is gone its writer writes nothing, so no line can reach a descriptor that another test
+  /// opened under the same number.
+  func withLog(
+    storeDelay: Duration = .seconds(60), pendingLimit: Int = 1 << 20, _ body: (DaemonLog, Pipe) -> Void
+  ) {
     let pipe = Pipe()
-    let log = DaemonLog(output: FileDescriptor(rawValue: pipe.write), storeDelay: .seconds(60))
-    log.store("/bus/ap/apmask", Array("-5\n".utf8), nil)
-    log.store("/devices/vfio_ap/matrix/u1/assign_adapter", Array("0x99\n".utf8), .addressNotAvailable)
-    // Only the newlines around the value go; inner ones and other spaces stay.
-    log.store("/bus/ap/aqmask", Array("\n +1 \r\n".utf8), .invalidArgument)
-    log.store("/bus/ap/apmask", Array("\u{00e9}5\n".utf8), .invalidArgument)
-    log.flush()
-    #expect(
-      pipe.lines() == [
-        "info: store bus/ap/apmask \"-5\": ok",
-        "info: store devices/vfio_ap/matrix/u1/assign_adapter \"0x99\": EADDRNOTAVAIL (Cannot assign requested address)",
-        "info: store bus/ap/aqmask \" +1 \": EINVAL (Invalid argument)",
-        "info: store bus/ap/apmask \"\u{00e9}5\": EINVAL (Invalid argument)",
-      ])
+    withExtendedLifetime(pipe) {
+      let log = DaemonLog(
+        output: FileDescriptor(rawValue: pipe.write), storeDelay: storeDelay, pendingLimit: pendingLimit)
+      body(log, pipe)
+    }
   }
 
-  @Test func theStoresLinesComeOnTheirOwnAfterTheirDelay() throws {
-    let pipe = Pipe()
-    let log = DaemonLog(output: FileDescriptor(rawValue: pipe.write), storeDelay: .milliseconds(5))
-    log.store("/bus/ap/apmask", Array("-5\n".utf8), nil)
-    var text = ""
-    for _ in 0..<500 where !text.contains("\n") {
-      usleep(10_000)
-      text += pipe.drain()
+  @Test func aStoreLineSaysWhatWasWrittenAndHowItWent() {
+    withLog { log, pipe in
+      log.store("/bus/ap/apmask", Array("-5\n".utf8), nil)
+      log.store("/devices/vfio_ap/matrix/u1/assign_adapter", Array("0x99\n".utf8), .addressNotAvailable)
+      // Only the newlines around the value go; inner ones and other spaces stay.
+      log.store("/bus/ap/aqmask", Array("\n +1 \r\n".utf8), .invalidArgument)
+      log.store("/bus/ap/apmask", Array("\u{00e9}5\n".utf8), .invalidArgument)
+      log.flush()
+      #expect(
+        pipe.lines() == [
+          "info: store bus/ap/apmask \"-5\": ok",
+          "info: store devices/vfio_ap/matrix/u1/assign_adapter \"0x99\": EADDRNOTAVAIL (Cannot assign requested address)",
+          "info: store bus/ap/aqmask \" +1 \": EINVAL (Invalid argument)",
+          "info: store bus/ap/apmask \"\u{00e9}5\": EINVAL (Invalid argument)",
+        ])
     }
-    #expect(text.hasSuffix(" info: store bus/ap/apmask \"-5\": ok\n"), "\(text)")
-    // A second batch is written too: the writer waits again after each.
-    log.store("/bus/ap/aqmask", Array("-7\n".utf8), nil)
-    text = ""
-    for _ in 0..<500 where !text.contains("\n") {
-      usleep(10_000)
-      text += pipe.drain()
+  }
+
+  @Test func theStoresLinesComeOnTheirOwnAfterTheirDelay() {
+    withLog(storeDelay: .milliseconds(5)) { log, pipe in
+      log.store("/bus/ap/apmask", Array("-5\n".utf8), nil)
+      var text = ""
+      for _ in 0..<500 where !text.contains("\n") {
+        usleep(10_000)
+        text += pipe.drain()
+      }
+      #expect(text.hasSuffix(" info: store bus/ap/apmask \"-5\": ok\n"), "\(text)")
+      // A second batch is written too: the writer waits again after each.
+      log.store("/bus/ap/aqmask", Array("-7\n".utf8), nil)
+      text = ""
+      for _ in 0..<500 where !text.contains("\n") {
+        usleep(10_000)
+        text += pipe.drain()
+      }
+      #expect(text.hasSuffix(" info: store bus/ap/aqmask \"-7\": ok\n"), "\(text)")
     }
-    #expect(text.hasSuffix(" info: store bus/ap/aqmask \"-7\": ok\n"), "\(text)")
   }
 
   @Test func aMessageComesAfterTheStoresLoggedBeforeIt() {
-    let pipe = Pipe()
-    let log = DaemonLog(output: FileDescriptor(rawValue: pipe.write), storeDelay: .seconds(60))
-    log.store("/bus/ap/apmask", Array("-5".utf8), nil)
-    log.store("/bus/ap/apmask", Array("-6".utf8), nil)
-    log.write(.notice, "stopping: signal 15")
-    log.store("/bus/ap/apmask", Array("-7".utf8), nil)
-    #expect(
-      pipe.lines() == [
-        "info: store bus/ap/apmask \"-5\": ok", "info: store bus/ap/apmask \"-6\": ok",
-        "notice: stopping: signal 15",
-      ])
-    log.flush()
-    #expect(pipe.lines() == ["info: store bus/ap/apmask \"-7\": ok"])
+    withLog { log, pipe in
+      log.store("/bus/ap/apmask", Array("-5".utf8), nil)
+      log.store("/bus/ap/apmask", Array("-6".utf8), nil)
+      log.write(.notice, "stopping: signal 15")
+      log.store("/bus/ap/apmask", Array("-7".utf8), nil)
+      #expect(
+        pipe.lines() == [
+          "info: store bus/ap/apmask \"-5\": ok", "info: store bus/ap/apmask \"-6\": ok",
+          "notice: stopping: signal 15",
+        ])
+      log.flush()
+      #expect(pipe.lines() == ["info: store bus/ap/apmask \"-7\": ok"])
+    }
+  }
+
+  @Test func aReaderThatStopsReadingBlocksNoStore() {
+    withLog(storeDelay: .milliseconds(1), pendingLimit: 4096) { log, pipe in
+      // The pipe full: the log's writer blocks in write(2) at its first batch.
+      let flags = fcntl(pipe.write, F_GETFL)
+      _ = fcntl(pipe.write, F_SETFL, flags | O_NONBLOCK)
+      let chunk = [UInt8](repeating: 0x2E, count: 4096)
+      while chunk.withUnsafeBytes({ Glibc.write(pipe.write, $0.baseAddress, $0.count) }) > 0 {}
+      _ = fcntl(pipe.write, F_SETFL, flags)
+      let stored = DispatchSemaphore(value: 0)
+      Thread.detachNewThread {
+        for i in 0..<2000 {
+          log.store("/bus/ap/apmask", Array("-\(i % 256)".utf8), nil)
+          if i % 100 == 0 { usleep(1000) }
+        }
+        stored.signal()
+      }
+      #expect(stored.wait(timeout: .now() + 10) == .success, "a store waited for the log's reader")
+      // The reader comes back: what was kept comes, and what was not is counted.
+      var text = ""
+      for _ in 0..<500 where !text.contains("store lines lost") {
+        text += pipe.drain()
+        log.flush()
+        usleep(2000)
+      }
+      #expect(text.contains(" info: store bus/ap/apmask \"-0\": ok\n"))
+      #expect(text.contains(" store lines lost: the log's reader fell 4096 bytes behind\n"))
+    }
   }
 
   @Test func aReaderThatFallsBehindLosesLinesAndIsToldHowMany() {
-    let pipe = Pipe()
     // Each line is 24 + 37 bytes: two fit in 150.
-    let log = DaemonLog(
-      output: FileDescriptor(rawValue: pipe.write), storeDelay: .seconds(60), pendingLimit: 150)
-    for _ in 0..<10 { log.store("/bus/ap/apmask", Array("-5".utf8), nil) }
-    log.flush()
-    #expect(
-      pipe.lines() == [
-        "info: store bus/ap/apmask \"-5\": ok", "info: store bus/ap/apmask \"-5\": ok",
-        "warning: 8 store lines lost: the log's reader fell 150 bytes behind",
-      ])
-    // The count starts again.
-    log.store("/bus/ap/apmask", Array("-5".utf8), nil)
-    log.flush()
-    #expect(pipe.lines() == ["info: store bus/ap/apmask \"-5\": ok"])
+    withLog(pendingLimit: 150) { log, pipe in
+      for _ in 0..<10 { log.store("/bus/ap/apmask", Array("-5".utf8), nil) }
+      log.flush()
+      #expect(
+        pipe.lines() == [
+          "info: store bus/ap/apmask \"-5\": ok", "info: store bus/ap/apmask \"-5\": ok",
+          "warning: 8 store lines lost: the log's reader fell 150 bytes behind",
+        ])
+      // The count starts again.
+      log.store("/bus/ap/apmask", Array("-5".utf8), nil)
+      log.flush()
+      #expect(pipe.lines() == ["info: store bus/ap/apmask \"-5\": ok"])
+    }
   }
 }
