@@ -187,6 +187,12 @@ final class Daemon {
 
   deinit {
     stop()
+    // A daemon killed without cleaning up (``kill9()``) and not started again leaves its mounts,
+    // dead: they go too, or the test's directory would stay behind with them.
+    let mounts = FUSEMount.readProcFile("/proc/self/mountinfo") ?? ""
+    for m in [mount, runtime + "/guests"] where mounts.contains(" \(m) ") {
+      _ = umount2(m, Int32(MNT_DETACH))
+    }
     try? FileManager.default.removeItem(atPath: root)
   }
 }
