@@ -166,12 +166,7 @@ extension FileSystem {
   public func read(_ node: FileNode) throws(Errno) -> [UInt8] { try read(node.path) }
   public func write(_ node: FileNode, _ data: [UInt8]) throws(Errno) -> Int { try write(node.path, data) }
   public func store(_ node: FileNode, _ data: [UInt8]) -> StoreOutcome {
-    let result: Result<Int, Errno>
-    do throws(Errno) {
-      result = .success(try write(node, data))
-    } catch {
-      result = .failure(error)
-    }
+    let result = Result { () throws(Errno) in try write(node, data) }
     return StoreOutcome(result: result, invalidations: takeInvalidations())
   }
   public func truncate(_ node: FileNode, to size: UInt64) throws(Errno) { try truncate(node.path, to: size) }

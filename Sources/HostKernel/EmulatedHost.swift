@@ -61,15 +61,9 @@ public final class EmulatedHost: Sendable {
   }
 
   /// Writes a sysfs attribute node (resolved once, as a FUSE LOOKUP resolves it), as
-  /// ``write(_:_:)-(String,_)`` writes a path: a blocked write waits the same way.
-  @discardableResult
-  public func write(_ node: SysfsNode, _ bytes: [UInt8]) throws(Errno) -> Int {
-    try store(bytes, { (k) throws(Errno) in try k.sysfs.write(node, bytes) }, then: { _ in }).get()
-  }
-
-  /// Writes a sysfs attribute node as ``write(_:_:)-(SysfsNode,_)`` does, then runs `then` on
-  /// the kernel in the same hold of the lock (to take what the store removed, to look whether
-  /// it logged), so that a FUSE WRITE takes the lock once. Not generic: the caller's closure
+  /// ``write(_:_:)`` writes a path: a blocked write waits the same way. Then runs `then` on the
+  /// kernel in the same hold of the lock (to take what the store removed, to look whether it
+  /// logged), so that a FUSE WRITE takes the lock once. Not generic: the caller's closure
   /// keeps what it takes, and the store runs as compiled here, in any module.
   public func write(
     _ node: SysfsNode, _ bytes: [UInt8], then: (HostKernel) -> Void
@@ -77,7 +71,7 @@ public final class EmulatedHost: Sendable {
     store(bytes, { (k) throws(Errno) in try k.sysfs.write(node, bytes) }, then: then)
   }
 
-  /// One store, repeated while the kernel blocks it (see ``write(_:_:)-(String,_)``), and
+  /// One store, repeated while the kernel blocks it (see ``write(_:_:)``), and
   /// `then` after each try, under the same hold of the lock.
   private func store(
     _ bytes: [UInt8], _ write: (HostKernel) throws(Errno) -> Int, then: (HostKernel) -> Void
@@ -86,14 +80,8 @@ public final class EmulatedHost: Sendable {
     while true {
       let seen = releases.load(ordering: .acquiring)
       let result = withKernel { k -> Result<Int, Errno> in
-        let r: Result<Int, Errno>
-        do throws(Errno) {
-          r = .success(try write(k))
-        } catch {
-          r = .failure(error)
-        }
-        then(k)
-        return r
+        defer { then(k) }
+        return Result { () throws(Errno) in try write(k) }
       }
       switch result {
       case .failure(.noSuchFileOrDirectory) where blocked:

@@ -39,14 +39,16 @@ public final class SysfsFileSystem: FileSystem {
   /// it succeeded), for a daemon's log.
   let onStore: (@Sendable (_ path: String, _ data: [UInt8], _ error: Errno?) -> Void)?
   /// mtime/ctime of every node: the boot time, as sysfs shows.
-  let bootTime = UInt64(Date().timeIntervalSince1970)
+  let bootTime: UInt64
   let owner = (uid: getuid(), gid: getgid())
 
   public init(
     host: EmulatedHost, tree: Tree = .host, followUp: StoreFollowUp = .none,
-    onStore: (@Sendable (_ path: String, _ data: [UInt8], _ error: Errno?) -> Void)? = nil
+    onStore: (@Sendable (_ path: String, _ data: [UInt8], _ error: Errno?) -> Void)? = nil,
+    bootTime: UInt64 = UInt64(Date().timeIntervalSince1970)
   ) {
     self.host = host
+    self.bootTime = bootTime
     self.tree = tree
     if case .guest(_, let tag) = tree { inodeTag = tag } else { inodeTag = 0 }
     self.followUp = followUp
@@ -121,13 +123,8 @@ public final class SysfsFileSystem: FileSystem {
 
   public func write(_ path: String, _ data: [UInt8]) throws(Errno) -> Int {
     guard case .host = tree else { return try withTree { (t) throws(Errno) in try t.write(path, data) } }
-    let result: Result<Int, Errno>
-    do throws(Errno) {
-      result = .success(try host.write(path, data))
-    } catch {
-      result = .failure(error)
-    }
-    let due = followUp.isDue.map { isDue in host.withKernel { isDue($0) } } ?? true
+    let result = Result { () throws(Errno) in try host.write(path, data) }
+    let due = host.withKernel { followUp.isDue($0) }
     told(path, data, result, follow: due)
     return try result.get()
   }
@@ -217,25 +214,16 @@ public final class SysfsFileSystem: FileSystem {
   /// host's lock; the follow-up and the log after it.
   public func store(_ node: FileNode, _ data: [UInt8]) -> StoreOutcome {
     guard let n = sysfsNode(node) else {
-      let result: Result<Int, Errno>
-      do throws(Errno) {
-        result = .success(try write(node.path, data))
-      } catch {
-        result = .failure(error)
-      }
+      let result = Result { () throws(Errno) in try write(node.path, data) }
       return StoreOutcome(result: result, invalidations: takeInvalidations())
     }
     guard case .host = tree else {
       var removed: [String] = []
-      let result: Result<Int, Errno>
-      do throws(Errno) {
-        result = .success(
-          try withTree { (t) throws(Errno) -> Int in
-            defer { removed = t.takeRemovedPaths() }
-            return try t.write(n, data)
-          })
-      } catch {
-        result = .failure(error)
+      let result = Result { () throws(Errno) in
+        try withTree { (t) throws(Errno) -> Int in
+          defer { removed = t.takeRemovedPaths() }
+          return try t.write(n, data)
+        }
       }
       return StoreOutcome(result: result, invalidations: removed)
     }
@@ -246,7 +234,7 @@ public final class SysfsFileSystem: FileSystem {
     var due = false
     let result = host.write(n, data) { k in
       removed += k.sysfs.takeRemovedPaths()
-      due = due || (isDue?(k) ?? true)
+      due = due || isDue(k)
     }
     told(node.path, data, result, follow: due)
     return StoreOutcome(result: result, invalidations: removed)
@@ -261,12 +249,11 @@ public final class SysfsFileSystem: FileSystem {
 /// listeners, which only need a look when the kernel logged, made a group or raised an event.
 public struct StoreFollowUp: Sendable {
   /// Asked under the host's lock right after the store: whether ``follow`` has anything to do.
-  /// Nil: it always has.
-  public var isDue: (@Sendable (HostKernel) -> Bool)?
+  public var isDue: @Sendable (HostKernel) -> Bool
   /// Run after the lock is released, when ``isDue`` said so.
   public var follow: @Sendable () -> Void
 
-  public init(isDue: (@Sendable (HostKernel) -> Bool)?, follow: @escaping @Sendable () -> Void) {
+  public init(isDue: @escaping @Sendable (HostKernel) -> Bool, follow: @escaping @Sendable () -> Void) {
     self.isDue = isDue
     self.follow = follow
   }

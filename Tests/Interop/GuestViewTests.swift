@@ -91,6 +91,10 @@ struct GuestViewTests {
     let masks = ["guest1", "guest2"].map { d.runtime + "/guests/\($0)/bus/ap/ap_usage_domain_mask" }
     let inodes = try run("/usr/bin/stat", ["-c", "%i"] + masks).stdout.split(separator: "\n")
     #expect(inodes.count == 2 && inodes[0] != inodes[1], "\(inodes)")
+    // Every node of the guests' mount shows the mount's one time, however often it is looked up.
+    let times = try run("/usr/bin/stat", ["-c", "%Y", d.runtime + "/guests"] + masks).stdout.split(
+      separator: "\n")
+    #expect(times.count == 3 && Set(times).count == 1, "\(times)")
     let scans = ["guest1", "guest2"].map { d.runtime + "/guests/\($0)/bus/ap/scans" }
     let before = try run("/bin/cat", scans).stdout
     #expect(try run("/bin/bash", ["-c", "echo 1 > \(scans[1])"]).status == 0)

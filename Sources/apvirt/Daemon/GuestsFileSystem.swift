@@ -45,9 +45,11 @@ final class GuestsFileSystem: FileSystem {
     }
   }
 
-  /// The adapter serving `guest`'s tree.
+  /// The adapter serving `guest`'s tree. Made at each lookup of the guest's directory; its times
+  /// are this mount's, as every node of the mount shows one time.
   func adapter(_ guest: Guest) -> SysfsFileSystem {
-    SysfsFileSystem(host: host, tree: .guest(guest.kernel, inodeTag: UInt64(guest.vmID) << 48))
+    SysfsFileSystem(
+      host: host, tree: .guest(guest.kernel, inodeTag: UInt64(guest.vmID) << 48), bootTime: bootTime)
   }
 
   /// The guest's part of a node, nil for the root (`/`). A node made without a reference (a path
