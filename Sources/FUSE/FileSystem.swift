@@ -66,7 +66,10 @@ public struct FileSystemEntry: Sendable, Hashable {
 /// The session keeps a node in its node table while the kernel holds the id, and in every
 /// handle opened on it. `reference` is touched only by the file system that made it, which
 /// guards it as it guards its own state (sysfs: the host's lock); hence `@unchecked Sendable`.
-public struct FileNode: @unchecked Sendable {
+///
+/// Immutable, and a class: every request on a node copies it (out of the node table, into and
+/// out of a handle), and a copy is then one retain, where a path and a reference were two.
+public final class FileNode: @unchecked Sendable {
   /// The absolute path (`/`, `/bus/ap/apmask`), as the kernel's lookups named the node.
   public let path: String
   /// The file system's own reference, nil for a path-addressed file system.

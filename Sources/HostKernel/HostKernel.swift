@@ -176,6 +176,8 @@ public final class HostKernel {
 
   /// Takes the signals raised since the last call. The owner runs them outside its lock.
   public func takePendingSignals() -> [@Sendable () -> Void] {
+    // Nearly every entry raises none: then nothing is stored anew.
+    if pendingSignals.isEmpty { return [] }
     defer { pendingSignals = [] }
     return pendingSignals
   }

@@ -6,7 +6,10 @@ import SystemPackage
 /// IOMMU to ask, so it allocates a fresh group (`iommu_group_alloc`), names it `vfio-noiommu` and
 /// adds the device to it. The group has no default domain (`type` reads `unknown`) and no
 /// reserved regions.
-public final class IOMMUGroup {
+public final class IOMMUGroup: SysfsOwner {
+  /// What its sysfs directories hold of it, weakly (see ``SysfsOwnerToken``).
+  public private(set) lazy var sysfsOwnerToken = SysfsOwnerToken(owner: self)
+
   /// The group number, the directory's name under `/sys/kernel/iommu_groups`.
   public let id: Int
   public let directory: SysfsDirectory

@@ -9,11 +9,37 @@ public final class SysfsDirectory {
     case attribute(SysfsAttribute, OwnerReference)
   }
 
-  /// The object an attribute is bound to, held weakly: the owner (a device) holds its directory,
-  /// so a strong reference back would keep both alive forever. An attribute whose owner is gone
-  /// no longer exists.
+  /// The object an attribute is bound to: its owner's token, held weakly (the owner holds its
+  /// directory, so a strong reference back would keep both alive forever), or, for an attribute
+  /// a provider computed for one lookup, the owner itself. An attribute whose owner is gone no
+  /// longer exists.
+  ///
+  /// The weak reference is to the token, never to the owner: the owner (a device, a driver) is
+  /// then an object no weak reference points at, whose every retain and release (and a store
+  /// makes several) takes the runtime's fast path instead of its side table's.
   struct OwnerReference {
-    weak var object: AnyObject?
+    weak var token: SysfsOwnerToken?
+    var held: AnyObject?
+
+    /// The owner by its token, which tells `journal` when it goes.
+    init(_ owner: some SysfsOwner, boundIn journal: SysfsJournal) {
+      let t = owner.sysfsOwnerToken
+      t.bound(in: journal)
+      token = t
+      held = nil
+    }
+
+    init(holding owner: AnyObject) {
+      token = nil
+      held = owner
+    }
+
+    var object: AnyObject? {
+      if let held { return held }
+      return token?.owner
+    }
+
+    var isAlive: Bool { held != nil || token != nil }
   }
 
   public let name: String
@@ -21,7 +47,7 @@ public final class SysfsDirectory {
   private(set) var children: [String: Child] = [:]
   private(set) var groups: [(group: SysfsAttributeGroup, owner: OwnerReference)] = []
   /// The children computed from their owner's tables (see ``SysfsChildProvider``), bound to an
-  /// owner held weakly as attribute groups are: nil when there are none.
+  /// owner by its token, held weakly as attribute groups are: nil when there are none.
   private(set) var provided: (provider: any SysfsChildProvider, owner: OwnerReference)?
   /// Counts the changes to the stored children, the groups and the provider: a child found
   /// while it is unchanged is found again (see ``child(_:stable:)``), so a node can keep it.
@@ -119,22 +145,22 @@ public final class SysfsDirectory {
   }
 
   /// Adds one attribute bound to `owner`.
-  public func attribute(_ attribute: SysfsAttribute, owner: AnyObject) {
+  public func attribute(_ attribute: SysfsAttribute, owner: some SysfsOwner) {
     let replaced = children.updateValue(
-      .attribute(attribute, OwnerReference(object: owner)), forKey: attribute.name)
+      .attribute(attribute, OwnerReference(owner, boundIn: journal)), forKey: attribute.name)
     version &+= 1
     if case .directory? = replaced { journal.detachments &+= 1 }
   }
 
   /// Binds a group of attributes to `owner`.
-  public func addGroup(_ group: SysfsAttributeGroup, owner: AnyObject) {
-    groups.append((group, OwnerReference(object: owner)))
+  public func addGroup(_ group: SysfsAttributeGroup, owner: some SysfsOwner) {
+    groups.append((group, OwnerReference(owner, boundIn: journal)))
     version &+= 1
   }
 
   /// Unbinds a group.
   public func removeGroup(_ group: SysfsAttributeGroup) {
-    // By index: a closure over the elements would copy each owner's weak reference.
+    // By index: a closure over the elements would copy each owner token's weak reference.
     var found = false
     var i = groups.count
     while i > 0 {
@@ -158,8 +184,8 @@ public final class SysfsDirectory {
   /// directory has at most one provider, bound for as long as `owner` lives (a second binding
   /// replaces the first). A stored child shadows a computed one of the same name, and both
   /// shadow an attribute of a group.
-  public func provideChildren(_ provider: any SysfsChildProvider, owner: AnyObject) {
-    provided = (provider, OwnerReference(object: owner))
+  public func provideChildren(_ provider: any SysfsChildProvider, owner: some SysfsOwner) {
+    provided = (provider, OwnerReference(owner, boundIn: journal))
     version &+= 1
   }
 
@@ -276,7 +302,7 @@ public final class SysfsDirectory {
   /// shadow it, change with their owner's tables, unseen here).
   func child(_ name: String, stable: inout Bool) -> Child? {
     if let c = children[name] {
-      if case .attribute(_, let o) = c, o.object == nil { return nil }
+      if case .attribute(_, let o) = c, !o.isAlive { return nil }
       stable = true
       return c
     }
@@ -293,15 +319,15 @@ public final class SysfsDirectory {
       while i > 0 {
         i -= 1
         if let a = computed[i].group.byName[name] {
-          return .attribute(a, OwnerReference(object: computed[i].owner))
+          return .attribute(a, OwnerReference(holding: computed[i].owner))
         }
       }
     }
-    // The latest group first, by index (not copying each owner's weak reference).
+    // The latest group first, by index (not copying each owner token's weak reference).
     var i = groups.count
     while i > 0 {
       i -= 1
-      if let a = groups[i].group.byName[name], groups[i].owner.object != nil {
+      if let a = groups[i].group.byName[name], groups[i].owner.isAlive {
         stable = provided == nil
         return .attribute(a, groups[i].owner)
       }
@@ -316,7 +342,7 @@ public final class SysfsDirectory {
       names.formUnion(p.provider.childNames(of: owner, in: self))
       for g in p.provider.groups(of: owner, in: self) { for a in g.group.attributes { names.insert(a.name) } }
     }
-    for g in groups where g.owner.object != nil { for a in g.group.attributes { names.insert(a.name) } }
+    for g in groups where g.owner.isAlive { for a in g.group.attributes { names.insert(a.name) } }
     return names.filter { child($0) != nil }.sorted()
   }
 }
@@ -390,6 +416,9 @@ public final class SysfsJournal {
   /// How many directories were taken out of the tree (removed, or replaced by another child):
   /// a directory found attached since the last detachment is still attached.
   var detachments: UInt64 = 1
+  /// How many owners of attributes bound in the tree have gone (see ``SysfsOwnerToken``): an
+  /// owner found alive since the count last moved is still alive.
+  var ownersGone: UInt64 = 0
 
   init() {}
 
@@ -416,5 +445,52 @@ public final class SysfsJournal {
       pending = []
     }
     return paths
+  }
+}
+
+/// An object that sysfs attributes, groups and providers are bound to (a device, a driver, a
+/// bus): it holds the ``SysfsOwnerToken`` that its directories reference weakly in its place,
+/// and which goes when it goes. Conform with
+/// `public private(set) lazy var sysfsOwnerToken = SysfsOwnerToken(owner: self)`, and let no one
+/// else hold the token: a token alive is what says its owner is.
+public protocol SysfsOwner: AnyObject {
+  var sysfsOwnerToken: SysfsOwnerToken { get }
+}
+
+/// What a directory holds of an attribute's owner: a weak reference to this token, which the
+/// owner alone holds, instead of a weak reference to the owner. A weak reference gives its
+/// object a side table, and every retain and release of an object with one takes the runtime's
+/// slow path; the token takes that cost (one weak load per lookup) so that the owner, which the
+/// attributes' callbacks and the kernel's own code retain and release many times per store,
+/// does not. The token reaches its owner by an unowned (checked) reference: while the token
+/// lives, its owner has not been freed.
+///
+/// A token also counts its owner's going in the removal journal of each tree it is bound in
+/// (``SysfsJournal/ownersGone``): a ``SysfsNode`` that found an attribute keeps its owner by an
+/// unchecked reference, valid while that count has not moved, so that a request on a known node
+/// reads no weak reference at all.
+public final class SysfsOwnerToken {
+  unowned let owner: AnyObject
+  /// The journal of the tree its owner's attributes are bound in, and of any other (an owner
+  /// bound in two trees, which nothing here does, but nothing forbids).
+  private var journal: SysfsJournal?
+  private var moreJournals: [SysfsJournal] = []
+
+  public init(owner: AnyObject) {
+    self.owner = owner
+  }
+
+  func bound(in j: SysfsJournal) {
+    if journal == nil {
+      journal = j
+    } else if journal !== j && !moreJournals.contains(where: { $0 === j }) {
+      moreJournals.append(j)
+    }
+  }
+
+  deinit {
+    // The owner is going (it held the token alone): under the lock that guards its trees.
+    journal?.ownersGone &+= 1
+    for j in moreJournals { j.ownersGone &+= 1 }
   }
 }

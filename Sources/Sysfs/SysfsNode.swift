@@ -4,8 +4,9 @@ import SystemPackage
 /// it and, for an attribute or a link, the child's name in it (nil: the directory itself).
 ///
 /// It holds the directory strongly, never the attribute's owner: the owner stays referenced
-/// weakly by its directory alone (``SysfsDirectory/OwnerReference``), so a node kept by a FUSE
-/// client keeps no device alive, and an attribute whose owner is gone is gone for the node too.
+/// weakly, by its token, by its directory alone (``SysfsDirectory/OwnerReference``), so a node
+/// kept by a FUSE client keeps no device alive, and an attribute whose owner is gone is gone for
+/// the node too.
 /// Each use looks the child up in the directory (one name, no path), so groups bound or unbound
 /// since are seen. A directory that has left the tree since (removed, or replaced) falls back to
 /// its path, resolved as before, so that a node means exactly what its path means.
@@ -18,12 +19,16 @@ public final class SysfsNode: @unchecked Sendable {
   // What `name` was last found to be in `directory`, kept while the directory's
   // ``SysfsDirectory/version`` is `foundVersion` and the child is stable there (see
   // ``SysfsDirectory/child(_:stable:)``): an open, a read and a write of the node then find it
-  // without a lookup by name, and copy no owner's weak reference. The owner stays weak here too.
+  // without a lookup by name. An attribute's owner is kept unchecked and unretained, and used
+  // only while the tree's ``SysfsJournal/ownersGone`` is still `foundOwnersGone`: no owner bound
+  // in the tree has gone since, so this one is alive (its token would have counted its going),
+  // and the node reads no weak reference and keeps no device alive.
   // Read and set only under the tree's lock, one access at a time: unchecked for exclusivity, so
   // that a request pays no runtime check for each.
   @exclusivity(unchecked) var foundVersion: UInt64 = 0
   @exclusivity(unchecked) var foundAttribute: SysfsAttribute?
-  @exclusivity(unchecked) weak var foundOwner: AnyObject?
+  @exclusivity(unchecked) unowned(unsafe) var foundOwner: AnyObject? = nil
+  @exclusivity(unchecked) var foundOwnersGone: UInt64 = 0
   @exclusivity(unchecked) var foundTarget: String?
 
   public init(directory: SysfsDirectory, name: String? = nil) {
@@ -31,9 +36,10 @@ public final class SysfsNode: @unchecked Sendable {
     self.name = name
   }
 
-  func found(attribute: SysfsAttribute, owner: AnyObject, at version: UInt64) {
+  func found(attribute: SysfsAttribute, owner: AnyObject, ownersGone: UInt64, at version: UInt64) {
     foundAttribute = attribute
     foundOwner = owner
+    foundOwnersGone = ownersGone
     foundTarget = nil
     foundVersion = version
   }
@@ -59,6 +65,9 @@ extension SysfsTree {
   /// Whether `directory` is still reached by its path: no directory left the tree since it was
   /// last found so (no weak reference is read then), or each parent up to the root holds it.
   func isAttached(_ directory: SysfsDirectory) -> Bool {
+    // A directory of another tree (a guest's kernel that ran before this one in its slot) is
+    // not in this one, whatever its count says.
+    guard directory.journal === journal else { return false }
     let now = journal.detachments
     if directory.attachedAsOf == now { return true }
     var d = directory
@@ -86,7 +95,7 @@ extension SysfsTree {
     switch c {
     case .directory(let d): return SysfsNode(directory: d)
     case .attribute(_, let owner):
-      guard owner.object != nil else { throw .noSuchFileOrDirectory }
+      guard owner.isAlive else { throw .noSuchFileOrDirectory }
       return SysfsNode(directory: dir, name: name)
     case .symlink: return SysfsNode(directory: dir, name: name)
     }
@@ -111,8 +120,13 @@ extension SysfsTree {
     guard let name = node.name else { return .directory(dir) }
     if node.foundVersion == dir.version {
       // An owner gone since falls through: the directory may show the name from another group.
-      if let a = node.foundAttribute, let object = node.foundOwner { return .attribute(a, object, in: dir) }
-      if let target = node.foundTarget { return try resolve(link: target, in: dir, followLast: followLast) }
+      if let a = node.foundAttribute {
+        if node.foundOwnersGone == journal.ownersGone, let owner = node.foundOwner {
+          return .attribute(a, owner, in: dir)
+        }
+      } else if let target = node.foundTarget {
+        return try resolve(link: target, in: dir, followLast: followLast)
+      }
     }
     var stable = false
     guard let c = dir.child(name, stable: &stable) else { throw .noSuchFileOrDirectory }
@@ -120,7 +134,11 @@ extension SysfsTree {
     case .directory(let d): return .directory(d)
     case .attribute(let a, let owner):
       guard let object = owner.object else { throw .noSuchFileOrDirectory }
-      if stable { node.found(attribute: a, owner: object, at: dir.version) }
+      // Only a stored or bound attribute is stable, and its owner comes by its token, bound in
+      // this tree (the directory's journal, which isAttached found to be this tree's).
+      if stable, owner.held == nil {
+        node.found(attribute: a, owner: object, ownersGone: journal.ownersGone, at: dir.version)
+      }
       return .attribute(a, object, in: dir)
     case .symlink(let target):
       if stable { node.found(target: target, at: dir.version) }

@@ -4,7 +4,8 @@ import SystemPackage
 import Testing
 
 /// An object that owns attributes, like a card or a queue device.
-final class Device: @unchecked Sendable {  // test-only; used from one test at a time
+final class Device: @unchecked Sendable, SysfsOwner {  // test-only; used from one test at a time
+  lazy var sysfsOwnerToken = SysfsOwnerToken(owner: self)
   var value: String
   var stored: [[UInt8]] = []
   var storeError: Errno?
@@ -13,7 +14,8 @@ final class Device: @unchecked Sendable {  // test-only; used from one test at a
 }
 
 /// Another owner type, to check that a group binds the owner it was added with.
-final class Driver: @unchecked Sendable {  // test-only; immutable after init
+final class Driver: @unchecked Sendable, SysfsOwner {  // test-only; immutable after init
+  lazy var sysfsOwnerToken = SysfsOwnerToken(owner: self)
   let name: String
   init(_ name: String) { self.name = name }
 }

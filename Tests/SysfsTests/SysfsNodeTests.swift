@@ -64,6 +64,22 @@ struct SysfsNodeTests {
     #expect(reads(t, node, "/devices/ap/card05/online") == ("bus\n", "bus\n"))
   }
 
+  @Test(
+    "a node of another tree (a guest's kernel that ran before this one) means what its path means in this one"
+  )
+  func nodeOfAnotherTree() throws {
+    let before = makeTree()
+    let node = try before.node("value", in: before.node(at: "/devices/ap/card05"))
+    #expect(reads(before, node, "/devices/ap/card05/value") == ("hello\n", "hello\n"))
+    let now = makeTree(Device("again"))
+    #expect(reads(now, node, "/devices/ap/card05/value") == ("again\n", "again\n"))
+    try now.directory(at: "/devices/ap/card05").remove("value")
+    let gone = "\(Errno.noSuchFileOrDirectory)"
+    #expect(reads(now, node, "/devices/ap/card05/value") == (gone, gone))
+    // The tree it came from still answers it from its own directory.
+    #expect(reads(before, node, "/devices/ap/card05/value") == ("hello\n", "hello\n"))
+  }
+
   @Test("a stored attribute replaced by a link or a directory is seen by its node")
   func storedChildReplaced() throws {
     let t = makeTree()

@@ -4,7 +4,8 @@ import Testing
 
 /// A table of devices, like a bus's: the names it holds are links to their directories, and
 /// one `queues` directory that the table keeps, not the tree.
-final class DeviceTable: @unchecked Sendable {  // test-only; used from one test at a time
+final class DeviceTable: @unchecked Sendable, SysfsOwner {  // test-only; used from one test at a time
+  lazy var sysfsOwnerToken = SysfsOwnerToken(owner: self)
   var linked: [String: SysfsDirectory] = [:]
   var kept: SysfsDirectory?
 }

@@ -28,11 +28,21 @@ public struct FUSERequest: Sendable {
   /// Decodes one request as `read(2)` on `/dev/fuse` returned it; nil when not even the header
   /// is there. A body too short for its opcode's structure decodes as ``FUSEOperation/malformed(_:)``.
   public static func decode(_ bytes: UnsafeRawBufferPointer) -> FUSERequest? {
+    var payload: [UInt8] = []
+    return decode(bytes, payload: &payload)
+  }
+
+  /// Decodes one request as ``decode(_:)`` does, a WRITE's data into `payload` (see
+  /// ``WireReader/readBytes(_:into:)``): a serving thread hands the same buffer to every
+  /// request it reads, and once the request is done with, its next WRITE reuses its memory.
+  public static func decode(_ bytes: UnsafeRawBufferPointer, payload: inout [UInt8]) -> FUSERequest? {
     var r = WireReader(bytes)
     guard let h = FUSEWire.InHeader.decode(&r) else { return nil }
     let op: FUSEOperation
     if let opcode = FUSEOpcode(rawValue: h.opcode) {
-      op = FUSEOperation.decode(opcode, node: NodeID(h.nodeid), body: &r) ?? .malformed(opcode)
+      op =
+        FUSEOperation.decode(opcode, node: NodeID(h.nodeid), body: &r, payload: &payload)
+        ?? .malformed(opcode)
     } else {
       op = .unknown(h.opcode)
     }
@@ -98,7 +108,9 @@ public enum FUSEOperation: Sendable {
   case malformed(FUSEOpcode)
 
   /// The operation of `opcode` with its body; nil when the body is too short.
-  static func decode(_ opcode: FUSEOpcode, node: NodeID, body r: inout WireReader) -> FUSEOperation? {
+  static func decode(
+    _ opcode: FUSEOpcode, node: NodeID, body r: inout WireReader, payload: inout [UInt8]
+  ) -> FUSEOperation? {
     switch opcode {
     case .`init`:
       return FUSEWire.InitIn.decode(&r).map { .`init`($0) }
@@ -140,8 +152,10 @@ public enum FUSEOperation: Sendable {
       guard let rd = FUSEWire.ReadIn.decode(&r) else { return nil }
       return opcode == .read ? .read(node, rd) : .readdir(node, rd)
     case .write:
-      guard let wr = FUSEWire.WriteIn.decode(&r), let data = r.readBytes(Int(wr.size)) else { return nil }
-      return .write(node, wr, data: data)
+      guard let wr = FUSEWire.WriteIn.decode(&r), r.readBytes(Int(wr.size), into: &payload) else {
+        return nil
+      }
+      return .write(node, wr, data: payload)
     case .flush, .fsync, .fsyncdir, .release, .releasedir:
       // `fuse_flush_in`, `fuse_fsync_in`, `fuse_release_in`: all begin with fh.
       guard let raw = r.read(UInt64.self) else { return nil }

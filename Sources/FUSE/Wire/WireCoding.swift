@@ -34,6 +34,16 @@ public struct WireReader {
     return out
   }
 
+  /// `n` bytes into `buffer`, replacing what it held: a buffer that nobody else holds, and of
+  /// at most a page, keeps its memory, so that a serving thread's WRITEs allocate nothing.
+  public mutating func readBytes(_ n: Int, into buffer: inout [UInt8]) -> Bool {
+    guard n >= 0, offset + n <= bytes.count else { return false }
+    buffer.removeAll(keepingCapacity: buffer.capacity <= 4096)
+    buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)]))
+    offset += n
+    return true
+  }
+
   /// A NUL-terminated name (LOOKUP's argument).
   public mutating func readCString() -> String? {
     guard let end = bytes[offset...].firstIndex(of: 0) else { return nil }

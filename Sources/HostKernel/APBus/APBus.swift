@@ -6,7 +6,10 @@ import SystemPackage
 /// The AP bus (`ap_bus.c`): the card and queue devices, the permissions masks `apmask` and
 /// `aqmask` that reserve APQNs for the default drivers, driver binding, and the bus scan that
 /// follows the LPAR's AP configuration.
-public final class APBus {
+public final class APBus: SysfsOwner {
+  /// What its sysfs directories hold of it, weakly (see ``SysfsOwnerToken``).
+  public private(set) lazy var sysfsOwnerToken = SysfsOwnerToken(owner: self)
+
   /// The kernel, which makes the bus at boot and holds it as long as it lives; a bus is used only
   /// through its kernel. Unchecked (`unowned(unsafe)`): the bus sends events and reads the kernel's
   /// state for every device it adds, binds, unbinds and removes, 65,536 of each at a
@@ -64,7 +67,8 @@ public final class APBus {
     }
   }
   var driverDirectories: [APDriver: SysfsDirectory] = [:]
-  /// The owners of the driver directories' `bind`/`unbind` (sysfs holds owners weakly).
+  /// The owners of the driver directories' `bind`/`unbind` (sysfs holds owners weakly, by their
+  /// tokens).
   var driverHandles: [APDriverHandle] = []
   let attributes: APBusAttributes
 
@@ -678,7 +682,10 @@ public final class APBus {
 }
 
 /// The owner object of a driver directory's `bind`/`unbind` files.
-final class APDriverHandle {
+final class APDriverHandle: SysfsOwner {
+  /// What its sysfs directories hold of it, weakly (see ``SysfsOwnerToken``).
+  private(set) lazy var sysfsOwnerToken = SysfsOwnerToken(owner: self)
+
   unowned let bus: APBus
   let driver: any APDriverOperations
   init(bus: APBus, driver: any APDriverOperations) {

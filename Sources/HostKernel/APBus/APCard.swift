@@ -3,7 +3,10 @@ import Machine
 import Sysfs
 
 /// A card device (`/sys/devices/ap/card05`): one adapter as the AP bus sees it.
-public final class APCard {
+public final class APCard: SysfsOwner {
+  /// What its sysfs directories hold of it, weakly (see ``SysfsOwnerToken``).
+  public private(set) lazy var sysfsOwnerToken = SysfsOwnerToken(owner: self)
+
   public let apid: APID
   /// The type TAPQ reports.
   public let rawType: AdapterType

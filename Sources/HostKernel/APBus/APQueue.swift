@@ -9,7 +9,10 @@ import Sysfs
 /// first looked up (``directory``), and what the directory shows (the bus's attributes, the
 /// bound driver's, the `driver` and `subsystem` links) is computed from the bus's and the
 /// driver's tables then (``APDeviceLinks``), as kernfs shows a kobject's attributes.
-public final class APQueue {
+public final class APQueue: SysfsOwner {
+  /// What its sysfs directories hold of it, weakly (see ``SysfsOwnerToken``).
+  public private(set) lazy var sysfsOwnerToken = SysfsOwnerToken(owner: self)
+
   public let apqn: APQN
   /// The card device (held strongly: a card holds none of its queues, the bus's table does).
   public let card: APCard

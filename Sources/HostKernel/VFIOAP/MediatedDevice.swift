@@ -4,7 +4,10 @@ import Sysfs
 /// One vfio_ap mediated device (`struct ap_matrix_mdev`): the matrix an administrator assigned,
 /// the guest's APCB filtered from it (the shadow APCB), the queues linked to it, and the KVM it
 /// is attached to while a VMM has it open.
-public final class MediatedDevice {
+public final class MediatedDevice: SysfsOwner {
+  /// What its sysfs directories hold of it, weakly (see ``SysfsOwnerToken``).
+  public private(set) lazy var sysfsOwnerToken = SysfsOwnerToken(owner: self)
+
   /// The UUID in lower case, also the device's name.
   public let uuid: String
   /// Creation order. The kernel adds mdevs at the head of its list, so walks meet the newest
@@ -55,8 +58,7 @@ public final class MediatedDevice {
   let directory: SysfsDirectory
   /// vfio_ap, which makes the mdev and drops it at its removal. Unchecked (`unowned(unsafe)`), as
   /// the queues' is: every store to the mdev's attributes goes through it, and a checked
-  /// reference to an object with a side table (the driver owns sysfs attributes, held weakly)
-  /// costs a slow-path count change at each.
+  /// reference costs a count change at each.
   unowned(unsafe) let driver: VFIOAPDriver
   /// The IOMMU group vfio gave the device when vfio_ap registered it.
   public internal(set) var iommuGroup: IOMMUGroup?

@@ -9,7 +9,10 @@ import SystemPackage
 /// The operations on the matrix (`vfio_ap_ops.c`) are in extensions named after what they do:
 /// assignment (``VFIOAPDriver/assignAdapter(_:_:)`` and its siblings), guest filtering, queue
 /// resets, host configuration changes, and the vfio device side.
-public final class VFIOAPDriver {
+public final class VFIOAPDriver: SysfsOwner {
+  /// What its sysfs directories hold of it, weakly (see ``SysfsOwnerToken``).
+  public private(set) lazy var sysfsOwnerToken = SysfsOwnerToken(owner: self)
+
   /// The kernel, which makes the driver at boot and holds it as long as it lives. Unchecked
   /// (`unowned(unsafe)`), as the bus's: every store to an mdev reaches the kernel through it,
   /// and the kernel has a side table (its clock holds it weakly), so a checked reference costs a

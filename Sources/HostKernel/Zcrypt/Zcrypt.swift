@@ -6,7 +6,10 @@ import SystemPackage
 /// zcrypt (`zcrypt_api.c`): the cards and queues its drivers hold (`zcrypt_card_list`, each
 /// card's `zqueues`), with their online switches, and the two drivers of `zcrypt_cex4.c` that
 /// put them there. The AP bus knows none of this: it calls the drivers' operations.
-final class Zcrypt {
+final class Zcrypt: SysfsOwner {
+  /// What its sysfs directories hold of it, weakly (see ``SysfsOwnerToken``).
+  private(set) lazy var sysfsOwnerToken = SysfsOwnerToken(owner: self)
+
   /// The kernel and its bus, which make zcrypt at boot and hold it as long as they live.
   /// Unchecked (`unowned(unsafe)`), as the bus's own reference to the kernel: the queue probe
   /// reaches the bus for each of the 65,536 queues of a full architecture.
@@ -83,7 +86,10 @@ final class Zcrypt {
 }
 
 /// What zcrypt keeps of a card it drives (`struct zcrypt_card`).
-final class ZcryptCard {
+final class ZcryptCard: SysfsOwner {
+  /// What its sysfs directories hold of it, weakly (see ``SysfsOwnerToken``).
+  private(set) lazy var sysfsOwnerToken = SysfsOwnerToken(owner: self)
+
   unowned let card: APCard
   unowned let zcrypt: Zcrypt
   /// zcrypt's online switch (`online` shows config && !chkstop && this). New cards are online.

@@ -23,16 +23,76 @@ import SystemPackage
 /// logged. The buffer holds at most ``pendingLimit`` bytes; the lines a reader too slow for it
 /// costs are counted and said in one line.
 final class DaemonLog: Sendable {
-  let output: FileDescriptor
   let storeDelay: Duration
-  let pendingLimit: Int
-  /// The stores' lines not yet written (with the time stamp they share), whether the writer is
-  /// told, how many lines did not fit.
-  private let pending = Mutex<Pending>(Pending())
-  /// Held while lines are written, so that they reach the output in the order they were logged.
-  private let writing = Mutex<Void>(())
+  /// The lines not yet written and their writing, which the writer thread holds too.
+  private let lines: Lines
   /// Wakes the writer thread: once for each batch, and once when the log goes.
   private let writer = Writer()
+
+  var output: FileDescriptor { lines.output }
+  var pendingLimit: Int { lines.pendingLimit }
+
+  /// What the writer thread holds: it holds the log itself by nothing, so that nothing holds
+  /// the log weakly (a weak reference would give it a side table, and every store's retain and
+  /// release of it the runtime's slow path), and a log nobody holds still ends its thread.
+  final class Lines: Sendable {
+    let output: FileDescriptor
+    let pendingLimit: Int
+    /// The stores' lines not yet written (with the time stamp they share), whether the writer
+    /// is told, how many lines did not fit.
+    let pending = Mutex<Pending>(Pending())
+    /// Held while lines are written, so that they reach the output in the order they were
+    /// logged.
+    let writing = Mutex<Void>(())
+
+    init(output: FileDescriptor, pendingLimit: Int) {
+      self.output = output
+      self.pendingLimit = pendingLimit
+    }
+
+    /// Writes the stores' lines not yet written, then `line`.
+    func flush(then line: [UInt8] = []) {
+      let now = time(nil)
+      writing.withLock { _ in
+        var (lines, dropped) = pending.withLock { p in
+          defer {
+            p.lines = []
+            p.lines.reserveCapacity(4096)
+            p.told = false
+            p.dropped = 0
+          }
+          return (p.lines, p.dropped)
+        }
+        if dropped > 0 {
+          var stamp = TimeStamp()
+          stamp.append(now, to: &lines)
+          lines.append(
+            utf8:
+              " warning: \(dropped) store lines lost: the log's reader fell \(pendingLimit) bytes behind\n")
+        }
+        lines += line
+        emit(lines)
+      }
+    }
+
+    /// One write(2) of the lines, again for what a short write left (a pipe that filled); an
+    /// error loses them, as nothing else could be done with them.
+    fileprivate func emit(_ lines: [UInt8]) {
+      lines.withUnsafeBytes { bytes in
+        var done = 0
+        while done < bytes.count {
+          let n = Glibc.write(output.rawValue, bytes.baseAddress! + done, bytes.count - done)
+          if n > 0 {
+            done += n
+          } else if n < 0 && errno == EINTR {
+            continue
+          } else {
+            return
+          }
+        }
+      }
+    }
+  }
 
   final class Writer: Sendable {
     let due = DispatchSemaphore(value: 0)
@@ -44,24 +104,30 @@ final class DaemonLog: Sendable {
     var told = false
     var dropped = 0
     var stamp = TimeStamp()
+    /// The last store line's time stamp and text up to its value, for `prefixPath` in the
+    /// second `prefixSecond`.
+    var prefix: [UInt8] = []
+    var prefixSecond: time_t = -1
+    var prefixPath = ""
   }
 
   init(
     output: FileDescriptor = .standardError, storeDelay: Duration = .milliseconds(10),
     pendingLimit: Int = 1 << 20
   ) {
-    self.output = output
     self.storeDelay = storeDelay
-    self.pendingLimit = pendingLimit
-    // The writer holds the log weakly between batches: a log nobody holds ends its thread.
+    let lines = Lines(output: output, pendingLimit: pendingLimit)
+    self.lines = lines
+    // The writer holds the lines, not the log: a log nobody holds ends its thread (its deinit
+    // tells the writer).
     let writer = writer
     let delay = storeDelay.microseconds
-    Thread.detachNewThread { [weak self] in
+    Thread.detachNewThread {
       while true {
         writer.due.wait()
         if writer.gone.load(ordering: .relaxed) { return }
         usleep(delay)
-        self?.flush()
+        lines.flush()
       }
     }
   }
@@ -76,10 +142,10 @@ final class DaemonLog: Sendable {
     let now = time(nil)
     var line: [UInt8] = []
     line.reserveCapacity(40 + message.utf8.count)
-    pending.withLock { $0.stamp.append(now, to: &line) }
+    lines.pending.withLock { $0.stamp.append(now, to: &line) }
     line.append(0x20)
     line.append(utf8: level.rawValue)
-    line.append(utf8: ": ")
+    line.append(static: ": ")
     line.append(utf8: message)
     line.append(0x0A)
     flush(then: line)
@@ -89,10 +155,19 @@ final class DaemonLog: Sendable {
   /// `store bus/ap/apmask "-5": ok`, or the errno it failed with, logged at `info`.
   func store(_ path: String, _ data: [UInt8], _ error: Errno?) {
     let now = time(nil)
-    let tell = pending.withLock { p -> Bool in
+    let tell = lines.pending.withLock { p -> Bool in
       let before = p.lines.count
-      p.stamp.append(now, to: &p.lines)
-      Self.appendStoreLine(to: &p.lines, path, data, error)
+      // The line up to its value is the last one's while the second and the path are: a
+      // writer storing again and again to one attribute costs one append for it.
+      if now != p.prefixSecond || path != p.prefixPath {
+        p.prefix.removeAll(keepingCapacity: true)
+        p.stamp.append(now, to: &p.prefix)
+        Self.appendStorePrefix(to: &p.prefix, path)
+        p.prefixSecond = now
+        p.prefixPath = path
+      }
+      p.lines.append(contentsOf: p.prefix)
+      Self.appendStoreResult(to: &p.lines, data, error)
       if p.lines.count > pendingLimit {
         p.lines.removeSubrange(before...)
         p.dropped += 1
@@ -105,43 +180,26 @@ final class DaemonLog: Sendable {
   }
 
   /// Writes the stores' lines not yet written, then `line`.
-  func flush(then line: [UInt8] = []) {
-    let now = time(nil)
-    writing.withLock { _ in
-      var (lines, dropped) = pending.withLock { p in
-        defer {
-          p.lines = []
-          p.lines.reserveCapacity(4096)
-          p.told = false
-          p.dropped = 0
-        }
-        return (p.lines, p.dropped)
-      }
-      if dropped > 0 {
-        var stamp = TimeStamp()
-        stamp.append(now, to: &lines)
-        lines.append(
-          utf8: " warning: \(dropped) store lines lost: the log's reader fell \(pendingLimit) bytes behind\n")
-      }
-      lines += line
-      emit(lines)
-    }
+  func flush(then line: [UInt8] = []) { lines.flush(then: line) }
+
+  /// ` info: store PATH "`: the store's line after its time stamp, up to the value.
+  static func appendStorePrefix(to line: inout [UInt8], _ path: String) {
+    line.append(static: " info: store ")
+    line.append(utf8: path, droppingFirst: 1)
+    line.append(static: " \"")
   }
 
-  /// The store's line after its time stamp, to the newline, at the end of `line`.
-  static func appendStoreLine(to line: inout [UInt8], _ path: String, _ data: [UInt8], _ error: Errno?) {
-    line.append(utf8: " info: store ")
-    line.append(utf8: path, droppingFirst: 1)
-    line.append(utf8: " \"")
+  /// The store's line from its value to the newline: `-5": ok`.
+  static func appendStoreResult(to line: inout [UInt8], _ data: [UInt8], _ error: Errno?) {
     appendStoredValue(data, to: &line)
-    line.append(utf8: "\": ")
+    line.append(static: "\": ")
     if let error {
       line.append(utf8: error.symbolicName)
-      line.append(utf8: " (")
+      line.append(static: " (")
       line.append(utf8: String(cString: strerror(error.rawValue)))
       line.append(0x29)
     } else {
-      line.append(utf8: "ok")
+      line.append(static: "ok")
     }
     line.append(0x0A)
   }
@@ -158,25 +216,7 @@ final class DaemonLog: Sendable {
     var end = data.endIndex
     while start < end && (0x0A...0x0D).contains(data[start]) { start += 1 }
     while end > start && (0x0A...0x0D).contains(data[end - 1]) { end -= 1 }
-    line += data[start..<end]
-  }
-
-  /// One write(2) of the lines, again for what a short write left (a pipe that filled); an
-  /// error loses them, as nothing else could be done with them.
-  private func emit(_ lines: [UInt8]) {
-    lines.withUnsafeBytes { bytes in
-      var done = 0
-      while done < bytes.count {
-        let n = Glibc.write(output.rawValue, bytes.baseAddress! + done, bytes.count - done)
-        if n > 0 {
-          done += n
-        } else if n < 0 && errno == EINTR {
-          continue
-        } else {
-          return
-        }
-      }
-    }
+    data.withUnsafeBufferPointer { line.append(contentsOf: UnsafeBufferPointer(rebasing: $0[start..<end])) }
   }
 }
 
@@ -188,11 +228,20 @@ extension Duration {
 }
 
 extension [UInt8] {
-  /// Appends a string's UTF-8 at once (contiguous, as the strings here are), not byte by
-  /// byte as `+= s.utf8` copies.
+  /// Appends a literal's UTF-8, straight from the binary's constant: no string to retain and
+  /// release, for the fixed parts of each store's line.
+  mutating func append(static text: StaticString) {
+    text.withUTF8Buffer { append(contentsOf: $0) }
+  }
+
+  /// Appends a string's UTF-8 at once (contiguous, as native strings and literals are), not
+  /// byte by byte as `+= s.utf8` copies, and without a copy of the string (a store logs one
+  /// line, and each copy of its path was a retain and a release).
   mutating func append(utf8 string: String, droppingFirst count: Int = 0) {
-    var string = string
-    string.withUTF8 { append(contentsOf: UnsafeBufferPointer(rebasing: $0.dropFirst(count))) }
+    let done: Void? = string.utf8.withContiguousStorageIfAvailable {
+      append(contentsOf: UnsafeBufferPointer(rebasing: $0.dropFirst(count)))
+    }
+    if done == nil { append(contentsOf: string.utf8.dropFirst(count)) }
   }
 }
 
@@ -226,7 +275,7 @@ struct TimeStamp {
       second = now
       text = Self.format(now)
     }
-    line.append(contentsOf: text)
+    text.withUnsafeBufferPointer { line.append(contentsOf: $0) }
   }
 
   static func format(_ time: time_t) -> [UInt8] {
