@@ -36,6 +36,11 @@ final class HandleTable: Sendable {
     var slots: [Slot] = []
     /// Released slots, the latest last (used first: its memory is the warmest).
     var free: [UInt32] = []
+
+    /// Whether slot `index` holds the handle of `generation`.
+    func isOpen(_ index: Int, _ generation: UInt32) -> Bool {
+      index < slots.count && slots[index].generation == generation && slots[index].handle != nil
+    }
   }
 
   final class Shard: Sendable {
@@ -78,9 +83,7 @@ final class HandleTable: Sendable {
   func withHandle<T>(_ fh: HandleID, _ body: (inout Handle) -> T) -> T? {
     let (shard, index, generation) = decode(fh)
     return shard.slab.withLock { slab -> T? in
-      guard index < slab.slots.count, slab.slots[index].generation == generation,
-        slab.slots[index].handle != nil
-      else { return nil }
+      guard slab.isOpen(index, generation) else { return nil }
       return body(&slab.slots[index].handle!)
     }
   }
@@ -91,16 +94,15 @@ final class HandleTable: Sendable {
   /// RELEASE: the id goes. What the handle kept is freed outside the lock.
   func remove(_ fh: HandleID) {
     let (shard, index, generation) = decode(fh)
-    let released = shard.slab.withLock { slab -> Handle? in
-      guard index < slab.slots.count, slab.slots[index].generation == generation,
-        let h = slab.slots[index].handle
-      else { return nil }
-      slab.slots[index].handle = nil
-      slab.slots[index].generation = generation == .max ? 1 : generation + 1
-      slab.free.append(UInt32(index))
-      return h
+    // The handle comes out of the lock, and is dropped after it.
+    _ = shard.slab.withLock { slab -> Handle? in
+      guard slab.isOpen(index, generation) else { return nil }
+      defer {
+        slab.slots[index].generation = generation == .max ? 1 : generation + 1
+        slab.free.append(UInt32(index))
+      }
+      return slab.slots[index].handle.take()
     }
-    _ = released
   }
 
   /// How many handles are open.

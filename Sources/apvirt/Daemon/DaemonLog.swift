@@ -29,7 +29,6 @@ final class DaemonLog: Sendable {
   /// Wakes the writer thread: once for each batch, and once when the log goes.
   private let writer = Writer()
 
-  var output: FileDescriptor { lines.output }
   var pendingLimit: Int { lines.pendingLimit }
 
   /// What the writer thread holds: it holds the log itself by nothing, so that nothing holds
@@ -77,7 +76,7 @@ final class DaemonLog: Sendable {
 
     /// One write(2) of the lines, again for what a short write left (a pipe that filled); an
     /// error loses them, as nothing else could be done with them.
-    fileprivate func emit(_ lines: [UInt8]) {
+    private func emit(_ lines: [UInt8]) {
       lines.withUnsafeBytes { bytes in
         var done = 0
         while done < bytes.count {
