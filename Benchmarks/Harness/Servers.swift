@@ -46,6 +46,28 @@ func makeTemporaryDirectory(_ prefix: String) throws -> String {
   return String(cString: dir)
 }
 
+/// A mount point for a FUSE server: `sys` in a fresh directory, `/tmp/PREFIX-XXXXXX/sys`, the
+/// depth of the daemon's mount (whose directory is its runtime directory). Every FUSE server is
+/// mounted at that one depth: each component of a path costs the client a lookup (and a
+/// permission check) at every open, which is no part of the server's cost; one component more
+/// was 1% of an open/write/close on one CPU (Benchmarks/README.md).
+func makeMountPoint(_ prefix: String) throws -> String {
+  let dir = try makeTemporaryDirectory(prefix)
+  let mountPoint = dir + "/sys"
+  guard mkdir(mountPoint, 0o755) == 0 else {
+    let e = Errno(rawValue: errno)
+    rmdir(dir)
+    throw e
+  }
+  return mountPoint
+}
+
+/// Removes a mount point of ``makeMountPoint(_:)`` and its directory.
+func removeMountPoint(_ mountPoint: String) {
+  rmdir(mountPoint)
+  rmdir((mountPoint as NSString).deletingLastPathComponent)
+}
+
 struct HarnessError: Error, CustomStringConvertible {
   var description: String
   init(_ d: String) { description = d }
@@ -125,7 +147,7 @@ final class ReferenceServer: BenchServer {
   /// the kernel stops asking for security.capability at every truncating open.
   init(executable: String, threads: Int, xattrENOSYS: Bool = false) throws {
     name = xattrENOSYS ? "libfuse, GETXATTR ENOSYS" : "libfuse (sysfs-ref)"
-    mountPoint = try makeTemporaryDirectory("apvirt-table-ref")
+    mountPoint = try makeMountPoint("apvirt-table-ref")
     countsPath = "/dev/shm/apvirt-table-ref-counts-\(getpid())-\(xattrENOSYS ? "enosys" : "sysfs")"
     process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
@@ -162,7 +184,7 @@ final class ReferenceServer: BenchServer {
       while process.isRunning && monotonicNanoseconds() < deadline { usleep(10_000) }
     }
     if FUSEMount.isMountPoint(mountPoint) { _ = umount2(mountPoint, Int32(MNT_DETACH)) }
-    rmdir(mountPoint)
+    removeMountPoint(mountPoint)
     unlink(countsPath)
   }
 }
@@ -204,11 +226,11 @@ final class InProcessServer: BenchServer {
   init(threads: Int) throws {
     let host = try Self.makeHost()
     self.host = host
-    mountPoint = try makeTemporaryDirectory("apvirt-table-inproc")
+    mountPoint = try makeMountPoint("apvirt-table-inproc")
     do {
       mount = try FUSEMount.mount(at: mountPoint, name: "apvirtbench")
     } catch {
-      rmdir(mountPoint)
+      removeMountPoint(mountPoint)
       throw HarnessError("\(error)")
     }
     session = FUSESession(fd: mount.fd, fileSystem: SysfsFileSystem(host: host), cache: Self.cache)
@@ -242,7 +264,7 @@ final class InProcessServer: BenchServer {
     if served.wait(timeout: .now() + .seconds(10)) == .timedOut {
       note("the in-process FUSE session did not end")
     }
-    rmdir(mountPoint)
+    removeMountPoint(mountPoint)
   }
 }
 

@@ -87,6 +87,7 @@ public final class FUSESession: Sendable {
     // The thread's WRITE data: each request's is decoded into it (see FUSERequest.decode).
     var payload: [UInt8] = []
     payload.reserveCapacity(4096)
+    let counts = counters.threadCounts()
     defer {
       buffer.deallocate()
       reply.deallocate()
@@ -106,7 +107,9 @@ public final class FUSESession: Sendable {
         return
       }
       if n == 0 { return }
-      if respond(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), into: &reply, payload: &payload) {
+      if respond(
+        UnsafeRawBufferPointer(rebasing: buffer[0..<n]), into: &reply, payload: &payload, counts: counts)
+      {
         // ENOENT: the request was interrupted meanwhile; nothing to do.
         send(reply.sealed)
       }
@@ -143,21 +146,24 @@ public final class FUSESession: Sendable {
   /// when the request takes no reply.
   func respond(_ bytes: UnsafeRawBufferPointer, into reply: inout ReplyBuffer) -> Bool {
     var payload: [UInt8] = []
-    return respond(bytes, into: &reply, payload: &payload)
+    return respond(bytes, into: &reply, payload: &payload, counts: counters.shared)
   }
 
-  /// As ``respond(_:into:)``, a WRITE's data decoded into the thread's `payload`.
-  func respond(_ bytes: UnsafeRawBufferPointer, into reply: inout ReplyBuffer, payload: inout [UInt8]) -> Bool
-  {
+  /// As ``respond(_:into:)``, a WRITE's data decoded into the thread's `payload`, the request
+  /// counted in the thread's `counts`.
+  func respond(
+    _ bytes: UnsafeRawBufferPointer, into reply: inout ReplyBuffer, payload: inout [UInt8],
+    counts: RequestCounters.Counts
+  ) -> Bool {
     guard let request = FUSERequest.decode(bytes, payload: &payload) else { return false }
-    counters.increment(request.header.opcode)
+    counts.increment(request.header.opcode)
     return respond(request, into: &reply)
   }
 
   func respond(_ request: FUSERequest, into reply: inout ReplyBuffer) -> Bool {
     reply.reset()
     do throws(Errno) {
-      guard try dispatch(request.operation, into: &reply) else { return false }
+      guard try dispatch(request.operation, unique: request.unique, into: &reply) else { return false }
       reply.seal(error: 0, unique: request.unique)
     } catch {
       reply.seal(error: -error.rawValue, unique: request.unique)
@@ -165,8 +171,11 @@ public final class FUSESession: Sendable {
     return true
   }
 
-  /// Writes the reply's payload for `operation` into `reply`; false for no reply.
-  func dispatch(_ operation: FUSEOperation, into reply: inout ReplyBuffer) throws(Errno) -> Bool {
+  /// Writes the reply's payload for `operation`, the request `unique`, into `reply`; false for
+  /// no reply.
+  func dispatch(_ operation: FUSEOperation, unique: UInt64, into reply: inout ReplyBuffer) throws(Errno)
+    -> Bool
+  {
     switch operation {
     case .`init`(let i): initialize(i, into: &reply)
     case .destroy: destroy()
@@ -185,7 +194,7 @@ public final class FUSESession: Sendable {
     case .readlink(let node): try readlink(node, into: &reply)
     case .access(let node, _): try access(node)
     case .statfs: FUSEWire.statfsOut(into: &reply)
-    case .open(let node, let flags): try open(node, flags: flags).encode(into: &reply)
+    case .open(let node, let flags): try open(node, flags: flags, unique: unique).encode(into: &reply)
     case .read(_, let rd): try read(rd, into: &reply)
     case .write(_, let wr, let data): try write(wr, data, into: &reply)
     // A store is complete when its WRITE is answered: nothing to flush. ENOSYS makes the kernel
@@ -193,7 +202,7 @@ public final class FUSESession: Sendable {
     case .flush: throw .noFunction
     case .fsync, .fsyncdir: break
     case .release(_, let fh), .releasedir(_, let fh): release(fh)
-    case .opendir(let node, _): try opendir(node).encode(into: &reply)
+    case .opendir(let node, _): try opendir(node, unique: unique).encode(into: &reply)
     case .readdir(let node, let rd): try readdir(rd, node: node, into: &reply)
     case .getxattr(_, let name, _): try getxattr(name)
     case .listxattr(_, let size): listxattr(size: size, into: &reply)
@@ -247,7 +256,7 @@ public final class FUSESession: Sendable {
     _ = try fileSystem.attributes(of: try node(id))
   }
 
-  func open(_ id: NodeID, flags: Int32) throws(Errno) -> FUSEWire.OpenOut {
+  func open(_ id: NodeID, flags: Int32, unique: UInt64) throws(Errno) -> FUSEWire.OpenOut {
     let n = try node(id)
     let mode = flags & O_ACCMODE
     try fileSystem.open(n, read: mode != O_WRONLY, write: mode != O_RDONLY)
@@ -262,7 +271,8 @@ public final class FUSESession: Sendable {
     // gain nothing from it and would pay a page-cache page filled at the write and dropped at the
     // next open.
     let openFlags = mode == O_WRONLY && flags & O_TRUNC != 0 ? 0 : FUSEWire.OpenFlags.directIO
-    return FUSEWire.openOut(fh: newHandle(HandleTable.Handle(node: n)), openFlags: openFlags)
+    return FUSEWire.openOut(
+      fh: handles.insert(HandleTable.Handle(node: n), unique: unique), openFlags: openFlags)
   }
 
   /// READ: at offset 0 the file is generated anew; later offsets continue the same generation,
@@ -297,10 +307,11 @@ public final class FUSESession: Sendable {
     handles.remove(fh)
   }
 
-  func opendir(_ id: NodeID) throws(Errno) -> FUSEWire.OpenOut {
+  func opendir(_ id: NodeID, unique: UInt64) throws(Errno) -> FUSEWire.OpenOut {
     let n = try node(id)
     let entries = try fileSystem.entries(of: n)
-    return FUSEWire.openOut(fh: newHandle(HandleTable.Handle(node: n, entries: entries)), openFlags: 0)
+    return FUSEWire.openOut(
+      fh: handles.insert(HandleTable.Handle(node: n, entries: entries), unique: unique), openFlags: 0)
   }
 
   /// READDIR: `.` and `..` then the entries, each with the offset of the next.
@@ -371,8 +382,6 @@ public final class FUSESession: Sendable {
     guard let n = state.withLock({ $0.nodes.node(id) }) else { throw .noSuchFileOrDirectory }
     return n
   }
-
-  func newHandle(_ h: HandleTable.Handle) -> HandleID { handles.insert(h) }
 
   /// INIT: the protocol version and the features this server uses.
   func initialize(_ i: FUSEWire.InitIn, into reply: inout ReplyBuffer) {

@@ -6,9 +6,10 @@ import Synchronization
 /// handed out, finds nothing, as a dictionary lookup would find nothing; a slot is used again
 /// after its release, under a new generation (an id comes back only after 2^32 uses of one slot).
 ///
-/// Consecutive opens fall in different shards: an OPEN and the RELEASE of the handle before it
-/// (which the kernel sends after close(2) has returned, while the caller opens again) take
-/// different locks, and no request of an open file waits for the node table. What a handle
+/// Consecutive opens fall in different shards (the shard follows the OPEN's `unique`, which the
+/// kernel counts up request by request): an OPEN and the RELEASE of the handle before it (which
+/// the kernel sends after close(2) has returned, while the caller opens again) take different
+/// locks, and no request of an open file waits for the node table. What a handle
 /// keeps (its node, a directory's entries, the last read's content) lives in its slot, so an
 /// open allocates nothing of its own.
 final class HandleTable: Sendable {
@@ -48,8 +49,6 @@ final class HandleTable: Sendable {
   }
 
   let shards: [Shard] = (0..<HandleTable.shardCount).map { _ in Shard() }
-  /// Picks the next open's shard, round robin.
-  let next = Atomic<UInt64>(0)
 
   /// The shard, slot index and generation `fh` names.
   @inline(__always)
@@ -60,9 +59,11 @@ final class HandleTable: Sendable {
     return (shard, index, UInt32(truncatingIfNeeded: raw >> 32))
   }
 
-  /// Keeps `handle` under a new id.
-  func insert(_ handle: Handle) -> HandleID {
-    let s = Int(next.wrappingAdd(1, ordering: .relaxed).oldValue % UInt64(Self.shardCount))
+  /// Keeps `handle` under a new id, in the shard `unique` picks: the `unique` of the request
+  /// that opened it. The kernel steps it by 2 (the lowest bit marks an interrupt), so that the
+  /// opens of `open`, `write`, `close` in a loop, three requests apart, go round every shard.
+  func insert(_ handle: Handle, unique: UInt64) -> HandleID {
+    let s = Int((unique >> 1) % UInt64(Self.shardCount))
     let (index, generation) = shards[s].slab.withLock { slab -> (UInt32, UInt32) in
       let index: UInt32
       if let i = slab.free.popLast() {
@@ -111,19 +112,48 @@ final class HandleTable: Sendable {
   }
 }
 
-/// Counts of requests by opcode: one atomic counter per opcode (those of `linux/fuse.h` are all
-/// below 64), so that counting takes no lock.
+/// Counts of requests by opcode (those of `linux/fuse.h` are all below 64), without a lock and,
+/// on a serving thread, without an atomic read-modify-write: each serving thread counts in its
+/// own ``Counts``, which only it writes (a load and a store), and a reader adds them up. Other
+/// callers (``FUSESession/handle(_:)-(UnsafeRawBufferPointer)``) count in ``shared`` with an
+/// atomic add.
 final class RequestCounters: Sendable {
-  private let counts = InlineArray<64, Atomic<Int>> { _ in Atomic(0) }
+  /// One count per opcode.
+  final class Counts: Sendable {
+    fileprivate let counts = InlineArray<64, Atomic<Int>> { _ in Atomic(0) }
+    /// Whether one thread alone counts here.
+    let exclusive: Bool
 
-  /// One more request of `opcode` (an opcode the protocol does not have is not counted).
-  func increment(_ opcode: UInt32) {
-    guard opcode < counts.count else { return }
-    counts[Int(opcode)].add(1, ordering: .relaxed)
+    init(exclusive: Bool) { self.exclusive = exclusive }
+
+    /// One more request of `opcode` (an opcode the protocol does not have is not counted).
+    func increment(_ opcode: UInt32) {
+      guard opcode < counts.count else { return }
+      let i = Int(opcode)
+      if exclusive {
+        counts[i].store(counts[i].load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+      } else {
+        counts[i].add(1, ordering: .relaxed)
+      }
+    }
+  }
+
+  /// The counts of callers other than serving threads.
+  let shared = Counts(exclusive: false)
+  private let threads = Mutex<[Counts]>([])
+
+  /// The counts of a serving thread: only that thread may count in them.
+  func threadCounts() -> Counts {
+    let c = Counts(exclusive: true)
+    threads.withLock { $0.append(c) }
+    return c
   }
 
   func count(of opcode: UInt32) -> Int {
-    guard opcode < counts.count else { return 0 }
-    return counts[Int(opcode)].load(ordering: .relaxed)
+    guard opcode < shared.counts.count else { return 0 }
+    let i = Int(opcode)
+    return threads.withLock { all in
+      all.reduce(shared.counts[i].load(ordering: .relaxed)) { $0 + $1.counts[i].load(ordering: .relaxed) }
+    }
   }
 }

@@ -35,16 +35,17 @@ public final class EmulatedHost: Sendable {
   /// so that a caller in another module (a FUSE request) runs it specialized for its types.
   @inlinable
   public func withKernel<T: Sendable, E: Error>(_ body: (HostKernel) throws(E) -> T) throws(E) -> T {
-    let (result, signals): (Result<T, E>, [@Sendable () -> Void]) = kernel.withLock { k in
-      let r: Result<T, E>
+    // Nil when none were raised, as for nearly every entry: then no array is passed out.
+    var signals: [@Sendable () -> Void]? = nil
+    let result: Result<T, E> = kernel.withLock { k in
+      defer { signals = k.takePendingSignals() }
       do throws(E) {
-        r = .success(try body(k))
+        return .success(try body(k))
       } catch {
-        r = .failure(error)
+        return .failure(error)
       }
-      return (r, k.takePendingSignals())
     }
-    for s in signals { s() }
+    if let signals { for s in signals { s() } }
     return try result.get()
   }
 
@@ -68,15 +69,27 @@ public final class EmulatedHost: Sendable {
   public func write(
     _ node: SysfsNode, _ bytes: [UInt8], then: (HostKernel) -> Void
   ) -> Result<Int, Errno> {
-    store(bytes, { (k) throws(Errno) in try k.sysfs.write(node, bytes) }, then: then)
+    // The first try here, outside the loop: nearly every store ends with it, and then pays
+    // nothing of what a blocked one needs.
+    let seen = releases.load(ordering: .acquiring)
+    let result = withKernel { k -> Result<Int, Errno> in
+      defer { then(k) }
+      return Result { () throws(Errno) in try k.sysfs.write(node, bytes) }
+    }
+    guard case .failure(VFIOAPDriver.blockedUntilReleased) = result else { return result }
+    return store(
+      bytes, { (k) throws(Errno) in try k.sysfs.write(node, bytes) }, then: then, blockedSince: seen)
   }
 
   /// One store, repeated while the kernel blocks it (see ``write(_:_:)``), and
-  /// `then` after each try, under the same hold of the lock.
+  /// `then` after each try, under the same hold of the lock; from the wait when an earlier try
+  /// was blocked already, with the count of releases `blockedSince` seen before it.
   private func store(
-    _ bytes: [UInt8], _ write: (HostKernel) throws(Errno) -> Int, then: (HostKernel) -> Void
+    _ bytes: [UInt8], _ write: (HostKernel) throws(Errno) -> Int, then: (HostKernel) -> Void,
+    blockedSince: Int? = nil
   ) -> Result<Int, Errno> {
-    var blocked = false
+    if let seen = blockedSince { waitForRelease(after: seen) }
+    var blocked = blockedSince != nil
     while true {
       let seen = releases.load(ordering: .acquiring)
       let result = withKernel { k -> Result<Int, Errno> in
@@ -89,15 +102,19 @@ public final class EmulatedHost: Sendable {
         return .success(bytes.count)
       case .failure(VFIOAPDriver.blockedUntilReleased):
         blocked = true
-        // Wait for a close, or for the time to ask the VMM again.
-        let deadline = Date(timeIntervalSinceNow: requestInterval.seconds)
-        released.lock()
-        while releases.load(ordering: .acquiring) == seen && released.wait(until: deadline) {}
-        released.unlock()
+        waitForRelease(after: seen)
       default:
         return result
       }
     }
+  }
+
+  /// Waits for a close after the `seen`th, or for the time to ask the VMM again.
+  private func waitForRelease(after seen: Int) {
+    let deadline = Date(timeIntervalSinceNow: requestInterval.seconds)
+    released.lock()
+    while releases.load(ordering: .acquiring) == seen && released.wait(until: deadline) {}
+    released.unlock()
   }
 
   /// Closes a vfio device and wakes any `remove` waiting for it.

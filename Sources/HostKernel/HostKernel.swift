@@ -22,15 +22,20 @@ public final class HostKernel {
   public let kvm: KVM!
   /// The upstream kernel this one behaves as.
   public let profile: KernelProfile
-  public private(set) var log = KernelLog()
+  // The log, the uevents, the group changes and the pending signals are asked for by every
+  // store (whether the daemon has anything to follow; whether there are signals to deliver),
+  // always under the host's lock, one access at a time: unchecked for exclusivity, so that a
+  // store pays no runtime check for each.
+  @exclusivity(unchecked) public private(set) var log = KernelLog()
   /// The newest uevents sent, numbered by `SEQNUM` (see ``UEventRing``).
-  public private(set) var uevents = UEventRing()
+  @exclusivity(unchecked) public private(set) var uevents = UEventRing()
   /// Nanoseconds since boot.
   public private(set) var now: UInt64 = 0
   /// The clock the kernels of this host's guests follow: the host's own for the host, the
   /// host's (given to it at boot) for a guest.
   public let clock: KernelClock
-  public private(set) var apBus: APBus!
+  /// Set at boot. Every assignment store reaches it: unchecked for exclusivity.
+  @exclusivity(unchecked) public private(set) var apBus: APBus!
   /// zcrypt with its default drivers for CEX4+ cards and queues; built in, so every kernel has it.
   private(set) var zcrypt: Zcrypt!
   /// The vfio_ap driver; nil in a guest's kernel, which has none.
@@ -43,7 +48,31 @@ public final class HostKernel {
   }
   /// Counts the changes to ``iommuGroups``: what follows the groups (`/dev/vfio`'s nodes) looks
   /// again only when it moved.
-  public private(set) var iommuGroupChanges: UInt64 = 0
+  @exclusivity(unchecked) public private(set) var iommuGroupChanges: UInt64 = 0
+  /// What moves when the kernel logs a line, sends a uevent or changes its IOMMU groups: what
+  /// follows the kernel outside it (a daemon's log file, `/dev/vfio`, uevent listeners) has
+  /// anything to do only when these moved. Read here, in this module, where the counters are
+  /// unchecked for exclusivity: every store asks.
+  public var changeCounters: ChangeCounters {
+    ChangeCounters(logLines: log.nextSeq, uevents: uevents.lastSeqnum, iommuGroupChanges: iommuGroupChanges)
+  }
+
+  /// See ``changeCounters``.
+  public struct ChangeCounters: Equatable, Sendable {
+    /// The sequence number of the next log line.
+    public var logLines: UInt64
+    /// The `SEQNUM` of the last uevent.
+    public var uevents: UInt64
+    /// ``iommuGroupChanges``.
+    public var iommuGroupChanges: UInt64
+
+    public init(logLines: UInt64, uevents: UInt64, iommuGroupChanges: UInt64) {
+      self.logLines = logLines
+      self.uevents = uevents
+      self.iommuGroupChanges = iommuGroupChanges
+    }
+  }
+
   /// The ids in use in ``iommuGroups``, to find the lowest free one at once.
   var iommuGroupIDs = IDAllocator()
   lazy var iommuGroupsDirectory: SysfsDirectory = sysfs.makeDirectories("/kernel/iommu_groups")
@@ -54,7 +83,7 @@ public final class HostKernel {
   }
   /// Signals (eventfd writes to a VMM) raised under the lock, delivered by the owner after it
   /// releases the lock so that a VMM reacting to one can call back in.
-  private var pendingSignals: [@Sendable () -> Void] = []
+  @exclusivity(unchecked) private var pendingSignals: [@Sendable () -> Void] = []
   /// Whether uevents are recorded (off in benchmarks of huge configurations).
   public var recordsUEvents = true
   /// The log ring's size in bytes (the `log_buf_len=` boot parameter).
@@ -174,10 +203,11 @@ public final class HostKernel {
   /// Queues a signal to a VMM (an eventfd write).
   func signal(_ s: @escaping @Sendable () -> Void) { pendingSignals.append(s) }
 
-  /// Takes the signals raised since the last call. The owner runs them outside its lock.
-  public func takePendingSignals() -> [@Sendable () -> Void] {
-    // Nearly every entry raises none: then nothing is stored anew.
-    if pendingSignals.isEmpty { return [] }
+  /// Takes the signals raised since the last call, nil when there are none (nearly every entry
+  /// raises none: then nothing is stored anew, nor an empty array handed out). The owner runs
+  /// them outside its lock.
+  public func takePendingSignals() -> [@Sendable () -> Void]? {
+    if pendingSignals.isEmpty { return nil }
     defer { pendingSignals = [] }
     return pendingSignals
   }

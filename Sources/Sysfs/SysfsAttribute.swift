@@ -22,13 +22,17 @@ public final class SysfsAttribute: @unchecked Sendable {
   ) {
     self.name = name
     self.mode = mode
+    // The owner is cast without the runtime's dynamic cast on every read and store: a debug
+    // build checks it (`unsafeDowncast`), as binding to another type is a programming error.
     if let show {
-      self.show = { (o: AnyObject) throws(Errno) -> String in try show(o as! Owner) }
+      self.show = { (o: AnyObject) throws(Errno) -> String in try show(unsafeDowncast(o, to: Owner.self)) }
     } else {
       self.show = nil
     }
     if let store {
-      self.store = { (o: AnyObject, b: [UInt8]) throws(Errno) in try store(o as! Owner, b) }
+      self.store = { (o: AnyObject, b: [UInt8]) throws(Errno) in
+        try store(unsafeDowncast(o, to: Owner.self), b)
+      }
     } else {
       self.store = nil
     }

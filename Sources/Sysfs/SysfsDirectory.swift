@@ -404,15 +404,17 @@ public struct SysfsBoundGroup {
 /// dropped and counted in ``dropped``. A dropped invalidation costs little: a FUSE client caches
 /// an entry only for its entry timeout (a second in the daemon), then looks again.
 public final class SysfsJournal {
-  private(set) var paths: [String] = []
-  private var pending: Set<String> = []
+  // Each store takes the removed paths: the journal is used under its tree's lock, one access
+  // at a time, unchecked for exclusivity so that a store pays no runtime check for it.
+  @exclusivity(unchecked) private(set) var paths: [String] = []
+  @exclusivity(unchecked) private var pending: Set<String> = []
   /// The most distinct paths kept.
   public var capacity = 16384
   /// Paths dropped because the journal was full.
   public private(set) var dropped = 0
   /// Whether removals are recorded at all (off until someone takes them, so that a tree nobody
   /// serves does not grow a list).
-  var recording = false
+  @exclusivity(unchecked) var recording = false
   /// How many directories were taken out of the tree (removed, or replaced by another child):
   /// a directory found attached since the last detachment is still attached.
   var detachments: UInt64 = 1

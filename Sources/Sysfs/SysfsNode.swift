@@ -26,8 +26,12 @@ public final class SysfsNode: @unchecked Sendable {
   // Read and set only under the tree's lock, one access at a time: unchecked for exclusivity, so
   // that a request pays no runtime check for each.
   @exclusivity(unchecked) var foundVersion: UInt64 = 0
-  @exclusivity(unchecked) var foundAttribute: SysfsAttribute?
-  @exclusivity(unchecked) unowned(unsafe) var foundOwner: AnyObject? = nil
+  // The attribute is kept unretained as well: while `foundVersion` is the directory's, the
+  // directory (which the node holds) still holds it, stored or in a bound group. Both are
+  // `Unmanaged`, so that a request can use them without taking a reference (see
+  // ``SysfsTree/withFoundAttribute(_:_:)``).
+  @exclusivity(unchecked) var foundAttribute: Unmanaged<SysfsAttribute>? = nil
+  @exclusivity(unchecked) var foundOwner: Unmanaged<AnyObject>? = nil
   @exclusivity(unchecked) var foundOwnersGone: UInt64 = 0
   @exclusivity(unchecked) var foundTarget: String?
 
@@ -37,8 +41,8 @@ public final class SysfsNode: @unchecked Sendable {
   }
 
   func found(attribute: SysfsAttribute, owner: AnyObject, ownersGone: UInt64, at version: UInt64) {
-    foundAttribute = attribute
-    foundOwner = owner
+    foundAttribute = .passUnretained(attribute)
+    foundOwner = .passUnretained(owner)
     foundOwnersGone = ownersGone
     foundTarget = nil
     foundVersion = version
@@ -122,7 +126,7 @@ extension SysfsTree {
       // An owner gone since falls through: the directory may show the name from another group.
       if let a = node.foundAttribute {
         if node.foundOwnersGone == journal.ownersGone, let owner = node.foundOwner {
-          return .attribute(a, owner, in: dir)
+          return .attribute(a.takeUnretainedValue(), owner.takeUnretainedValue(), in: dir)
         }
       } else if let target = node.foundTarget {
         return try resolve(link: target, in: dir, followLast: followLast)
@@ -144,6 +148,25 @@ extension SysfsTree {
       if stable { node.found(target: target, at: dir.version) }
       return try resolve(link: target, in: dir, followLast: followLast)
     }
+  }
+
+  /// `body` on the attribute `node` was last found to be and its owner, while that still holds
+  /// (as ``resolve(_:followLast:)`` takes it); nil, `body` not run, when the node must be
+  /// resolved. The open, read and write of a known attribute: they then build no ``Resolved``
+  /// and take no reference of what they use, where each reference taken was a retain and a
+  /// release on every request.
+  @inline(__always)
+  func withFoundAttribute<T>(
+    _ node: SysfsNode, _ body: (SysfsAttribute, AnyObject, SysfsDirectory) throws(Errno) -> T
+  ) throws(Errno) -> T? {
+    let dir = node.directory
+    guard isAttached(dir), node.foundVersion == dir.version, node.foundOwnersGone == journal.ownersGone,
+      let a = node.foundAttribute, let owner = node.foundOwner
+    else { return nil }
+    let result = a._withUnsafeGuaranteedRef { a in
+      owner._withUnsafeGuaranteedRef { owner in Result { () throws(Errno) in try body(a, owner, dir) } }
+    }
+    return try result.get()
   }
 
   private func resolve(link target: String, in dir: SysfsDirectory, followLast: Bool) throws(Errno)
@@ -194,17 +217,26 @@ extension SysfsTree {
 
   /// The open check of kernfs on a node (see ``checkOpen(_:read:write:)``).
   public func checkOpen(_ node: SysfsNode, read: Bool, write: Bool) throws(Errno) {
-    try Self.checkOpen(try resolve(node), read: read, write: write)
+    let checked: Void? = try withFoundAttribute(node) { (a, _, _) throws(Errno) in
+      try Self.checkOpen(a, read: read, write: write)
+    }
+    if checked == nil { try Self.checkOpen(try resolve(node), read: read, write: write) }
   }
 
   /// Reads an attribute node (see ``read(_:)-(String)``).
   public func read(_ node: SysfsNode) throws(Errno) -> [UInt8] {
-    try read(try resolve(node))
+    if let bytes = try withFoundAttribute(node, { (a, o, d) throws(Errno) in try show(a, o, in: d) }) {
+      return bytes
+    }
+    return try read(try resolve(node))
   }
 
   /// Writes an attribute node, as one `write(2)` would (see ``write(_:_:)-([UInt8])``).
   @discardableResult
   public func write(_ node: SysfsNode, _ bytes: [UInt8]) throws(Errno) -> Int {
-    try write(try resolve(node), bytes)
+    if let n = try withFoundAttribute(node, { (a, o, _) throws(Errno) in try Self.store(a, o, bytes) }) {
+      return n
+    }
+    return try write(try resolve(node), bytes)
   }
 }

@@ -179,10 +179,13 @@ public final class SysfsTree {
       if write { throw .isDirectory }
     case .symlink:
       throw .tooManySymbolicLinkLevels
-    case .attribute(let a, _, _):
-      if read && !a.isReadable { throw .permissionDenied }
-      if write && !a.isWritable { throw .permissionDenied }
+    case .attribute(let a, _, _): try checkOpen(a, read: read, write: write)
     }
+  }
+
+  static func checkOpen(_ a: SysfsAttribute, read: Bool, write: Bool) throws(Errno) {
+    if read && !a.isReadable { throw .permissionDenied }
+    if write && !a.isWritable { throw .permissionDenied }
   }
 
   /// Reads an attribute: the whole `show` output, cut to one page less one byte as kernfs does.
@@ -192,6 +195,11 @@ public final class SysfsTree {
 
   func read(_ resolved: Resolved) throws(Errno) -> [UInt8] {
     guard case .attribute(let a, let owner, let d) = resolved else { throw .isDirectory }
+    return try show(a, owner, in: d)
+  }
+
+  /// `a`'s `show` of `owner`, an attribute of `d`.
+  func show(_ a: SysfsAttribute, _ owner: AnyObject, in d: SysfsDirectory) throws(Errno) -> [UInt8] {
     guard let show = a.show, a.isReadable else { throw .permissionDenied }
     var bytes = Array(try show(owner).utf8)
     if bytes.count >= Self.pageSize {
@@ -220,11 +228,20 @@ public final class SysfsTree {
 
   func write(_ resolved: Resolved, _ bytes: [UInt8]) throws(Errno) -> Int {
     guard case .attribute(let a, let owner, _) = resolved else { throw .isDirectory }
+    return try Self.store(a, owner, bytes)
+  }
+
+  /// `a`'s `store` of `bytes` to `owner` (see ``write(_:_:)-([UInt8])``).
+  static func store(_ a: SysfsAttribute, _ owner: AnyObject, _ bytes: [UInt8]) throws(Errno) -> Int {
     guard let store = a.store, a.isWritable else { throw .permissionDenied }
     if bytes.isEmpty { return 0 }
-    let page = bytes.count > Self.pageSize ? Array(bytes.prefix(Self.pageSize)) : bytes
-    try store(owner, page)
-    return page.count
+    // The bytes themselves when they fit (a copy of the array would be one more reference).
+    guard bytes.count > Self.pageSize else {
+      try store(owner, bytes)
+      return bytes.count
+    }
+    try store(owner, Array(bytes.prefix(Self.pageSize)))
+    return Self.pageSize
   }
 
   @discardableResult

@@ -233,7 +233,9 @@ public final class SysfsFileSystem: FileSystem {
     var removed: [String] = []
     var due = false
     let result = host.write(n, data) { k in
-      removed += k.sysfs.takeRemovedPaths()
+      // Nearly every store removes nothing: then no array is appended to.
+      let paths = k.sysfs.takeRemovedPaths()
+      if !paths.isEmpty { removed += paths }
       due = due || isDue(k)
     }
     told(node.path, data, result, follow: due)

@@ -55,11 +55,21 @@ func writeBody(_ fh: UInt64, _ text: String) -> [UInt8] {
   return w.bytes
 }
 
+/// The `unique` of each OPEN, numbered as the kernel numbers its requests: up by 2.
+private final class Uniques {
+  private var last: UInt64 = 0
+  func next() -> UInt64 {
+    last += 2
+    return last
+  }
+}
+
 /// The session's open handles as the kernel sees them: an id works from its OPEN to its
 /// RELEASE and never after, though the table uses its slot again.
 @Suite("FUSESession: file handles")
 struct HandleTableTests {
   fileprivate let fs = CountingFileSystem()
+  private let uniques = Uniques()
   let session: FUSESession
   let file: UInt64
 
@@ -96,7 +106,7 @@ struct HandleTableTests {
     var w = WireWriter(capacity: 8)
     w.write(UInt32(bitPattern: flags))
     w.write(UInt32(0))
-    let reply = try #require(Self.request(.open, node: file, unique: 2, w.bytes, session))
+    let reply = try #require(Self.request(.open, node: file, unique: uniques.next(), w.bytes, session))
     #expect(Self.error(reply) == 0)
     return Self.u64(reply, at: 16)
   }
@@ -142,6 +152,8 @@ struct HandleTableTests {
     var ids: Set<UInt64> = [first]
     for _ in 0..<3 {
       let round = try (0..<HandleTable.shardCount).map { _ in try open() }
+      // Consecutive opens go round the shards (the id's lowest bits), by their requests' unique.
+      #expect(Set(round.map { $0 % UInt64(HandleTable.shardCount) }).count == HandleTable.shardCount)
       for fh in round { #expect(ids.insert(fh).inserted) }
       for fh in round { #expect(try write(fh, "7\n") == 0) }
       for fh in round { try release(fh) }

@@ -62,11 +62,11 @@ struct VFIODeviceTests {
     let signals = SignalCounter()
     try k.vfioAP.setIRQ(m, index: VFIOAPDriver.configChangeIRQIndex, trigger: signals.trigger)
     #expect(echo(k, "5", mdevPath(uuid1) + "/assign_domain") == nil)
-    for s in k.takePendingSignals() { s() }
+    for s in k.takePendingSignals() ?? [] { s() }
     #expect(signals.value == 1)
     // No APCB change, no signal.
     #expect(echo(k, "5", mdevPath(uuid1) + "/assign_domain") == nil)
-    #expect(k.takePendingSignals().isEmpty)
+    #expect(k.takePendingSignals() == nil)
   }
 
   /// The spec's rule 5 (EIO for a last ZAPQ of 03) is older than the source: since Linux 6.6
@@ -112,7 +112,7 @@ struct VFIODeviceTests {
     try k.vfioAP.setIRQ(m, index: VFIOAPDriver.requestIRQIndex, trigger: requests.trigger)
     for _ in 0..<11 {
       #expect(echo(k, "1", mdevPath(uuid1) + "/remove") == VFIOAPDriver.blockedUntilReleased)
-      for s in k.takePendingSignals() { s() }
+      for s in k.takePendingSignals() ?? [] { s() }
     }
     #expect(requests.value == 11)
     #expect(

@@ -13,8 +13,10 @@ public final class MediatedDevice: SysfsOwner {
   /// Creation order. The kernel adds mdevs at the head of its list, so walks meet the newest
   /// first; ``VFIOAPDriver`` reproduces that order with this number.
   let sequence: Int
-  /// The assigned adapters, usage domains and control domains (`matrix`, `ap_config`).
-  public internal(set) var matrix = APMatrix()
+  /// The assigned adapters, usage domains and control domains (`matrix`, `ap_config`). Every
+  /// assignment store reads it, under the host's lock, one access at a time: unchecked for
+  /// exclusivity.
+  @exclusivity(unchecked) public internal(set) var matrix = APMatrix()
   /// The guest's AP configuration (`guest_matrix`): the assigned matrix filtered against the
   /// host's configuration and the queues bound to vfio_ap. Kept even with no guest attached.
   public internal(set) var shadowAPCB = APMatrix()

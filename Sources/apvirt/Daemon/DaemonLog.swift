@@ -165,7 +165,9 @@ final class DaemonLog: Sendable {
         p.prefixSecond = now
         p.prefixPath = path
       }
-      p.lines.append(contentsOf: p.prefix)
+      // From the prefix's memory: appending the array itself retains and releases it, and
+      // takes the generic sequence path.
+      p.prefix.withUnsafeBufferPointer { p.lines.append(contentsOf: $0) }
       Self.appendStoreResult(to: &p.lines, data, error)
       if p.lines.count > pendingLimit {
         p.lines.removeSubrange(before...)
