@@ -1,3 +1,4 @@
+import CFUSEDevice
 import Foundation
 import Synchronization
 import SystemPackage
@@ -93,17 +94,14 @@ public final class FUSESession: Sendable {
       reply.deallocate()
     }
     while true {
-      let n: Int
-      do {
-        n = try device.read(into: buffer, retryOnInterrupt: true)
-      } catch let e as Errno {
-        // ENOENT: the request was interrupted before we read it; EAGAIN: try again.
-        if e == .resourceTemporarilyUnavailable || e == .noSuchFileOrDirectory || e == .interrupted {
-          continue
-        }
+      // The bare system call (see CFUSEDevice.h), as for every reply.
+      let n = cfuse_read(fd, buffer.baseAddress, buffer.count)
+      if n < 0 {
+        // ENOENT: the request was interrupted before we read it; EAGAIN: try again; EINTR: a
+        // signal came first.
+        let e = errno
+        if e == EAGAIN || e == ENOENT || e == EINTR { continue }
         // ENODEV: the file system was unmounted.
-        return
-      } catch {
         return
       }
       if n == 0 { return }
@@ -122,8 +120,11 @@ public final class FUSESession: Sendable {
     message.withUnsafeBytes { send($0) }
   }
 
+  /// One write(2) of the whole message (the device takes a message whole or not at all), as the
+  /// bare system call (see CFUSEDevice.h). An error loses the message, as nothing else could be
+  /// done with it: ENOENT, the request was interrupted meanwhile; ENODEV, the file system is gone.
   func send(_ message: UnsafeRawBufferPointer) {
-    _ = try? device.write(message, retryOnInterrupt: true)
+    while cfuse_write(fd, message.baseAddress, message.count) < 0 && errno == EINTR {}
   }
 
   // MARK: - Dispatch

@@ -1,0 +1,25 @@
+// The read(2) and write(2) of a /dev/fuse connection as the bare system calls.
+//
+// glibc's read and write are cancellation points: in a process with more than one thread each
+// call marks the thread asynchronously cancellable before the system call and not after it, two
+// atomic compare-and-swaps on the thread's cancellation state. No Swift thread is ever
+// cancelled, and a FUSE server makes two of these calls per request (its read of the request
+// and its write of the reply), so its serving threads make the system calls themselves.
+// syscall(2) is no cancellation point; it returns -1 with errno set, as read and write do.
+// Swift cannot call the variadic syscall(2) itself: hence this header.
+#ifndef CFUSEDEVICE_H
+#define CFUSEDEVICE_H
+
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+static inline ssize_t cfuse_read(int fd, void *buffer, size_t count) {
+  return (ssize_t)syscall(SYS_read, fd, buffer, count);
+}
+
+static inline ssize_t cfuse_write(int fd, const void *buffer, size_t count) {
+  return (ssize_t)syscall(SYS_write, fd, buffer, count);
+}
+
+#endif
