@@ -69,43 +69,43 @@ public final class EmulatedHost: Sendable {
   public func write(
     _ node: SysfsNode, _ bytes: [UInt8], then: (HostKernel) -> Void
   ) -> Result<Int, Errno> {
-    // The first try here, outside the loop: nearly every store ends with it, and then pays
-    // nothing of what a blocked one needs.
-    let seen = releases.load(ordering: .acquiring)
-    let result = withKernel { k -> Result<Int, Errno> in
-      defer { then(k) }
-      return Result { () throws(Errno) in try k.sysfs.write(node, bytes) }
-    }
-    guard case .failure(VFIOAPDriver.blockedUntilReleased) = result else { return result }
-    return store(
-      bytes, { (k) throws(Errno) in try k.sysfs.write(node, bytes) }, then: then, blockedSince: seen)
+    store(bytes, { (k) throws(Errno) in try k.sysfs.write(node, bytes) }, then: then)
   }
 
   /// One store, repeated while the kernel blocks it (see ``write(_:_:)``), and
-  /// `then` after each try, under the same hold of the lock; from the wait when an earlier try
-  /// was blocked already, with the count of releases `blockedSince` seen before it.
+  /// `then` after each try, under the same hold of the lock. The first try comes before the
+  /// loop: nearly every store ends with it, and then pays nothing of what a blocked one needs.
+  @inline(__always)
   private func store(
-    _ bytes: [UInt8], _ write: (HostKernel) throws(Errno) -> Int, then: (HostKernel) -> Void,
-    blockedSince: Int? = nil
+    _ bytes: [UInt8], _ write: (HostKernel) throws(Errno) -> Int, then: (HostKernel) -> Void
   ) -> Result<Int, Errno> {
-    if let seen = blockedSince { waitForRelease(after: seen) }
-    var blocked = blockedSince != nil
+    let seen = releases.load(ordering: .acquiring)
+    let first = attempt(write, then: then)
+    guard case .failure(VFIOAPDriver.blockedUntilReleased) = first else { return first }
+    waitForRelease(after: seen)
     while true {
       let seen = releases.load(ordering: .acquiring)
-      let result = withKernel { k -> Result<Int, Errno> in
-        defer { then(k) }
-        return Result { () throws(Errno) in try write(k) }
-      }
+      let result = attempt(write, then: then)
       switch result {
-      case .failure(.noSuchFileOrDirectory) where blocked:
+      case .failure(.noSuchFileOrDirectory):
         // The device was released and the kernel finished the remove we were waiting for.
         return .success(bytes.count)
       case .failure(VFIOAPDriver.blockedUntilReleased):
-        blocked = true
         waitForRelease(after: seen)
       default:
         return result
       }
+    }
+  }
+
+  /// One try of a store, and `then`, in one hold of the lock.
+  @inline(__always)
+  private func attempt(
+    _ write: (HostKernel) throws(Errno) -> Int, then: (HostKernel) -> Void
+  ) -> Result<Int, Errno> {
+    withKernel { k -> Result<Int, Errno> in
+      defer { then(k) }
+      return Result { () throws(Errno) in try write(k) }
     }
   }
 

@@ -122,15 +122,12 @@ extension SysfsTree {
     let dir = node.directory
     guard isAttached(dir) else { return try resolve(node.path, followLast: followLast) }
     guard let name = node.name else { return .directory(dir) }
-    if node.foundVersion == dir.version {
-      // An owner gone since falls through: the directory may show the name from another group.
-      if let a = node.foundAttribute {
-        if node.foundOwnersGone == journal.ownersGone, let owner = node.foundOwner {
-          return .attribute(a.takeUnretainedValue(), owner.takeUnretainedValue(), in: dir)
-        }
-      } else if let target = node.foundTarget {
-        return try resolve(link: target, in: dir, followLast: followLast)
-      }
+    // An owner gone since falls through: the directory may show the name from another group.
+    if let (a, owner) = foundAttribute(node, in: dir) {
+      return .attribute(a.takeUnretainedValue(), owner.takeUnretainedValue(), in: dir)
+    }
+    if node.foundVersion == dir.version, let target = node.foundTarget {
+      return try resolve(link: target, in: dir, followLast: followLast)
     }
     var stable = false
     guard let c = dir.child(name, stable: &stable) else { throw .noSuchFileOrDirectory }
@@ -160,13 +157,24 @@ extension SysfsTree {
     _ node: SysfsNode, _ body: (SysfsAttribute, AnyObject, SysfsDirectory) throws(Errno) -> T
   ) throws(Errno) -> T? {
     let dir = node.directory
-    guard isAttached(dir), node.foundVersion == dir.version, node.foundOwnersGone == journal.ownersGone,
-      let a = node.foundAttribute, let owner = node.foundOwner
-    else { return nil }
+    guard isAttached(dir), let (a, owner) = foundAttribute(node, in: dir) else { return nil }
     let result = a._withUnsafeGuaranteedRef { a in
       owner._withUnsafeGuaranteedRef { owner in Result { () throws(Errno) in try body(a, owner, dir) } }
     }
     return try result.get()
+  }
+
+  /// The attribute and owner `node` was last found to be in `dir`, its directory (found
+  /// attached), while that still holds: the directory's version is the one it was found at, and
+  /// no owner bound in the tree has gone since.
+  @inline(__always)
+  private func foundAttribute(_ node: SysfsNode, in dir: SysfsDirectory) -> (
+    Unmanaged<SysfsAttribute>, Unmanaged<AnyObject>
+  )? {
+    guard node.foundVersion == dir.version, node.foundOwnersGone == journal.ownersGone,
+      let a = node.foundAttribute, let owner = node.foundOwner
+    else { return nil }
+    return (a, owner)
   }
 
   private func resolve(link target: String, in dir: SysfsDirectory, followLast: Bool) throws(Errno)
