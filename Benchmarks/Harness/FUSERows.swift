@@ -8,12 +8,20 @@ import Synchronization
 /// The FUSE rows: the same system calls against every server, interleaved: each batch runs
 /// every measurement on every server in turn (the order rotating from batch to batch), so that
 /// a slow minute of the machine (other builds share its two cores) falls on all of them alike.
+/// Within a batch the open/write/close and open/read/close cycles go round the servers in turns
+/// of ``Settings/turn`` cycles: a virtual machine's CPU is taken away for milliseconds at a time
+/// (this one's steal time reaches 50%), and turns of 500 cycles (about 10 ms) let that fall on one
+/// server more than another: two copies of the libfuse server, pinned to one CPU, measured
+/// within 1% of each other in turns of 50 cycles, and up to 3.2% apart in turns of 500
+/// (Benchmarks/README.md).
 struct FUSERows {
   struct Settings {
     /// Rounds over all servers.
     var batches = setting("FUSE_BATCHES", 30)
     /// open/write/close and open/read/close cycles per server and batch.
     var cycles = setting("FUSE_CYCLES", 500)
+    /// Cycles each server runs before the next one's turn, within a batch.
+    var turn = max(1, setting("FUSE_TURN", 50))
     /// `echo 5 > attr` per server and batch, in one bash.
     var echoes = setting("FUSE_ECHOES", 100)
     /// How long each parallel-reader sample reads, in seconds.
@@ -53,16 +61,19 @@ struct FUSERows {
     for batch in 0..<settings.batches {
       let order = (0..<servers.count).map { servers[(batch + $0) % servers.count] }
       note("FUSE batch \(batch + 1)/\(settings.batches)")
-      for s in order {
-        let (samples, requests) = counting(s) { (0..<settings.cycles).map { _ in timedWriteCycle(s) } }
-        results[s.name]!.write.append(contentsOf: samples)
-        results[s.name]!.writeRequests.merge(requests, uniquingKeysWith: +)
+      let (writes, writeRequests) = inTurns(order) { s in
+        let (path, flags) = (Array(s.writePath.utf8CString), s.writeFlags)
+        return { timedWriteCycle(path, flags: flags) }
       }
-      for s in order {
+      let (reads, readRequests) = inTurns(order) { s in
         let path = Array(s.readPath.utf8CString)
-        let (samples, requests) = counting(s) { (0..<settings.cycles).map { _ in timedReadCycle(path) } }
-        results[s.name]!.read.append(contentsOf: samples)
-        results[s.name]!.readRequests.merge(requests, uniquingKeysWith: +)
+        return { timedReadCycle(path) }
+      }
+      for (i, s) in order.enumerated() {
+        results[s.name]!.write.append(contentsOf: writes[i])
+        results[s.name]!.writeRequests.merge(writeRequests[i], uniquingKeysWith: +)
+        results[s.name]!.read.append(contentsOf: reads[i])
+        results[s.name]!.readRequests.merge(readRequests[i], uniquingKeysWith: +)
       }
       let echoing = servers + echoOnly
       for s in (0..<echoing.count).map({ echoing[(batch + $0) % echoing.count] }) {
@@ -78,6 +89,34 @@ struct FUSERows {
       }
     }
     return results
+  }
+
+  /// `settings.cycles` timed cycles on each of `servers`, in turns of `settings.turn` (the order
+  /// rotating from turn to turn), and the requests each served for them: the samples and the
+  /// counts by server, in the order of `servers`. `cycle` gives a server's timed cycle, made
+  /// before the timing starts.
+  func inTurns(
+    _ servers: [any BenchServer], _ cycle: (any BenchServer) -> () -> Double
+  ) -> ([[Double]], [[UInt32: Int]]) {
+    let cycles = servers.map(cycle)
+    var samples = [[Double]](repeating: [], count: servers.count)
+    for i in samples.indices { samples[i].reserveCapacity(settings.cycles) }
+    for s in servers { settle(s) }
+    let before = servers.map { $0.requestCounts() }
+    for (t, start) in stride(from: 0, to: settings.cycles, by: settings.turn).enumerated() {
+      let count = min(settings.turn, settings.cycles - start)
+      for k in servers.indices {
+        let i = (t + k) % servers.count
+        for _ in 0..<count { samples[i].append(cycles[i]()) }
+      }
+    }
+    var spent = [[UInt32: Int]](repeating: [:], count: servers.count)
+    for (i, s) in servers.enumerated() {
+      settle(s)
+      guard let b = before[i], let after = s.requestCounts() else { continue }
+      for (op, c) in after where c - (b[op] ?? 0) > 0 { spent[i][op] = c - (b[op] ?? 0) }
+    }
+    return (samples, spent)
   }
 
   /// The requests `s` served while `body` ran. RELEASE goes out asynchronously after close(2)
@@ -188,9 +227,7 @@ func writeCycle(_ path: [CChar], flags: Int32) {
   precondition(close(fd) == 0, "close: \(errno)")
 }
 
-func timedWriteCycle(_ s: any BenchServer) -> Double {
-  let path = Array(s.writePath.utf8CString)
-  let flags = s.writeFlags
+func timedWriteCycle(_ path: [CChar], flags: Int32) -> Double {
   let t0 = monotonicNanoseconds()
   writeCycle(path, flags: flags)
   return Double(monotonicNanoseconds() - t0)

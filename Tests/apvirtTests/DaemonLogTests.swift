@@ -149,6 +149,55 @@ struct DaemonLogTests {
     }
   }
 
+  @Test func linesLongerThanTheBuffersComeWholeAndInOrder() {
+    // The buffers start at 4 KiB and grow; after a burst they are written from again.
+    withLog { log, pipe in
+      let value = String(repeating: "5", count: 5000)
+      let message = String(repeating: "m", count: 9000)
+      var expected: [String] = []
+      for round in 0..<3 {
+        for _ in 0..<10 {
+          log.store("/bus/ap/apmask", Array(value.utf8), nil)
+          expected.append("info: store bus/ap/apmask \"\(value)\": ok")
+        }
+        log.write(.notice, message + "\(round)")
+        expected.append("notice: \(message)\(round)")
+        // About 60 KiB: the pipe holds 64.
+        #expect(pipe.lines() == expected)
+        expected = []
+      }
+    }
+  }
+
+  @Test func aBurstLargerThanABufferKeepsComesWhole() {
+    // 60 lines of 5 KB: more than the 256 KiB a buffer keeps once written, and more than the
+    // pipe holds, so the flush runs beside the reader.
+    withLog { log, pipe in
+      let value = String(repeating: "7", count: 5000)
+      for batch in 0..<2 {
+        for _ in 0..<60 { log.store("/bus/ap/apmask", Array(value.utf8), nil) }
+        let flushed = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+          log.flush()
+          flushed.signal()
+        }
+        var text = ""
+        var newlines = 0
+        for _ in 0..<2000 where newlines < 60 {
+          let more = pipe.drain()
+          newlines += more.utf8.count { $0 == 0x0A }
+          text += more
+          usleep(1000)
+        }
+        #expect(flushed.wait(timeout: .now() + 10) == .success)
+        let lines = text.split(separator: "\n")
+        #expect(lines.count == 60, "batch \(batch)")
+        #expect(
+          lines.allSatisfy { $0.hasSuffix(" info: store bus/ap/apmask \"\(value)\": ok") }, "batch \(batch)")
+      }
+    }
+  }
+
   @Test func aReaderThatFallsBehindLosesLinesAndIsToldHowMany() {
     // Each line is 24 + 37 bytes: two fit in 150.
     withLog(pendingLimit: 150) { log, pipe in

@@ -41,8 +41,14 @@ final class DaemonLog: Sendable {
     /// is told, how many lines did not fit.
     let pending = Mutex<Pending>(Pending())
     /// Held while lines are written, so that they reach the output in the order they were
-    /// logged.
-    let writing = Mutex<Void>(())
+    /// logged; the buffer the stores' lines were written from, given back to the stores at the
+    /// next batch (two buffers taking turns keep their memory: a fresh one each batch grew and
+    /// was copied again and again, and the pages it got back cost page faults).
+    let writing = Mutex<LineBuffer>(LineBuffer())
+
+    /// The most a buffer keeps after its lines are written: at the rate of stores a FUSE server
+    /// on one CPU serves (about 60,000 a second), 10 ms of lines come to about 70 KiB.
+    static let keptCapacity = 1 << 18
 
     init(output: FileDescriptor, pendingLimit: Int) {
       self.output = output
@@ -50,17 +56,15 @@ final class DaemonLog: Sendable {
     }
 
     /// Writes the stores' lines not yet written, then `line`.
-    func flush(then line: [UInt8] = []) {
+    func flush(then line: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
       let now = time(nil)
-      writing.withLock { _ in
-        var (lines, dropped) = pending.withLock { p in
-          defer {
-            p.lines = []
-            p.lines.reserveCapacity(4096)
-            p.told = false
-            p.dropped = 0
-          }
-          return (p.lines, p.dropped)
+      writing.withLock { lines in
+        lines.removeAll()
+        let dropped = pending.withLock { p in
+          swap(&p.lines, &lines)
+          p.told = false
+          defer { p.dropped = 0 }
+          return p.dropped
         }
         if dropped > 0 {
           var stamp = TimeStamp()
@@ -69,25 +73,25 @@ final class DaemonLog: Sendable {
             utf8:
               " warning: \(dropped) store lines lost: the log's reader fell \(pendingLimit) bytes behind\n")
         }
-        lines += line
-        emit(lines)
+        lines.append(line)
+        lines.withUnsafeBytes { emit($0) }
+        // A burst that grew the buffer does not keep its memory.
+        if lines.capacity > Self.keptCapacity { lines = LineBuffer() }
       }
     }
 
     /// One write(2) of the lines, again for what a short write left (a pipe that filled); an
     /// error loses them, as nothing else could be done with them.
-    private func emit(_ lines: [UInt8]) {
-      lines.withUnsafeBytes { bytes in
-        var done = 0
-        while done < bytes.count {
-          let n = Glibc.write(output.rawValue, bytes.baseAddress! + done, bytes.count - done)
-          if n > 0 {
-            done += n
-          } else if n < 0 && errno == EINTR {
-            continue
-          } else {
-            return
-          }
+    private func emit(_ bytes: UnsafeRawBufferPointer) {
+      var done = 0
+      while done < bytes.count {
+        let n = Glibc.write(output.rawValue, bytes.baseAddress! + done, bytes.count - done)
+        if n > 0 {
+          done += n
+        } else if n < 0 && errno == EINTR {
+          continue
+        } else {
+          return
         }
       }
     }
@@ -98,14 +102,14 @@ final class DaemonLog: Sendable {
     let gone = Atomic<Bool>(false)
   }
 
-  struct Pending {
-    var lines: [UInt8] = []
+  struct Pending: ~Copyable {
+    var lines = LineBuffer()
     var told = false
     var dropped = 0
     var stamp = TimeStamp()
     /// The last store line's time stamp and text up to its value, for `prefixPath` in the
     /// second `prefixSecond`.
-    var prefix: [UInt8] = []
+    var prefix = LineBuffer(capacity: 256)
     var prefixSecond: time_t = -1
     var prefixPath = ""
   }
@@ -139,15 +143,14 @@ final class DaemonLog: Sendable {
   /// One line with its time stamp and level, written at once, after the stores' lines before it.
   func write(_ level: Logger.Level, _ message: String) {
     let now = time(nil)
-    var line: [UInt8] = []
-    line.reserveCapacity(40 + message.utf8.count)
+    var line = LineBuffer(capacity: 40 + message.utf8.count)
     lines.pending.withLock { $0.stamp.append(now, to: &line) }
     line.append(0x20)
     line.append(utf8: level.rawValue)
     line.append(static: ": ")
     line.append(utf8: message)
     line.append(0x0A)
-    flush(then: line)
+    line.withUnsafeBytes { lines.flush(then: $0) }
   }
 
   /// What `echo VALUE > FILE` did, as a user following the host wants to see it:
@@ -159,18 +162,16 @@ final class DaemonLog: Sendable {
       // The line up to its value is the last one's while the second and the path are: a
       // writer storing again and again to one attribute costs one append for it.
       if now != p.prefixSecond || path != p.prefixPath {
-        p.prefix.removeAll(keepingCapacity: true)
+        p.prefix.removeAll()
         p.stamp.append(now, to: &p.prefix)
         Self.appendStorePrefix(to: &p.prefix, path)
         p.prefixSecond = now
         p.prefixPath = path
       }
-      // From the prefix's memory: appending the array itself retains and releases it, and
-      // takes the generic sequence path.
-      p.prefix.withUnsafeBufferPointer { p.lines.append(contentsOf: $0) }
+      p.prefix.withUnsafeBytes { p.lines.append($0) }
       Self.appendStoreResult(to: &p.lines, data, error)
       if p.lines.count > pendingLimit {
-        p.lines.removeSubrange(before...)
+        p.lines.removeLast(p.lines.count - before)
         p.dropped += 1
       }
       guard !p.told else { return false }
@@ -181,17 +182,17 @@ final class DaemonLog: Sendable {
   }
 
   /// Writes the stores' lines not yet written, then `line`.
-  func flush(then line: [UInt8] = []) { lines.flush(then: line) }
+  func flush() { lines.flush() }
 
   /// ` info: store PATH "`: the store's line after its time stamp, up to the value.
-  static func appendStorePrefix(to line: inout [UInt8], _ path: String) {
+  static func appendStorePrefix(to line: inout LineBuffer, _ path: String) {
     line.append(static: " info: store ")
     line.append(utf8: path, droppingFirst: 1)
     line.append(static: " \"")
   }
 
   /// The store's line from its value to the newline: `-5": ok`.
-  static func appendStoreResult(to line: inout [UInt8], _ data: [UInt8], _ error: Errno?) {
+  static func appendStoreResult(to line: inout LineBuffer, _ data: [UInt8], _ error: Errno?) {
     appendStoredValue(data, to: &line)
     line.append(static: "\": ")
     if let error {
@@ -208,7 +209,7 @@ final class DaemonLog: Sendable {
   /// A store's bytes as the log shows them: the text without the newlines around it, as
   /// `trimmingCharacters(in: .newlines)` cuts them (U+000A to U+000D at either end of ASCII
   /// text: byte by byte, without Foundation, for what nearly every store writes).
-  static func appendStoredValue(_ data: [UInt8], to line: inout [UInt8]) {
+  static func appendStoredValue(_ data: [UInt8], to line: inout LineBuffer) {
     guard data.allSatisfy({ $0 < 0x80 }) else {
       line.append(utf8: String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines))
       return
@@ -217,7 +218,7 @@ final class DaemonLog: Sendable {
     var end = data.endIndex
     while start < end && (0x0A...0x0D).contains(data[start]) { start += 1 }
     while end > start && (0x0A...0x0D).contains(data[end - 1]) { end -= 1 }
-    data.withUnsafeBufferPointer { line.append(contentsOf: UnsafeBufferPointer(rebasing: $0[start..<end])) }
+    data.withUnsafeBytes { line.append(UnsafeRawBufferPointer(rebasing: $0[start..<end])) }
   }
 }
 
@@ -228,21 +229,68 @@ extension Duration {
   }
 }
 
-extension [UInt8] {
+/// Bytes appended in place: a line being built, the stores' lines not yet written. Appending to
+/// an array checks its uniqueness and capacity and goes through the generic collection path,
+/// several times for each store's line; here an append is a capacity check and a copy. Its
+/// memory is its own alone (it cannot be copied), so it may pass from thread to thread.
+struct LineBuffer: ~Copyable, @unchecked Sendable {
+  private var base: UnsafeMutableRawPointer
+  private(set) var capacity: Int
+  private(set) var count = 0
+
+  init(capacity: Int = 4096) {
+    self.capacity = max(capacity, 16)
+    base = .allocate(byteCount: self.capacity, alignment: 16)
+  }
+
+  deinit { base.deallocate() }
+
+  mutating func append(_ bytes: UnsafeRawBufferPointer) {
+    guard let from = bytes.baseAddress, !bytes.isEmpty else { return }
+    if count + bytes.count > capacity { grow(to: count + bytes.count) }
+    (base + count).copyMemory(from: from, byteCount: bytes.count)
+    count += bytes.count
+  }
+
+  mutating func append(_ byte: UInt8) {
+    if count == capacity { grow(to: count + 1) }
+    base.storeBytes(of: byte, toByteOffset: count, as: UInt8.self)
+    count += 1
+  }
+
   /// Appends a literal's UTF-8, straight from the binary's constant: no string to retain and
   /// release, for the fixed parts of each store's line.
   mutating func append(static text: StaticString) {
-    text.withUTF8Buffer { append(contentsOf: $0) }
+    text.withUTF8Buffer { append(UnsafeRawBufferPointer($0)) }
   }
 
   /// Appends a string's UTF-8 at once (contiguous, as native strings and literals are), not
-  /// byte by byte as `+= s.utf8` copies, and without a copy of the string (a store logs one
-  /// line, and each copy of its path was a retain and a release).
+  /// byte by byte, and without a copy of the string (a store logs one line, and each copy of
+  /// its path was a retain and a release).
   mutating func append(utf8 string: String, droppingFirst count: Int = 0) {
     let done: Void? = string.utf8.withContiguousStorageIfAvailable {
-      append(contentsOf: UnsafeBufferPointer(rebasing: $0.dropFirst(count)))
+      append(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: $0.dropFirst(count))))
     }
-    if done == nil { append(contentsOf: string.utf8.dropFirst(count)) }
+    if done == nil { Array(string.utf8.dropFirst(count)).withUnsafeBytes { append($0) } }
+  }
+
+  /// Takes back the last `n` bytes appended.
+  mutating func removeLast(_ n: Int) { count -= min(n, count) }
+
+  /// Empties the buffer; its memory stays for what comes next.
+  mutating func removeAll() { count = 0 }
+
+  func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+    body(UnsafeRawBufferPointer(start: base, count: count))
+  }
+
+  private mutating func grow(to needed: Int) {
+    let bigger = max(needed, capacity * 2)
+    let new = UnsafeMutableRawPointer.allocate(byteCount: bigger, alignment: 16)
+    new.copyMemory(from: base, byteCount: count)
+    base.deallocate()
+    base = new
+    capacity = bigger
   }
 }
 
@@ -271,12 +319,12 @@ struct TimeStamp {
   private var text: [UInt8] = []
 
   /// Appends the stamp of `now`.
-  mutating func append(_ now: time_t, to line: inout [UInt8]) {
+  mutating func append(_ now: time_t, to line: inout LineBuffer) {
     if now != second {
       second = now
       text = Self.format(now)
     }
-    text.withUnsafeBufferPointer { line.append(contentsOf: $0) }
+    text.withUnsafeBytes { line.append($0) }
   }
 
   static func format(_ time: time_t) -> [UInt8] {
