@@ -114,7 +114,7 @@ struct FUSERows {
     for (i, s) in servers.enumerated() {
       settle(s)
       guard let b = before[i], let after = s.requestCounts() else { continue }
-      for (op, c) in after where c - (b[op] ?? 0) > 0 { spent[i][op] = c - (b[op] ?? 0) }
+      spent[i] = Self.requests(from: b, to: after)
     }
     return (samples, spent)
   }
@@ -127,9 +127,14 @@ struct FUSERows {
     let value = body()
     settle(s)
     guard let before, let after = s.requestCounts() else { return (value, [:]) }
+    return (value, Self.requests(from: before, to: after))
+  }
+
+  /// The requests by opcode that a server's counters grew by from `before` to `after`.
+  static func requests(from before: [UInt32: Int], to after: [UInt32: Int]) -> [UInt32: Int] {
     var spent: [UInt32: Int] = [:]
     for (op, c) in after where c - (before[op] ?? 0) > 0 { spent[op] = c - (before[op] ?? 0) }
-    return (value, spent)
+    return spent
   }
 
   func settle(_ s: any BenchServer) {
