@@ -98,7 +98,7 @@ struct FUSERows {
   func inTurns(
     _ servers: [any BenchServer], _ cycle: (any BenchServer) -> () -> Double
   ) -> ([[Double]], [[UInt32: Int]]) {
-    let cycles = servers.map(cycle)
+    let timed = servers.map(cycle)
     var samples = [[Double]](repeating: [], count: servers.count)
     for i in samples.indices { samples[i].reserveCapacity(settings.cycles) }
     for s in servers { settle(s) }
@@ -107,7 +107,7 @@ struct FUSERows {
       let count = min(settings.turn, settings.cycles - start)
       for k in servers.indices {
         let i = (t + k) % servers.count
-        for _ in 0..<count { samples[i].append(cycles[i]()) }
+        for _ in 0..<count { samples[i].append(timed[i]()) }
       }
     }
     var spent = [[UInt32: Int]](repeating: [:], count: servers.count)

@@ -171,7 +171,7 @@ final class DaemonLog: Sendable {
       p.prefix.withUnsafeBytes { p.lines.append($0) }
       Self.appendStoreResult(to: &p.lines, data, error)
       if p.lines.count > pendingLimit {
-        p.lines.removeLast(p.lines.count - before)
+        p.lines.truncate(to: before)
         p.dropped += 1
       }
       guard !p.told else { return false }
@@ -274,8 +274,8 @@ struct LineBuffer: ~Copyable, @unchecked Sendable {
     if done == nil { Array(string.utf8.dropFirst(count)).withUnsafeBytes { append($0) } }
   }
 
-  /// Takes back the last `n` bytes appended.
-  mutating func removeLast(_ n: Int) { count -= min(n, count) }
+  /// Takes back what was appended after the first `n` bytes.
+  mutating func truncate(to n: Int) { count = min(n, count) }
 
   /// Empties the buffer; its memory stays for what comes next.
   mutating func removeAll() { count = 0 }
