@@ -60,7 +60,10 @@ let package = Package(
     .testTarget(name: "VMMTests", dependencies: ["VMM", "HostKernel", "Machine"]),
     .testTarget(name: "PlanningTests", dependencies: ["Planning", "HostKernel", "Machine", "Sysfs", "TestSupport"]),
     .testTarget(name: "ScenarioTests", dependencies: ["Scenario"]),
-    .testTarget(name: "Interop", dependencies: ["apvirt", "VMM", "FUSE", "Planning", "Scenario", "TestSupport"], path: "Tests/Interop", exclude: ["Scripts"]),
+    .testTarget(
+      name: "Interop",
+      dependencies: ["apvirt", "VMM", "FUSE", "HostKernel", "SysfsFUSE", "Planning", "Scenario", "TestSupport"],
+      path: "Tests/Interop", exclude: ["Scripts"]),
     .testTarget(name: "apvirtTests", dependencies: ["apvirt", "HostKernel"]),
   ],
   swiftLanguageModes: [.v6]

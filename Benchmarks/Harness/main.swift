@@ -90,7 +90,10 @@ if options.parts.contains("fuse") {
   printTable(
     "FUSE rows (\(st.batches) interleaved batches; per batch and server \(st.cycles) cycles, \(st.echoes) echoes, "
       + "\(st.readerSeconds) s per parallel-reader sample; \(options.threads) server threads"
-      + (pinnedCPU.map { "; every thread and server on CPU \($0) (FUSE_CPU)" } ?? "") + ")",
+      + (pinnedCPU.map {
+        "; every thread and server on CPU \($0) (FUSE_CPU), where apvirt's threads read in turns"
+      } ?? "")
+      + ")",
     rows.lines(results))
 }
 

@@ -63,14 +63,17 @@ public final class FUSESession: Sendable {
   /// How many requests of an opcode were served.
   public func requestCount(_ op: FUSEOpcode) -> Int { counters.count(of: op.rawValue) }
 
-  /// Serves the connection with `threads` threads until it ends (unmount, DESTROY). Returns when
-  /// every thread has stopped.
-  public func serve(threads: Int = 4) {
+  /// Serves the connection with `threads` threads until it ends (unmount, DESTROY), `readers`
+  /// of them reading it at once (see ``ReadTurns``): by default one where the threads may run on
+  /// one CPU only, else all. Returns when every thread has stopped.
+  public func serve(threads: Int = 4, readers: Int? = nil) {
+    let threads = max(1, threads)
+    let turns = ReadTurns(limit: min(threads, readers ?? ReadTurns.readers(threads: threads)))
     let group = DispatchGroup()
-    for _ in 0..<max(1, threads) {
+    for _ in 0..<threads {
       group.enter()
       let t = Thread { [self] in
-        self.serveLoop()
+        self.serveLoop(ReadTurn(turns))
         group.leave()
       }
       t.stackSize = 1 << 20
@@ -81,8 +84,9 @@ public final class FUSESession: Sendable {
 
   /// One thread's loop: read a request into the thread's buffer, answer it from the thread's
   /// reply buffer with one write(2). Nothing is allocated per request but what the file system
-  /// allocates.
-  func serveLoop() {
+  /// allocates. The thread reads in its `turn`, which it keeps from one request to the next
+  /// unless a request of its own waits (see ``ReadTurns``).
+  func serveLoop(_ turn: ReadTurn) {
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 16)
     var reply = ReplyBuffer(capacity: Self.bufferSize)
     // The thread's WRITE data: each request's is decoded into it (see FUSERequest.decode).
@@ -90,10 +94,14 @@ public final class FUSESession: Sendable {
     payload.reserveCapacity(4096)
     let counts = counters.threadCounts()
     defer {
+      turn.handOn()
       buffer.deallocate()
       reply.deallocate()
     }
     while true {
+      turn.take()
+      // The turn came from a thread that stopped at DESTROY.
+      if destroyed.load(ordering: .relaxed) { return }
       // The bare system call (see CFUSEDevice.h), as for every reply.
       let n = cfuse_read(fd, buffer.baseAddress, buffer.count)
       if n < 0 {
@@ -106,7 +114,8 @@ public final class FUSESession: Sendable {
       }
       if n == 0 { return }
       if respond(
-        UnsafeRawBufferPointer(rebasing: buffer[0..<n]), into: &reply, payload: &payload, counts: counts)
+        UnsafeRawBufferPointer(rebasing: buffer[0..<n]), into: &reply, payload: &payload, counts: counts,
+        turn: turn)
       {
         // ENOENT: the request was interrupted meanwhile; nothing to do.
         send(reply.sealed)
@@ -147,24 +156,26 @@ public final class FUSESession: Sendable {
   /// when the request takes no reply.
   func respond(_ bytes: UnsafeRawBufferPointer, into reply: inout ReplyBuffer) -> Bool {
     var payload: [UInt8] = []
-    return respond(bytes, into: &reply, payload: &payload, counts: counters.shared)
+    return respond(bytes, into: &reply, payload: &payload, counts: counters.shared, turn: nil)
   }
 
   /// As ``respond(_:into:)``, a WRITE's data decoded into the thread's `payload`, the request
-  /// counted in the thread's `counts`.
+  /// counted in the thread's `counts`, handing on the serving thread's `turn` if it waits.
   func respond(
     _ bytes: UnsafeRawBufferPointer, into reply: inout ReplyBuffer, payload: inout [UInt8],
-    counts: RequestCounters.Counts
+    counts: RequestCounters.Counts, turn: ReadTurn?
   ) -> Bool {
     guard let request = FUSERequest.decode(bytes, payload: &payload) else { return false }
     counts.increment(request.header.opcode)
-    return respond(request, into: &reply)
+    return respond(request, into: &reply, turn: turn)
   }
 
-  func respond(_ request: FUSERequest, into reply: inout ReplyBuffer) -> Bool {
+  func respond(_ request: FUSERequest, into reply: inout ReplyBuffer, turn: ReadTurn? = nil) -> Bool {
     reply.reset()
     do throws(Errno) {
-      guard try dispatch(request.operation, unique: request.unique, into: &reply) else { return false }
+      guard try dispatch(request.operation, unique: request.unique, into: &reply, turn: turn) else {
+        return false
+      }
       reply.seal(error: 0, unique: request.unique)
     } catch {
       reply.seal(error: -error.rawValue, unique: request.unique)
@@ -173,10 +184,10 @@ public final class FUSESession: Sendable {
   }
 
   /// Writes the reply's payload for `operation`, the request `unique`, into `reply`; false for
-  /// no reply.
-  func dispatch(_ operation: FUSEOperation, unique: UInt64, into reply: inout ReplyBuffer) throws(Errno)
-    -> Bool
-  {
+  /// no reply. A request that waits hands on `turn` first.
+  func dispatch(
+    _ operation: FUSEOperation, unique: UInt64, into reply: inout ReplyBuffer, turn: ReadTurn?
+  ) throws(Errno) -> Bool {
     switch operation {
     case .`init`(let i): initialize(i, into: &reply)
     case .destroy: destroy()
@@ -197,7 +208,7 @@ public final class FUSESession: Sendable {
     case .statfs: FUSEWire.statfsOut(into: &reply)
     case .open(let node, let flags): try open(node, flags: flags, unique: unique).encode(into: &reply)
     case .read(_, let rd): try read(rd, into: &reply)
-    case .write(_, let wr, let data): try write(wr, data, into: &reply)
+    case .write(_, let wr, let data): try write(wr, data, into: &reply, turn: turn)
     // A store is complete when its WRITE is answered: nothing to flush. ENOSYS makes the kernel
     // stop sending FLUSH on every close.
     case .flush: throw .noFunction
@@ -295,11 +306,19 @@ public final class FUSESession: Sendable {
     }
   }
 
-  func write(_ wr: FUSEWire.WriteIn, _ data: [UInt8], into reply: inout ReplyBuffer) throws(Errno) {
+  /// WRITE: one store. One that waits (a `remove` for the VMM) hands on the thread's turn
+  /// before, so that the requests behind it are read meanwhile.
+  func write(_ wr: FUSEWire.WriteIn, _ data: [UInt8], into reply: inout ReplyBuffer, turn: ReadTurn?)
+    throws(Errno)
+  {
     guard let n = handles.node(wr.fh) else { throw .badFileDescriptor }
-    let outcome = fileSystem.store(n, data)
+    let outcome = fileSystem.store(n, data, beforeWaiting: { turn?.handOn() })
     // A store can remove nodes (an mdev's `remove`): the kernel must forget them before the
-    // writer can look again. The writer holds no directory lock, so this cannot deadlock.
+    // writer can look again. The writer holds no directory lock, so this cannot deadlock. But
+    // the kernel takes the parent directory's lock for each invalidation, and another caller's
+    // LOOKUP in that directory holds the lock (shared) until it is answered: the turn goes on
+    // first, so that the LOOKUP is read while the invalidation waits for it.
+    if !outcome.invalidations.isEmpty { turn?.handOn() }
     sendInvalidations(outcome.invalidations)
     FUSEWire.writeOut(into: &reply, size: UInt32(try outcome.result.get()))
   }

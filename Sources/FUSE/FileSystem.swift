@@ -135,8 +135,10 @@ public protocol FileSystem: Sendable {
   /// A WRITE as the session serves it: the write, and the paths that stopped existing by then
   /// (``takeInvalidations()``), so that a file system behind one lock can answer both from one
   /// hold of it. The invalidations come with a failed write too (a store can fail after it
-  /// removed something).
-  func store(_ node: FileNode, _ data: [UInt8]) -> StoreOutcome
+  /// removed something). A store that waits for something outside the file system (a sysfs
+  /// `remove` for a VMM to release its device) calls `beforeWaiting` first, so that the session
+  /// has its other requests read meanwhile (see ``FUSESession/serve(threads:readers:)``).
+  func store(_ node: FileNode, _ data: [UInt8], beforeWaiting: () -> Void) -> StoreOutcome
   /// A change of size of a node.
   func truncate(_ node: FileNode, to size: UInt64) throws(Errno)
 }
@@ -168,9 +170,15 @@ extension FileSystem {
   }
   public func read(_ node: FileNode) throws(Errno) -> [UInt8] { try read(node.path) }
   public func write(_ node: FileNode, _ data: [UInt8]) throws(Errno) -> Int { try write(node.path, data) }
-  public func store(_ node: FileNode, _ data: [UInt8]) -> StoreOutcome {
+  /// A file system whose writes never wait outside it needs no more than this.
+  public func store(_ node: FileNode, _ data: [UInt8], beforeWaiting: () -> Void) -> StoreOutcome {
     let result = Result { () throws(Errno) in try write(node, data) }
     return StoreOutcome(result: result, invalidations: takeInvalidations())
+  }
+
+  /// A store outside a serving thread: nothing to hand on.
+  public func store(_ node: FileNode, _ data: [UInt8]) -> StoreOutcome {
+    store(node, data, beforeWaiting: {})
   }
   public func truncate(_ node: FileNode, to size: UInt64) throws(Errno) { try truncate(node.path, to: size) }
 }

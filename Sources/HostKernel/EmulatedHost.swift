@@ -58,18 +58,24 @@ public final class EmulatedHost: Sendable {
   /// waits here, without the lock, until the VMM releases the device.
   @discardableResult
   public func write(_ path: String, _ bytes: [UInt8]) throws(Errno) -> Int {
-    try store(bytes, { (k) throws(Errno) in try k.sysfs.write(path, bytes) }, then: { _ in }).get()
+    try store(
+      bytes, { (k) throws(Errno) in try k.sysfs.write(path, bytes) }, beforeWaiting: {}, then: { _ in }
+    )
+    .get()
   }
 
   /// Writes a sysfs attribute node (resolved once, as a FUSE LOOKUP resolves it), as
   /// ``write(_:_:)`` writes a path: a blocked write waits the same way. Then runs `then` on the
   /// kernel in the same hold of the lock (to take what the store removed, to look whether it
   /// logged), so that a FUSE WRITE takes the lock once. Not generic: the caller's closure
-  /// keeps what it takes, and the store runs as compiled here, in any module.
+  /// keeps what it takes, and the store runs as compiled here, in any module. A blocked store
+  /// calls `beforeWaiting` before each wait (a FUSE thread lets another read meanwhile).
   public func write(
-    _ node: SysfsNode, _ bytes: [UInt8], then: (HostKernel) -> Void
+    _ node: SysfsNode, _ bytes: [UInt8], beforeWaiting: () -> Void = {}, then: (HostKernel) -> Void
   ) -> Result<Int, Errno> {
-    store(bytes, { (k) throws(Errno) in try k.sysfs.write(node, bytes) }, then: then)
+    store(
+      bytes, { (k) throws(Errno) in try k.sysfs.write(node, bytes) }, beforeWaiting: beforeWaiting, then: then
+    )
   }
 
   /// One store, repeated while the kernel blocks it (see ``write(_:_:)``), and
@@ -77,11 +83,13 @@ public final class EmulatedHost: Sendable {
   /// loop: nearly every store ends with it, and then pays nothing of what a blocked one needs.
   @inline(__always)
   private func store(
-    _ bytes: [UInt8], _ write: (HostKernel) throws(Errno) -> Int, then: (HostKernel) -> Void
+    _ bytes: [UInt8], _ write: (HostKernel) throws(Errno) -> Int, beforeWaiting: () -> Void,
+    then: (HostKernel) -> Void
   ) -> Result<Int, Errno> {
     let seen = releases.load(ordering: .acquiring)
     let first = attempt(write, then: then)
     guard case .failure(VFIOAPDriver.blockedUntilReleased) = first else { return first }
+    beforeWaiting()
     waitForRelease(after: seen)
     while true {
       let seen = releases.load(ordering: .acquiring)
@@ -91,6 +99,7 @@ public final class EmulatedHost: Sendable {
         // The device was released and the kernel finished the remove we were waiting for.
         return .success(bytes.count)
       case .failure(VFIOAPDriver.blockedUntilReleased):
+        beforeWaiting()
         waitForRelease(after: seen)
       default:
         return result

@@ -207,12 +207,13 @@ public final class SysfsFileSystem: FileSystem {
   /// kernel blocks until the VMM releases the device waits there, without the lock, and asks the
   /// VMM again about every 10 seconds; that loop is the host's.
   public func write(_ node: FileNode, _ data: [UInt8]) throws(Errno) -> Int {
-    try store(node, data).result.get()
+    try store(node, data, beforeWaiting: {}).result.get()
   }
 
   /// The store, what it removed and whether there is anything to follow, in one hold of the
-  /// host's lock; the follow-up and the log after it.
-  public func store(_ node: FileNode, _ data: [UInt8]) -> StoreOutcome {
+  /// host's lock; the follow-up and the log after it. A blocked `remove` calls `beforeWaiting`
+  /// before it waits for the VMM.
+  public func store(_ node: FileNode, _ data: [UInt8], beforeWaiting: () -> Void) -> StoreOutcome {
     guard let n = sysfsNode(node) else {
       let result = Result { () throws(Errno) in try write(node.path, data) }
       return StoreOutcome(result: result, invalidations: takeInvalidations())
@@ -232,7 +233,7 @@ public final class SysfsFileSystem: FileSystem {
     // must not be lost.
     var removed: [String] = []
     var due = false
-    let result = host.write(n, data) { k in
+    let result = host.write(n, data, beforeWaiting: beforeWaiting) { k in
       // Nearly every store removes nothing: then no array is appended to.
       let paths = k.sysfs.takeRemovedPaths()
       if !paths.isEmpty { removed += paths }

@@ -149,6 +149,43 @@ struct VFIODeviceTests {
     #expect(host.withKernel { $0.kvm.vms[vmID]!.apcb.isEmpty })
   }
 
+  @Test func aStoreByNodeSaysBeforeItWaitsForTheVMMAndOnlyThen() throws {
+    let host = EmulatedHost(definition: .embeddedDefault)
+    let (remove, assign) = try host.withKernel { (k) throws(Errno) in
+      try k.write("/bus/ap/apmask", "-5")
+      try k.write(createPath, uuid1)
+      try k.write(mdevPath(uuid1) + "/assign_adapter", "5")
+      try k.vfioAP.openDevice(k.vfioAP.mdev(uuid1)!, kvm: k.kvm.createVM(name: "g"))
+      return (
+        try k.sysfs.node(at: mdevPath(uuid1) + "/remove"),
+        try k.sysfs.node(at: mdevPath(uuid1) + "/assign_domain")
+      )
+    }
+    // A store that the kernel does not block, and one that fails: no wait, nothing said.
+    var said = 0
+    #expect(
+      try host.write(assign, Array("4\n".utf8), beforeWaiting: { said += 1 }, then: { _ in }).get() == 2)
+    #expect(
+      host.write(assign, Array("x\n".utf8), beforeWaiting: { said += 1 }, then: { _ in })
+        == .failure(.invalidArgument))
+    #expect(said == 0)
+    // No request IRQ: the remove waits until the VMM closes the device, and says so first.
+    let closer = DispatchSemaphore(value: 0)
+    Thread.detachNewThread {
+      closer.wait()
+      host.closeDevice(uuid: uuid1)
+    }
+    let result = host.write(
+      remove, Array("1\n".utf8),
+      beforeWaiting: {
+        said += 1
+        closer.signal()
+      }, then: { _ in })
+    #expect(result == .success(2))
+    #expect(said == 1)
+    #expect(host.withKernel { $0.vfioAP.mdev(uuid1) == nil })
+  }
+
   @Test func guestAQIC() throws {
     let k = bootWithFreedAdapters()
     let m = makeMdev(k, uuid1, adapters: [5], domains: [4])

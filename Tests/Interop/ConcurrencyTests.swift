@@ -24,8 +24,10 @@ struct ConcurrencyTests {
     return script
   }
 
-  @Test func eightWritersAndReadersKeepTheInvariants() throws {
-    let d = try Daemon()
+  /// Also with the daemon on one CPU, where one of its threads reads requests at a time.
+  @Test(arguments: [false, true])
+  func eightWritersAndReadersKeepTheInvariants(oneCPU: Bool) throws {
+    let d = try Daemon(wrapper: oneCPU ? ["/usr/bin/taskset", "-c", "0"] : [])
     let uuids = (1...8).map { String(format: "%08x-2222-4333-8444-%012x", $0, $0) }
     var setup = "echo -0-11 > /sys/bus/ap/apmask\n"
     for u in uuids {
@@ -63,9 +65,10 @@ struct ConcurrencyTests {
   /// Writers, guests hot plugging through QMP and hardware changes at once, with the invariants
   /// checked while it runs: from `status` (one snapshot under the host's lock) no APQN in two
   /// mdevs, each guest_matrix inside its matrix, each VM's APCB its mdev's guest_matrix; from
-  /// sysfs, no torn line.
-  @Test func writersGuestsAndHardwareWithLiveInvariants() throws {
-    let d = try Daemon()
+  /// sysfs, no torn line. Also with the daemon on one CPU.
+  @Test(arguments: [false, true])
+  func writersGuestsAndHardwareWithLiveInvariants(oneCPU: Bool) throws {
+    let d = try Daemon(wrapper: oneCPU ? ["/usr/bin/taskset", "-c", "0"] : [])
     let uuids = (1...4).map { String(format: "%08x-3333-4444-8555-%012x", $0, $0) }
     let m = "/sys/devices/vfio_ap/matrix"
     var setup = "set -e; echo -0-11 > /sys/bus/ap/apmask; echo -0-0x3f > /sys/bus/ap/aqmask\n"

@@ -66,7 +66,13 @@ struct Up: ParsableCommand {
   @Option(name: .long, help: "The state directory (holds etc/mdevctl.d).")
   var state: String = RuntimePaths.environmentState
 
-  @Option(name: .long, help: "FUSE request threads.")
+  @Option(
+    name: .long,
+    help: ArgumentHelp(
+      "FUSE request threads for the mount (1 to 64).",
+      discussion:
+        "Where the daemon may run on one CPU only (taskset -c 0), one of them reads requests at a time; the others take over while a store waits for a VMM."
+    ))
   var threads: Int = 4
 
   @Option(

@@ -130,7 +130,7 @@ final class GuestsFileSystem: FileSystem {
   }
 
   /// The guest's store; what it removed, with the guest's name in front.
-  func store(_ node: FileNode, _ data: [UInt8]) -> StoreOutcome {
+  func store(_ node: FileNode, _ data: [UInt8], beforeWaiting: () -> Void) -> StoreOutcome {
     let g: GuestNode?
     do throws(Errno) {
       g = try guestNode(node)
@@ -138,7 +138,7 @@ final class GuestsFileSystem: FileSystem {
       return StoreOutcome(result: .failure(error), invalidations: [])
     }
     guard let g else { return StoreOutcome(result: .failure(.isDirectory), invalidations: []) }
-    var outcome = g.adapter.store(g.inner, data)
+    var outcome = g.adapter.store(g.inner, data, beforeWaiting: beforeWaiting)
     outcome.invalidations = outcome.invalidations.map { "/" + g.name + $0 }
     return outcome
   }
