@@ -63,6 +63,11 @@ public final class FUSESession: Sendable {
   /// How many requests of an opcode were served.
   public func requestCount(_ op: FUSEOpcode) -> Int { counters.count(of: op.rawValue) }
 
+  /// How many of `threads` serving threads read the connection at once unless told: one where
+  /// the calling thread, whose CPU affinity the serving threads inherit, may run on one CPU
+  /// only; else all of them (see ``ReadTurns``).
+  public static func readers(threads: Int) -> Int { ReadTurns.readers(threads: max(1, threads)) }
+
   /// Serves the connection with `threads` threads until it ends (unmount, DESTROY), `readers`
   /// of them reading it at once (see ``ReadTurns``): by default one where the threads may run on
   /// one CPU only, else all. Returns when every thread has stopped.

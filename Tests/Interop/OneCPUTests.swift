@@ -43,6 +43,10 @@ struct OneCPUTests {
       usleep(50_000)
     }
     #expect(reading == expected)
+    // The log says how the mount is served.
+    let serving =
+      oneCPU ? "4 threads, one reading at a time on the one CPU the daemon may run on" : "4 threads"
+    #expect(d.log.contains("sysfs mounted at \(d.mount), served by \(serving); control socket"), "\(d.log)")
     // Requests come and go as before; afterwards the same threads read.
     let r = try d.bash(
       """

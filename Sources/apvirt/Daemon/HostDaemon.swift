@@ -192,8 +192,10 @@ final class HostDaemon: Sendable {
     syncDmesg()
 
     let session = self.session
+    // On one CPU one thread at a time reads the connection (see FUSESession.readers(threads:)).
+    let readers = FUSESession.readers(threads: threads)
     Thread.detachNewThread { [self] in
-      session.serve(threads: threads)
+      session.serve(threads: threads, readers: readers)
       // The connection ended: unmounted from outside, or by us.
       self.stop(reason: "the FUSE connection ended")
     }
@@ -217,7 +219,14 @@ final class HostDaemon: Sendable {
     // The control socket answers once boot is over: `apvirt status` (and a script waiting for
     // it) sees the mdevs udev's mdevctl started and the scenario's guests.
     Thread.detachNewThread { [self] in self.serveControl() }
-    logger.info("sysfs mounted at \(paths.mount); control socket \(paths.controlSocket); ready")
+    let serving =
+      threads == 1
+      ? "1 thread"
+      : readers < threads
+        ? "\(threads) threads, one reading at a time on the one CPU the daemon may run on"
+        : "\(threads) threads"
+    logger.info(
+      "sysfs mounted at \(paths.mount), served by \(serving); control socket \(paths.controlSocket); ready")
   }
 
   static func log(_ steps: [BootStep], _ logger: Logger) {
