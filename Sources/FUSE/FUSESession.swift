@@ -12,7 +12,8 @@ import SystemPackage
 ///
 /// Several threads serve the connection at once (the kernel hands each request to one reader),
 /// so a request that blocks in the file system (a sysfs `remove` waiting for a VMM) does not stop
-/// the others.
+/// the others. On one CPU they read it in turns (``ReadTurns``): one at a time, the others taking
+/// over when a request of its own waits.
 public final class FUSESession: Sendable {
   /// The attribute and entry cache timeouts handed to the kernel. sysfs content changes under
   /// readers (mdev directories come and go, every read generates the file anew), so the default
