@@ -74,7 +74,7 @@ public final class FUSESession: Sendable {
   /// one CPU only, else all. Returns when every thread has stopped.
   public func serve(threads: Int = 4, readers: Int? = nil) {
     let threads = max(1, threads)
-    let turns = ReadTurns(limit: min(threads, readers ?? ReadTurns.readers(threads: threads)))
+    let turns = ReadTurns(limit: min(threads, readers ?? Self.readers(threads: threads)))
     let group = DispatchGroup()
     for _ in 0..<threads {
       group.enter()
@@ -320,12 +320,8 @@ public final class FUSESession: Sendable {
     guard let n = handles.node(wr.fh) else { throw .badFileDescriptor }
     let outcome = fileSystem.store(n, data, beforeWaiting: { turn?.handOn() })
     // A store can remove nodes (an mdev's `remove`): the kernel must forget them before the
-    // writer can look again. The writer holds no directory lock, so this cannot deadlock. But
-    // the kernel takes the parent directory's lock for each invalidation, and another caller's
-    // LOOKUP in that directory holds the lock (shared) until it is answered: the turn goes on
-    // first, so that the LOOKUP is read while the invalidation waits for it.
-    if !outcome.invalidations.isEmpty { turn?.handOn() }
-    sendInvalidations(outcome.invalidations)
+    // writer can look again. The writer holds no directory lock, so this cannot deadlock.
+    sendInvalidations(outcome.invalidations, turn: turn)
     FUSEWire.writeOut(into: &reply, size: UInt32(try outcome.result.get()))
   }
 
@@ -385,7 +381,11 @@ public final class FUSESession: Sendable {
   }
 
   /// Tells the kernel to drop its cached entries for `paths`, which the file system removed.
-  func sendInvalidations(_ paths: [String]) {
+  /// The kernel takes each entry's parent directory's lock for it, and another caller's LOOKUP
+  /// in that directory holds the lock (shared) until it is answered: a serving thread hands on
+  /// its `turn` before it sends anything, so that the LOOKUP is read while the invalidation
+  /// waits for it.
+  func sendInvalidations(_ paths: [String], turn: ReadTurn? = nil) {
     guard !paths.isEmpty else { return }
     var messages: [FUSENotification] = []
     state.withLock { s in
@@ -400,6 +400,8 @@ public final class FUSESession: Sendable {
         }
       }
     }
+    guard !messages.isEmpty else { return }
+    turn?.handOn()
     for m in messages { send(m.encode()) }
   }
 

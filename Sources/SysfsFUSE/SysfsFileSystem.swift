@@ -207,7 +207,7 @@ public final class SysfsFileSystem: FileSystem {
   /// kernel blocks until the VMM releases the device waits there, without the lock, and asks the
   /// VMM again about every 10 seconds; that loop is the host's.
   public func write(_ node: FileNode, _ data: [UInt8]) throws(Errno) -> Int {
-    try store(node, data, beforeWaiting: {}).result.get()
+    try store(node, data).result.get()
   }
 
   /// The store, what it removed and whether there is anything to follow, in one hold of the

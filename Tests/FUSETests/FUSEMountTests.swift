@@ -75,9 +75,11 @@ final class MemoryFileSystem: FileSystem {
   func truncate(_ path: String, to size: UInt64) throws(Errno) {}
 }
 
-/// Mounts `fs` on a fresh directory for the duration of `body`.
+/// Mounts `fs` on a fresh directory for the duration of `body`, served by `threads` threads of
+/// which `readers` read at once (by default as ``FUSESession/serve(threads:readers:)`` decides).
 func withMount(
-  _ fs: any FileSystem, cache: FUSESession.CachePolicy? = nil, _ body: (String, FUSESession) throws -> Void
+  _ fs: any FileSystem, cache: FUSESession.CachePolicy? = nil, threads: Int = 2, readers: Int? = nil,
+  _ body: (String, FUSESession) throws -> Void
 ) throws {
   let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fuse-\(UUID().uuidString)").path
   try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -86,12 +88,13 @@ func withMount(
     cache.map { FUSESession(fd: m.fd, fileSystem: fs, cache: $0) } ?? FUSESession(fd: m.fd, fileSystem: fs)
   let done = DispatchSemaphore(value: 0)
   Thread.detachNewThread {
-    session.serve(threads: 2)
+    session.serve(threads: threads, readers: readers)
     done.signal()
   }
   defer {
     m.unmount()
-    done.wait()
+    // Every thread stops at the unmount, those waiting for a turn too.
+    #expect(done.wait(timeout: .now() + 10) == .success)
     try? FileManager.default.removeItem(atPath: dir)
   }
   try body(dir, session)

@@ -72,29 +72,6 @@ private final class RemovingFileSystem: FileSystem {
   }
 }
 
-/// Mounts `fs` served by `threads` threads, `readers` of them reading at once.
-private func withMount(
-  _ fs: any FileSystem, threads: Int, readers: Int, cache: FUSESession.CachePolicy = .init(),
-  _ body: (String) throws -> Void
-) throws {
-  let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fuse-\(UUID().uuidString)").path
-  try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-  let m = try FUSEMount.mount(at: dir, name: "apvirttest")
-  let session = FUSESession(fd: m.fd, fileSystem: fs, cache: cache)
-  let done = DispatchSemaphore(value: 0)
-  Thread.detachNewThread {
-    session.serve(threads: threads, readers: readers)
-    done.signal()
-  }
-  defer {
-    m.unmount()
-    // Every thread stops at the unmount, those waiting for a turn too.
-    #expect(done.wait(timeout: .now() + 10) == .success)
-    try? FileManager.default.removeItem(atPath: dir)
-  }
-  try body(dir)
-}
-
 /// A read of a whole file on a thread of its own: its content (nil on an error), once
 /// `finished` is signalled.
 private final class BackgroundRead: Sendable {
@@ -157,7 +134,7 @@ private final class BackgroundWrite: Sendable {
 struct ReadTurnsTests {
   @Test func aStoreThatWaitsHandsOnTheOneTurnSoThatTheRequestsBehindItAreServed() throws {
     let fs = WaitingFileSystem()
-    try withMount(fs, threads: 3, readers: 1) { dir in
+    try withMount(fs, threads: 3, readers: 1) { dir, _ in
       let writer = BackgroundWrite(dir + "/wait", "1\n")
       #expect(fs.waiting.wait(timeout: .now() + 10) == .success)
       // The one thread that read the WRITE waits in it; another reads meanwhile.
@@ -175,7 +152,7 @@ struct ReadTurnsTests {
 
   @Test func withOneReaderARequestWaitsForTheTurnThatAStoreKeeps() throws {
     let fs = WaitingFileSystem()
-    try withMount(fs, threads: 3, readers: 1) { dir in
+    try withMount(fs, threads: 3, readers: 1) { dir, _ in
       let writer = BackgroundWrite(dir + "/hold", "1\n")
       #expect(fs.waiting.wait(timeout: .now() + 10) == .success)
       // The store keeps the only turn: nobody reads the next request until it is let go, though
@@ -195,7 +172,7 @@ struct ReadTurnsTests {
     // Entries cached, as the daemon's are: the lookup of /d/y finds /d without asking, and asks
     // for y holding /d's lock.
     let cache = FUSESession.CachePolicy(entry: Timeout(seconds: 60), attributes: Timeout(seconds: 60))
-    try withMount(fs, threads: 2, readers: 1, cache: cache) { dir in
+    try withMount(fs, cache: cache, threads: 2, readers: 1) { dir, _ in
       // The kernel knows /d/x: the store's invalidation of it goes to the kernel.
       #expect(FileManager.default.fileExists(atPath: dir + "/d/x"))
       let writer = BackgroundWrite(dir + "/s", "1\n")
@@ -211,7 +188,7 @@ struct ReadTurnsTests {
 
   @Test func withAReaderPerThreadAStoreThatKeepsItsTurnStopsNobody() throws {
     let fs = WaitingFileSystem()
-    try withMount(fs, threads: 3, readers: 3) { dir in
+    try withMount(fs, threads: 3, readers: 3) { dir, _ in
       let writer = BackgroundWrite(dir + "/hold", "1\n")
       #expect(fs.waiting.wait(timeout: .now() + 10) == .success)
       #expect(read(dir + "/hello", within: 10) == "hello\n")
